@@ -1,0 +1,74 @@
+"""yardlab: JupyterHub + JupyterLab on a Hadoop/YARN cluster.
+
+The three Python folders at the top of the repository are mapped into the ``yardlab`` namespace
+(there is no ``yardlab/`` folder): ``edge/`` -> ``yardlab.edge``, ``hub_service/`` ->
+``yardlab.hub_service``, ``server_extension/`` -> ``yardlab.server_extension``.  The prebuilt
+JupyterLab extension (``npm run build``, output in ``build/labextension``) ships as data files.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+LABEXT_NAME = "yardlab"
+LABEXT_BUILD = HERE / "build" / "labextension"
+
+FOLDERS = {"edge": "yardlab.edge", "hub_service": "yardlab.hub_service",
+           "server_extension": "yardlab.server_extension"}
+
+
+def _packages() -> tuple[list[str], dict[str, str]]:
+    packages: list[str] = []
+    package_dir: dict[str, str] = {}
+    for folder, name in FOLDERS.items():
+        packages.append(name)
+        package_dir[name] = folder
+        for sub in find_packages(folder):
+            packages.append(f"{name}.{sub}")
+            package_dir[f"{name}.{sub}"] = f"{folder}/{sub.replace('.', '/')}"
+    return packages, package_dir
+
+
+def _data_files() -> list[tuple[str, list[str]]]:
+    files = [("etc/jupyter/jupyter_server_config.d", ["jupyter-config/jupyter_server_config.d/yardlab.json"])]
+    if LABEXT_BUILD.exists():
+        dest = f"share/jupyter/labextensions/{LABEXT_NAME}"
+        for path in sorted(LABEXT_BUILD.rglob("*")):
+            if path.is_file():
+                rel = path.parent.relative_to(LABEXT_BUILD)
+                files.append((f"{dest}/{rel}".rstrip("/.") if str(rel) != "." else dest,
+                              [str(path.relative_to(HERE))]))
+    return files
+
+
+packages, package_dir = _packages()
+
+EDGE = ["tornado>=6.4", "traitlets>=5.14", "jupyterhub>=5.2", "prometheus_client>=0.20",
+        "SQLAlchemy>=2.0", "hdfs>=2.7", "packaging>=24", "requests>=2.31"]
+HUB = ["jupyterhub>=5.2", "tornado>=6.4", "traitlets>=5.14", "SQLAlchemy>=2.0", "requests>=2.31"]
+LAB = ["jupyter_server>=2.14", "jupyterlab>=4.2,<5", "tornado>=6.4"]
+STACK = ["pyspark==4.0.1", "jupyterhub==6.1.1", "jupyterlab==4.6.6", "ipykernel>=6.29",
+         "pycryptodomex>=3.20", "jupyter_client>=8"]
+TEST = ["pytest>=8", "pytest-timeout>=2.3", "pytest-jupyter[server]>=0.10", "playwright>=1.48",
+        "websocket-client>=1.8"]
+
+setup(
+    name="yardlab",
+    version="0.1.0",
+    description="Interactive data science on Hadoop/YARN: JupyterHub service, JupyterLab sidebar, edge service",
+    long_description=(HERE / "README.md").read_text() if (HERE / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=packages,
+    package_dir=package_dir,
+    include_package_data=True,
+    package_data={"yardlab.edge": ["kernelspecs/*/*", "kernelspecs/*/*/*"]},
+    data_files=_data_files(),
+    install_requires=["traitlets>=5.14", "tornado>=6.4", "requests>=2.31"],
+    extras_require={"edge": EDGE, "hub": HUB, "lab": LAB, "stack": STACK, "test": TEST,
+                    "all": sorted(set(EDGE + HUB + LAB + STACK + TEST))},
+    entry_points={"console_scripts": []},
+    zip_safe=False,
+)
