@@ -1,0 +1,21 @@
+import { LabIcon } from '@jupyterlab/ui-components';
+
+// Strokes only, coloured through Lab's `jp-icon3` class so the icon follows the theme.
+const yardlabSvg = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 24 24">
+  <g fill="none">
+    <g class="jp-icon3" stroke="currentColor" stroke-width="2" stroke-linecap="round">
+      <circle cx="12" cy="12" r="9"/>
+      <path d="M4.5 8c4.5 0 9.5 2.5 12.5 8"/>
+      <path d="M3.5 13c4.5-.5 9.5 2 11.5 7"/>
+      <path d="M9 3.5c4 2.5 7.5 7 8.5 13"/>
+    </g>
+  </g>
+</svg>`;
+
+/**
+ * The yardlab sidebar icon: a ball of yarn.
+ */
+export const yardlabIcon = new LabIcon({
+  name: 'yardlab:sidebar',
+  svgstr: yardlabSvg
+});
