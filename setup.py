@@ -64,7 +64,6 @@ setup(
     packages=packages,
     package_dir=package_dir,
     include_package_data=True,
-    package_data={"yardlab.edge": ["kernelspecs/*/*", "kernelspecs/*/*/*"]},
     data_files=_data_files(),
     install_requires=["traitlets>=5.14", "tornado>=6.4", "requests>=2.31"],
     extras_require={"edge": EDGE, "hub": HUB, "lab": LAB, "stack": STACK, "test": TEST,

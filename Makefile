@@ -1,0 +1,96 @@
+# yardlab — the two commands are `make demo` and `make test`; everything else is what they need.
+# Every step installs only what is missing, and caches live outside the work tree
+# (~/.m2, ~/.cache/uv, ~/.npm), so a second run on the same machine is quick.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+EG_VENV := .venv-eg
+UV := $(VENV)/bin/uv
+HADOOP_LIB := dev/hadoop/lib
+LABEXT := build/labextension/package.json
+APT_UPDATED := /tmp/.yardlab-apt-updated
+PYTEST_ARGS ?=
+
+.PHONY: help install demo demo-stop test test-unit lab clean distclean system
+
+help:
+	@echo "make demo   start the whole local stack (Hadoop, Enterprise Gateway, JupyterHub); Ctrl-C stops it"
+	@echo "make test   install what is missing and run the whole test suite"
+
+# --- system packages (Debian): Java 17, Maven, Node, Chromium for the browser tests -------------
+system:
+	@need=""; \
+	command -v java >/dev/null || need="$$need openjdk-17-jdk-headless"; \
+	command -v mvn >/dev/null || need="$$need maven"; \
+	command -v npm >/dev/null || need="$$need nodejs npm"; \
+	command -v chromium >/dev/null || need="$$need chromium"; \
+	if [ -n "$$need" ]; then \
+	  echo "installing system packages:$$need"; \
+	  { [ -f $(APT_UPDATED) ] || { apt-get update -qq && touch $(APT_UPDATED); }; } && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null || \
+	  { echo "error: could not install$$need with apt-get (are you root, and is the Debian mirror reachable?)"; exit 1; }; \
+	fi
+	@java -version 2>&1 | grep -q '"17\|"2[0-9]' || { echo "error: Java 17 or newer is needed (java -version says: $$(java -version 2>&1 | head -1))"; exit 1; }
+
+# --- Python: the platform venv (hub, lab, edge, pyspark, tests) and EG's own venv ------------------
+$(VENV)/.deps: setup.py | system
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(UV) || $(VENV)/bin/pip install -q uv
+	$(UV) pip install -q --python $(VENV)/bin/python '.[all]' || \
+	  { echo "error: installing Python packages from PyPI failed (see above)"; exit 1; }
+	@touch $@
+
+# Enterprise Gateway 3.3 pins jupyter_server 1.x, jupyter_client 6 and pyzmq<25 (no cp312 wheels):
+# it gets a Python 3.11 venv of its own.  gateway_provisioners is only a source of the kernel
+# launcher scripts (its dependencies clash with EG's), hence --no-deps.
+$(EG_VENV)/.deps: dev/requirements-eg.txt | system
+	@test -x $(EG_VENV)/bin/python || $(PYTHON) -m venv $(EG_VENV)
+	@test -x $(EG_VENV)/bin/uv || $(EG_VENV)/bin/pip install -q uv
+	$(EG_VENV)/bin/uv pip install -q --python $(EG_VENV)/bin/python -r dev/requirements-eg.txt || \
+	  { echo "error: installing Enterprise Gateway from PyPI failed (see above)"; exit 1; }
+	$(EG_VENV)/bin/uv pip install -q --python $(EG_VENV)/bin/python --no-deps gateway-provisioners==0.5.0
+	@touch $@
+
+# --- Hadoop jars from Maven Central --------------------------------------------------------------
+$(HADOOP_LIB)/.done: dev/hadoop/pom.xml | system
+	rm -rf $(HADOOP_LIB)
+	mvn -q -B -f dev/hadoop/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+	  -DoutputDirectory=$(CURDIR)/$(HADOOP_LIB) || \
+	  { echo "error: fetching the Hadoop jars from Maven Central failed (see above)"; exit 1; }
+	@touch $@
+
+# --- npm: the JupyterLab extension build and configurable-http-proxy ------------------------------
+node_modules/.done: package.json package-lock.json | system
+	npm ci --no-audit --no-fund --loglevel=error || \
+	  { echo "error: installing npm packages failed (see above)"; exit 1; }
+	@touch $@
+
+LABEXT_SOURCES := $(shell find labextension -type f \( -name '*.ts' -o -name '*.tsx' -o -name '*.css' -o -name '*.js' -o -name '*.svg' \) -not -path '*/node_modules/*' -not -path '*/lib/*' 2>/dev/null)
+$(LABEXT): node_modules/.done $(VENV)/.deps $(LABEXT_SOURCES) tsconfig.json
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH npm run build
+	@touch $@
+
+lab: $(LABEXT)
+
+install: $(VENV)/.deps $(EG_VENV)/.deps $(HADOOP_LIB)/.done $(LABEXT)
+	@# the project itself, freshly built each time (a wheel: it carries the prebuilt lab extension)
+	$(UV) pip install -q --python $(VENV)/bin/python --reinstall-package yardlab --no-deps .
+
+demo: install
+	$(VENV)/bin/python dev/stack.py up
+
+demo-stop:
+	$(VENV)/bin/python dev/stack.py down
+
+test: install
+	npm test --silent
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf build lib dist *.egg-info .pytest_cache test-artifacts
+
+distclean: clean
+	rm -rf $(VENV) $(EG_VENV) node_modules $(HADOOP_LIB) .stack

@@ -1,0 +1,75 @@
+"""JupyterHub configuration of the yardlab local stack (started by dev/stack.py).
+
+Reads the running stack's endpoints from the file named by $YARDLAB_STACK_JSON.  Single-user
+servers run JupyterLab with the yardlab extensions as local processes, each in its own home under
+the stack folder; their kernels go to Enterprise Gateway, which runs them on YARN as the hub user.
+"""
+# ruff: noqa: F821  (get_config is provided by JupyterHub)
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from jupyterhub.auth import Authenticator
+
+c = get_config()  # type: ignore[name-defined]
+
+info = json.loads(Path(os.environ["YARDLAB_STACK_JSON"]).read_text())
+state = Path(info["state_dir"])
+ports = info["ports"]
+DEMO_USERS = {name: u["password"] for name, u in info["users"].items()}
+
+
+class DemoAuthenticator(Authenticator):
+    """The demo logins of the local stack: each user's password is their name."""
+
+    async def authenticate(self, handler, data):  # noqa: ARG002
+        name = (data or {}).get("username", "")
+        if name in DEMO_USERS and data.get("password") == DEMO_USERS[name]:
+            return name
+        return None
+
+
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = ports["hub_public"]
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = ports["hub_internal"]
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{ports['hub_proxy_api']}"
+c.ConfigurableHTTPProxy.command = [os.environ["YARDLAB_CHP"]]
+c.ConfigurableHTTPProxy.debug = False
+c.JupyterHub.db_url = f"sqlite:///{state / 'hub' / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(state / "hub" / "jupyterhub_cookie_secret")
+c.JupyterHub.pid_file = str(state / "hub" / "jupyterhub.pid")
+c.JupyterHub.cleanup_servers = True
+
+c.JupyterHub.authenticator_class = DemoAuthenticator
+c.Authenticator.allowed_users = set(DEMO_USERS)
+c.Authenticator.admin_users = {name for name, u in info["users"].items() if u["admin"]}
+
+c.JupyterHub.services = [
+    # used by the launcher and the test suite to make tokens and drive servers
+    {"name": "yardlab-stack", "api_token": info["hub_service_token"]},
+]
+c.JupyterHub.load_roles = [
+    {"name": "yardlab-stack", "services": ["yardlab-stack"],
+     "scopes": ["admin:users", "tokens", "admin:servers", "access:servers", "read:users", "servers"]},
+]
+
+c.JupyterHub.spawner_class = "simple"  # jupyterhub.spawner.SimpleLocalProcessSpawner
+c.SimpleLocalProcessSpawner.home_dir_template = str(state / "home" / "{username}")
+c.Spawner.cmd = [os.environ["YARDLAB_SINGLEUSER"]]
+c.Spawner.args = ["--allow-root"]  # the local stack runs as one OS account
+c.Spawner.default_url = "/lab"
+c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 120
+c.Spawner.environment = {
+    # kernels run on YARN through Enterprise Gateway (the edge takes this place later)
+    "JUPYTER_GATEWAY_URL": info["eg_url"],
+    "JUPYTER_GATEWAY_AUTH_TOKEN": info["eg_token"],
+    "JUPYTER_GATEWAY_REQUEST_TIMEOUT": "320",
+    "JUPYTER_GATEWAY_CONNECT_TIMEOUT": "30",
+    "KERNEL_LAUNCH_TIMEOUT": "300",
+    "KERNEL_USERNAME": lambda spawner: spawner.user.name,
+    "HADOOP_CONF_DIR": info["hadoop_conf_dir"],
+}

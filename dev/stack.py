@@ -1,0 +1,766 @@
+"""The yardlab local stack: single-node Hadoop (HDFS + YARN), Enterprise Gateway and JupyterHub.
+
+Everything binds to 127.0.0.1 and keeps its state and logs under one folder (``.stack/`` in the
+repository, or ``$YARDLAB_STACK_DIR``).  ``make demo`` runs ``python dev/stack.py up``; the pytest
+session fixture uses :class:`Stack` directly.  Each piece is started, then waited for with a real
+readiness check (never a sleep), and the time it took is printed.  The running stack's endpoints
+and demo tokens go to ``<state>/stack.json``.
+
+    python dev/stack.py up       start everything, print the URL and logins, stop on Ctrl-C
+    python dev/stack.py down     stop a stack started elsewhere (and anything it left behind)
+    python dev/stack.py status   say what is running
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+from xml.sax.saxutils import escape
+
+ROOT = Path(__file__).resolve().parent.parent
+HADOOP_LIB = ROOT / "dev" / "hadoop" / "lib"
+VENV = ROOT / ".venv"
+EG_VENV = ROOT / ".venv-eg"
+SERVICE_USER = os.environ.get("USER") or __import__("getpass").getuser()
+
+#: demo logins (password = user name); admin is the hub admin
+DEMO_USERS = ("admin", "guest", "alice", "bob")
+ADMIN_USERS = ("admin",)
+
+PORTS = {
+    "hdfs_namenode_rpc": 8020,
+    "hdfs_namenode_http": 9870,  # WebHDFS
+    "hdfs_datanode": 9866,
+    "hdfs_datanode_http": 9864,
+    "hdfs_datanode_ipc": 9867,
+    "yarn_rm_rpc": 8032,
+    "yarn_rm_scheduler": 8030,
+    "yarn_rm_tracker": 8031,
+    "yarn_rm_admin": 8033,
+    "yarn_rm_http": 8088,  # ResourceManager REST + web UI
+    "yarn_nm_rpc": 8041,
+    "yarn_nm_localizer": 8040,
+    "yarn_nm_http": 8042,
+    "eg_http": 8890,
+    "eg_response": 8877,
+    "hub_public": 8000,  # configurable-http-proxy, the URL people open
+    "hub_proxy_api": 8001,
+    "hub_internal": 8081,
+}
+
+# Spark's list of module openings (JavaModuleOptions); Hadoop 3.4 needs them on Java 17 too
+JAVA_OPENS = ["-XX:+IgnoreUnrecognizedVMOptions"] + [
+    f"--add-opens=java.base/{pkg}=ALL-UNNAMED" for pkg in (
+        "java.lang", "java.lang.invoke", "java.lang.reflect", "java.io", "java.net", "java.nio",
+        "java.util", "java.util.concurrent", "java.util.concurrent.atomic", "jdk.internal.ref",
+        "sun.nio.ch", "sun.nio.cs", "sun.security.action", "sun.util.calendar")
+] + ["-Djdk.reflect.useDirectMethodHandle=false"]
+
+
+# Spark binds to the first non-loopback address when the host name resolves to 127.0.0.1;
+# keep drivers and executors on loopback like everything else
+LOOPBACK_SPARK_CONF = {
+    "spark.yarn.appMasterEnv.SPARK_LOCAL_IP": "127.0.0.1",
+    "spark.executorEnv.SPARK_LOCAL_IP": "127.0.0.1",
+    "spark.driver.bindAddress": "127.0.0.1",
+}
+
+
+class StackError(RuntimeError):
+    """A problem a person can fix, with a message that says how."""
+
+
+def log(msg: str) -> None:
+    print(f"[stack] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# small helpers
+
+
+def http_get(url: str, timeout: float = 3.0, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def http_json(url: str, method: str = "GET", body: dict | None = None,
+              headers: dict[str, str] | None = None, timeout: float = 10.0) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        raw = resp.read()
+    return json.loads(raw) if raw else {}
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def who_listens(port: int) -> str:
+    try:
+        out = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True,
+                             timeout=5).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.split("users:", 1)[1] if "users:" in out else ""
+
+
+def java_home() -> str:
+    home = os.environ.get("JAVA_HOME")
+    if home and Path(home, "bin", "java").exists():
+        return home
+    java = shutil.which("java")
+    if not java:
+        raise StackError("Java is missing: install OpenJDK 17 (apt-get install openjdk-17-jdk-headless) "
+                         "or set JAVA_HOME")
+    return str(Path(os.path.realpath(java)).parent.parent)
+
+
+def spark_home() -> str:
+    out = subprocess.run([str(VENV / "bin" / "python"), "-c",
+                          "import os, pyspark; print(os.path.dirname(pyspark.__file__))"],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise StackError("pyspark is not installed in .venv: run `make install` first")
+    return out.stdout.strip()
+
+
+def hadoop_xml(props: dict[str, object]) -> str:
+    rows = "".join(f"  <property><name>{escape(k)}</name><value>{escape(str(v))}</value></property>\n"
+                   for k, v in props.items())
+    return f'<?xml version="1.0"?>\n<configuration>\n{rows}</configuration>\n'
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def processes_under(folder: Path, exclude: set[int]) -> list[int]:
+    """Pids whose working directory or command line lies in ``folder`` (stack leftovers)."""
+    found = []
+    needle = str(folder)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        if pid in exclude:
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if cwd == needle or cwd.startswith(needle + "/") or needle + "/" in cmd:
+            found.append(pid)
+    return found
+
+
+def kill_pids(pids: list[int], grace: float = 10.0) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
+        time.sleep(0.2)
+    for pid in pids:
+        if pid_alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def own_ancestry() -> set[int]:
+    pids = {os.getpid()}
+    pid = os.getpid()
+    while pid > 1:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            pid = int(stat.rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+        pids.add(pid)
+    return pids
+
+
+# ---------------------------------------------------------------------------------------------
+# pieces
+
+
+@dataclass
+class Piece:
+    """One long-running process of the stack, and how to tell it is ready."""
+
+    name: str
+    argv: list[str]
+    ready: Callable[[], bool]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    timeout: float = 180.0
+    proc: subprocess.Popen | None = None
+
+
+class Stack:
+    """Starts, checks and stops the local stack; used by ``make demo`` and the test session."""
+
+    def __init__(self, state_dir: str | os.PathLike | None = None) -> None:
+        self.state = Path(state_dir or os.environ.get("YARDLAB_STACK_DIR") or ROOT / ".stack").resolve()
+        self.logs = self.state / "logs"
+        self.info_path = self.state / "stack.json"
+        self.pieces: list[Piece] = []
+        self.info: dict = {}
+        self.timings: dict[str, float] = {}
+
+    # -- layout ---------------------------------------------------------------------------------
+    @property
+    def hadoop_conf(self) -> Path:
+        return self.state / "hadoop" / "conf"
+
+    @property
+    def kernels_dir(self) -> Path:
+        return self.state / "share" / "jupyter" / "kernels"
+
+    def url(self, key: str, path: str = "") -> str:
+        return f"http://127.0.0.1:{PORTS[key]}{path}"
+
+    # -- checks before start -------------------------------------------------------------------
+    def preflight(self) -> None:
+        java_home()
+        if not HADOOP_LIB.exists() or not any(HADOOP_LIB.glob("hadoop-yarn-server-resourcemanager-*.jar")):
+            raise StackError(f"Hadoop jars are missing in {HADOOP_LIB}: run `make install` "
+                             "(it fetches them from Maven Central with dev/hadoop/pom.xml)")
+        for exe in (VENV / "bin" / "jupyterhub", EG_VENV / "bin" / "jupyter-enterprisegateway"):
+            if not exe.exists():
+                raise StackError(f"{exe} is missing: run `make install`")
+        if not self.chp_command()[0]:
+            raise StackError("configurable-http-proxy is missing: run `make install` (npm ci)")
+        previous = self.read_info()
+        if previous and pid_alive(previous.get("launcher_pid", -1)):
+            raise StackError(f"a yardlab stack is already running (launcher pid {previous['launcher_pid']}, "
+                             f"{self.info_path}); stop it with Ctrl-C in its terminal or "
+                             "`python dev/stack.py down`")
+        leftovers = processes_under(self.state, own_ancestry())
+        if leftovers:
+            log(f"stopping {len(leftovers)} process(es) left behind by an earlier run")
+            kill_pids(leftovers)
+        busy = [(name, port) for name, port in PORTS.items() if port_in_use(port)]
+        if busy:
+            lines = [f"  port {port} ({name}) is taken {who_listens(port)}".rstrip() for name, port in busy]
+            raise StackError("cannot start: ports the stack needs are in use on 127.0.0.1:\n" + "\n".join(lines)
+                             + "\nstop whatever holds them (or an older stack: `python dev/stack.py down`)")
+
+    def read_info(self) -> dict:
+        try:
+            return json.loads(self.info_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def chp_command(self) -> list[str]:
+        chp = Path(os.environ.get("YARDLAB_CHP") or ROOT / "node_modules" / ".bin" / "configurable-http-proxy")
+        return [str(chp)] if chp.exists() else [shutil.which("configurable-http-proxy") or ""]
+
+    # -- configuration -----------------------------------------------------------------------------
+    def write_hadoop_conf(self) -> None:
+        conf, data = self.hadoop_conf, self.state / "hadoop"
+        conf.mkdir(parents=True, exist_ok=True)
+        p = PORTS
+        core = {
+            "fs.defaultFS": f"hdfs://127.0.0.1:{p['hdfs_namenode_rpc']}",
+            "hadoop.tmp.dir": data / "tmp",
+            # the service account may act as any user (doAs on REST, --proxy-user on RPC)
+            f"hadoop.proxyuser.{SERVICE_USER}.hosts": "*",
+            f"hadoop.proxyuser.{SERVICE_USER}.groups": "*",
+            f"hadoop.proxyuser.{SERVICE_USER}.users": "*",
+            "hadoop.http.staticuser.user": "dr.who",
+        }
+        hdfs = {
+            "dfs.namenode.name.dir": data / "dfs" / "name",
+            "dfs.datanode.data.dir": data / "dfs" / "data",
+            "dfs.replication": 1,
+            "dfs.permissions.enabled": "true",
+            "dfs.webhdfs.enabled": "true",
+            "dfs.namenode.rpc-address": f"127.0.0.1:{p['hdfs_namenode_rpc']}",
+            "dfs.namenode.http-address": f"127.0.0.1:{p['hdfs_namenode_http']}",
+            "dfs.namenode.https-address": "127.0.0.1:0",
+            "dfs.namenode.secondary.http-address": "127.0.0.1:0",
+            "dfs.datanode.address": f"127.0.0.1:{p['hdfs_datanode']}",
+            "dfs.datanode.http.address": f"127.0.0.1:{p['hdfs_datanode_http']}",
+            "dfs.datanode.ipc.address": f"127.0.0.1:{p['hdfs_datanode_ipc']}",
+            "dfs.datanode.hostname": "127.0.0.1",
+            "dfs.namenode.safemode.extension": 0,
+            "dfs.namenode.safemode.min.datanodes": 0,
+            "dfs.namenode.fs-limits.min-block-size": 1024,
+        }
+        yarn = {
+            "yarn.resourcemanager.hostname": "127.0.0.1",
+            "yarn.resourcemanager.address": f"127.0.0.1:{p['yarn_rm_rpc']}",
+            "yarn.resourcemanager.scheduler.address": f"127.0.0.1:{p['yarn_rm_scheduler']}",
+            "yarn.resourcemanager.resource-tracker.address": f"127.0.0.1:{p['yarn_rm_tracker']}",
+            "yarn.resourcemanager.admin.address": f"127.0.0.1:{p['yarn_rm_admin']}",
+            "yarn.resourcemanager.webapp.address": f"127.0.0.1:{p['yarn_rm_http']}",
+            "yarn.resourcemanager.webapp.https.address": "127.0.0.1:0",
+            "yarn.resourcemanager.scheduler.class":
+                "org.apache.hadoop.yarn.server.resourcemanager.scheduler.capacity.CapacityScheduler",
+            "yarn.nodemanager.hostname": "127.0.0.1",
+            "yarn.nodemanager.address": f"127.0.0.1:{p['yarn_nm_rpc']}",
+            "yarn.nodemanager.localizer.address": f"127.0.0.1:{p['yarn_nm_localizer']}",
+            "yarn.nodemanager.webapp.address": f"127.0.0.1:{p['yarn_nm_http']}",
+            "yarn.nodemanager.webapp.https.address": "127.0.0.1:0",
+            "yarn.nodemanager.collector-service.address": "127.0.0.1:0",
+            "yarn.nodemanager.amrmproxy.address": "127.0.0.1:0",
+            "yarn.nodemanager.local-dirs": data / "nm-local",
+            "yarn.nodemanager.log-dirs": self.logs / "containers",
+            # sized for a 2-core / 24 GB machine: 8 GB of containers, vcores are a share, not cores
+            "yarn.nodemanager.resource.memory-mb": 8192,
+            "yarn.nodemanager.resource.cpu-vcores": 8,
+            "yarn.scheduler.minimum-allocation-mb": 256,
+            "yarn.scheduler.maximum-allocation-mb": 4096,
+            "yarn.scheduler.maximum-allocation-vcores": 4,
+            # Java 17 JVMs reserve far more virtual than physical memory
+            "yarn.nodemanager.vmem-check-enabled": "false",
+            "yarn.nodemanager.disk-health-checker.max-disk-utilization-per-disk-percentage": "99.9",
+            "yarn.nodemanager.disk-health-checker.min-free-space-per-disk-mb": 100,
+            "yarn.nodemanager.env-whitelist": "JAVA_HOME,HADOOP_COMMON_HOME,HADOOP_HDFS_HOME,"
+                                              "HADOOP_CONF_DIR,CLASSPATH_PREPEND_DISTCACHE,HADOOP_YARN_HOME,"
+                                              "HADOOP_HOME,PATH,LANG,TZ",
+            "yarn.nodemanager.delete.debug-delay-sec": 0,
+            "yarn.log-aggregation-enable": "false",
+            "yarn.resourcemanager.max-completed-applications": 1000,
+        }
+        sched = {
+            "yarn.scheduler.capacity.root.queues": "default,interactive",
+            "yarn.scheduler.capacity.root.default.capacity": 50,
+            "yarn.scheduler.capacity.root.interactive.capacity": 50,
+            "yarn.scheduler.capacity.root.default.maximum-capacity": 100,
+            "yarn.scheduler.capacity.root.interactive.maximum-capacity": 100,
+            "yarn.scheduler.capacity.root.default.user-limit-factor": 2,
+            "yarn.scheduler.capacity.root.interactive.user-limit-factor": 2,
+            "yarn.scheduler.capacity.root.default.state": "RUNNING",
+            "yarn.scheduler.capacity.root.interactive.state": "RUNNING",
+            "yarn.scheduler.capacity.root.default.acl_submit_applications": "*",
+            "yarn.scheduler.capacity.root.interactive.acl_submit_applications": "*",
+            # every kernel is its own ApplicationMaster: the default 10% would queue the second one
+            "yarn.scheduler.capacity.maximum-am-resource-percent": 0.8,
+            "yarn.scheduler.capacity.resource-calculator":
+                "org.apache.hadoop.yarn.util.resource.DominantResourceCalculator",
+        }
+        (conf / "core-site.xml").write_text(hadoop_xml(core))
+        (conf / "hdfs-site.xml").write_text(hadoop_xml(hdfs))
+        (conf / "yarn-site.xml").write_text(hadoop_xml(yarn))
+        (conf / "capacity-scheduler.xml").write_text(hadoop_xml(sched))
+        (conf / "log4j.properties").write_text(
+            "log4j.rootLogger=INFO,console\n"
+            "log4j.appender.console=org.apache.log4j.ConsoleAppender\n"
+            "log4j.appender.console.layout=org.apache.log4j.PatternLayout\n"
+            "log4j.appender.console.layout.ConversionPattern=%d{ISO8601} %p %c{2}: %m%n\n"
+            "log4j.logger.org.apache.hadoop.util.NativeCodeLoader=ERROR\n")
+
+    def write_spark_conf(self, spark: str) -> Path:
+        conf = self.state / "spark" / "conf"
+        conf.mkdir(parents=True, exist_ok=True)
+        python = str(VENV / "bin" / "python")
+        props = {
+            "spark.master": "yarn",
+            # Spark's jars are on this node already: never zip and upload 400 MB per submit
+            "spark.yarn.jars": f"local:{spark}/jars/*",
+            "spark.yarn.appMasterEnv.PYSPARK_PYTHON": python,
+            "spark.executorEnv.PYSPARK_PYTHON": python,
+            "spark.driver.memory": "512m",
+            "spark.executor.memory": "512m",
+            "spark.executor.instances": "1",
+            "spark.yarn.maxAppAttempts": "1",
+            "spark.ui.showConsoleProgress": "false",
+            **LOOPBACK_SPARK_CONF,
+        }
+        (conf / "spark-defaults.conf").write_text("".join(f"{k} {v}\n" for k, v in props.items()))
+        return conf
+
+    def write_kernelspecs(self, spark: str, jhome: str) -> None:
+        from yardlab.edge.kernelspecs import KernelSite, install_builtin
+
+        launchers = next((EG_VENV / "lib").glob("python3*/site-packages/gateway_provisioners/kernel-launchers"))
+        site = KernelSite(
+            spark_home=spark, java_home=jhome, hadoop_conf_dir=str(self.hadoop_conf),
+            yarn_endpoint=self.url("yarn_rm_http"), launchers_dir=str(launchers),
+            python=str(VENV / "bin" / "python"), kernel_ip="127.0.0.1",
+            spark_conf={"spark.yarn.jars": f"local:{spark}/jars/*", "spark.ui.showConsoleProgress": "false",
+                        **LOOPBACK_SPARK_CONF})
+        for path in install_builtin(self.kernels_dir, site):
+            log(f"kernelspec {path.name} written")
+
+    # -- start ---------------------------------------------------------------------------------------
+    def java_piece(self, name: str, main: str, args: list[str], heap: str, ready: Callable[[], bool],
+                   jhome: str) -> Piece:
+        cp = f"{self.hadoop_conf}:{HADOOP_LIB}/*"
+        argv = [f"{jhome}/bin/java", *JAVA_OPENS, f"-Xmx{heap}", f"-Dhadoop.log.dir={self.logs}",
+                f"-Dyarn.log.dir={self.logs}", f"-Dhadoop.home.dir={self.state / 'hadoop'}",
+                f"-Dlog4j.configuration=file:{self.hadoop_conf / 'log4j.properties'}",
+                "-Djava.net.preferIPv4Stack=true", "-cp", cp, main, *args]
+        env = {"JAVA_HOME": jhome, "HADOOP_CONF_DIR": str(self.hadoop_conf),
+               "YARN_CONF_DIR": str(self.hadoop_conf), "HADOOP_HOME": str(self.state / "hadoop")}
+        return Piece(name, argv, ready, env=env, cwd=self.state / "hadoop")
+
+    def start_piece(self, piece: Piece) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        logf = open(self.logs / f"{piece.name}.log", "ab")
+        env = {**os.environ, **piece.env}
+        piece.proc = subprocess.Popen(piece.argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      cwd=piece.cwd or self.state, env=env, start_new_session=True)
+        logf.close()
+        piece.started = time.monotonic()  # type: ignore[attr-defined]
+        self.pieces.append(piece)
+        self.save_info()
+
+    def wait_ready(self, piece: Piece) -> None:
+        deadline = piece.started + piece.timeout  # type: ignore[attr-defined]
+        while True:
+            if piece.proc and piece.proc.poll() is not None:
+                raise StackError(f"{piece.name} exited with code {piece.proc.returncode} before it was ready; "
+                                 f"see {self.logs / (piece.name + '.log')}:\n{self.tail(piece.name)}")
+            try:
+                if piece.ready():
+                    break
+            except (OSError, ValueError, urllib.error.URLError):
+                pass
+            if time.monotonic() > deadline:
+                raise StackError(f"{piece.name} was not ready after {piece.timeout:.0f} s; "
+                                 f"see {self.logs / (piece.name + '.log')}:\n{self.tail(piece.name)}")
+            time.sleep(0.25)
+        took = time.monotonic() - piece.started  # type: ignore[attr-defined]
+        self.timings[piece.name] = round(took, 1)
+        log(f"{piece.name} ready in {took:.1f} s")
+
+    def tail(self, name: str, lines: int = 15) -> str:
+        try:
+            return "\n".join((self.logs / f"{name}.log").read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def save_info(self) -> None:
+        self.info["launcher_pid"] = os.getpid()
+        self.info["pids"] = {p.name: p.proc.pid for p in self.pieces if p.proc}
+        self.info["timings"] = self.timings
+        tmp = self.info_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.info, indent=2) + "\n")
+        tmp.chmod(0o600)
+        tmp.replace(self.info_path)
+
+    def start(self) -> dict:
+        t0 = time.monotonic()
+        self.state.mkdir(parents=True, exist_ok=True)
+        self.preflight()
+        jhome = java_home()
+        spark = spark_home()
+        self.write_hadoop_conf()
+        spark_conf = self.write_spark_conf(spark)
+        secrets_path = self.state / "secrets.json"
+        saved = json.loads(secrets_path.read_text()) if secrets_path.exists() else {}
+        # the hub's service token persists (the hub database remembers it); EG's is new every run
+        svc_token = saved.get("test_service_token") or secrets.token_hex(24)
+        secrets_path.write_text(json.dumps({"test_service_token": svc_token}))
+        secrets_path.chmod(0o600)
+        eg_token = secrets.token_hex(24)
+        self.info = {
+            "state_dir": str(self.state), "logs": str(self.logs), "service_user": SERVICE_USER,
+            "hub_url": self.url("hub_public", "/"), "hub_api": self.url("hub_public", "/hub/api"),
+            "rm_url": self.url("yarn_rm_http"), "webhdfs_url": self.url("hdfs_namenode_http"),
+            "hdfs_url": f"hdfs://127.0.0.1:{PORTS['hdfs_namenode_rpc']}",
+            "eg_url": self.url("eg_http"), "eg_token": eg_token,
+            "hub_service_token": svc_token, "hadoop_conf_dir": str(self.hadoop_conf),
+            "spark_home": spark, "spark_conf_dir": str(spark_conf), "java_home": jhome,
+            "kernels_dir": str(self.kernels_dir), "python": str(VENV / "bin" / "python"),
+            "users": {u: {"password": u, "admin": u in ADMIN_USERS} for u in DEMO_USERS},
+            "ports": PORTS,
+        }
+        self.save_info()
+
+        # HDFS
+        name_dir = self.state / "hadoop" / "dfs" / "name"
+        if not (name_dir / "current" / "VERSION").exists():
+            log("formatting a new HDFS")
+            fmt = self.java_piece("namenode-format", "org.apache.hadoop.hdfs.server.namenode.NameNode",
+                                  ["-format", "-force", "-nonInteractive"], "512m", lambda: True, jhome)
+            with open(self.logs_dir() / "namenode-format.log", "ab") as f:
+                rc = subprocess.run(fmt.argv, env={**os.environ, **fmt.env}, cwd=fmt.cwd, stdout=f,
+                                    stderr=subprocess.STDOUT).returncode
+            if rc != 0:
+                shutil.rmtree(name_dir, ignore_errors=True)
+                raise StackError(f"formatting HDFS failed; see {self.logs / 'namenode-format.log'}")
+        nn = self.java_piece("namenode", "org.apache.hadoop.hdfs.server.namenode.NameNode", [], "768m",
+                             self.namenode_ready, jhome)
+        dn = self.java_piece("datanode", "org.apache.hadoop.hdfs.server.datanode.DataNode", [], "512m",
+                             self.datanode_ready, jhome)
+        rm = self.java_piece("resourcemanager", "org.apache.hadoop.yarn.server.resourcemanager.ResourceManager",
+                             [], "1g", self.rm_ready, jhome)
+        nm = self.java_piece("nodemanager", "org.apache.hadoop.yarn.server.nodemanager.NodeManager", [], "768m",
+                             self.nm_ready, jhome)
+        # the four JVMs start side by side; each is then waited for in dependency order
+        for piece in (nn, rm, dn, nm):
+            self.start_piece(piece)
+        for piece in (nn, dn):
+            self.wait_ready(piece)
+        self.provision_hdfs()
+        for piece in (rm, nm):
+            self.wait_ready(piece)
+
+        # Enterprise Gateway
+        self.write_kernelspecs(spark, jhome)
+        eg_env = {
+            "JUPYTER_PATH": str(self.state / "share" / "jupyter"),
+            "JUPYTER_DATA_DIR": str(self.state / "eg-data"),
+            "JUPYTER_RUNTIME_DIR": str(self.state / "eg-runtime"),
+            "EG_RESPONSE_IP": "127.0.0.1",
+            "EG_RESPONSE_PORT": str(PORTS["eg_response"]),
+            "EG_PROHIBITED_LOCAL_IPS": "",
+            "EG_KERNEL_LAUNCH_TIMEOUT": "300",
+            "EG_IMPERSONATION_ENABLED": "True",
+            "EG_INHERITED_ENVS": "PATH,JAVA_HOME,HADOOP_CONF_DIR,SPARK_HOME,SPARK_CONF_DIR,SPARK_LOCAL_IP",
+            "SPARK_LOCAL_IP": "127.0.0.1",
+            "EG_YARN_ENDPOINT": self.url("yarn_rm_http"),
+            "EG_LIST_KERNELS": "True",
+            "JAVA_HOME": jhome, "SPARK_HOME": spark, "HADOOP_CONF_DIR": str(self.hadoop_conf),
+            "SPARK_CONF_DIR": str(spark_conf),
+        }
+        eg = Piece("enterprise-gateway",
+                   [str(EG_VENV / "bin" / "jupyter-enterprisegateway"), "--ip=127.0.0.1",
+                    f"--port={PORTS['eg_http']}", "--port_retries=0",
+                    f"--EnterpriseGatewayApp.auth_token={eg_token}",
+                    "--EnterpriseGatewayApp.default_kernel_name=yardlab_pyspark"],
+                   self.eg_ready, env=eg_env, cwd=self.state)
+        self.start_piece(eg)
+
+        # JupyterHub (starts configurable-http-proxy itself)
+        hub_dir = self.state / "hub"
+        hub_dir.mkdir(exist_ok=True)
+        (self.state / "home").mkdir(exist_ok=True)
+        hub_env = {
+            "YARDLAB_STACK_JSON": str(self.info_path),
+            "YARDLAB_CHP": self.chp_command()[0],
+            "YARDLAB_SINGLEUSER": str(VENV / "bin" / "jupyterhub-singleuser"),
+            "PATH": f"{VENV / 'bin'}:{os.environ.get('PATH', '')}",
+        }
+        hub = Piece("jupyterhub", [str(VENV / "bin" / "jupyterhub"), "-f", str(ROOT / "dev" / "jupyterhub_config.py")],
+                    self.hub_ready, env=hub_env, cwd=hub_dir)
+        self.start_piece(hub)
+        self.wait_ready(eg)
+        self.wait_ready(hub)
+        self.info["user_tokens"] = self.make_user_tokens()
+        self.timings["total"] = round(time.monotonic() - t0, 1)
+        self.save_info()
+        return self.info
+
+    def logs_dir(self) -> Path:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        return self.logs
+
+    # -- readiness ---------------------------------------------------------------------------------------
+    def namenode_ready(self) -> bool:
+        code, body = http_get(self.url("hdfs_namenode_http", "/jmx?qry=Hadoop:service=NameNode,name=NameNodeStatus"))
+        return code == 200 and b'"active"' in body
+
+    def datanode_ready(self) -> bool:
+        code, body = http_get(self.url("hdfs_namenode_http", "/jmx?qry=Hadoop:service=NameNode,name=FSNamesystemState"))
+        if code != 200:
+            return False
+        bean = json.loads(body)["beans"][0]
+        if bean.get("NumLiveDataNodes", 0) < 1:
+            return False
+        code, body = http_get(self.url("hdfs_namenode_http", "/jmx?qry=Hadoop:service=NameNode,name=NameNodeInfo"))
+        return code == 200 and not json.loads(body)["beans"][0].get("Safemode")
+
+    def rm_ready(self) -> bool:
+        code, body = http_get(self.url("yarn_rm_http", "/ws/v1/cluster/info"), headers={"Accept": "application/json"})
+        return code == 200 and json.loads(body)["clusterInfo"]["state"] == "STARTED"
+
+    def nm_ready(self) -> bool:
+        code, body = http_get(self.url("yarn_rm_http", "/ws/v1/cluster/nodes"), headers={"Accept": "application/json"})
+        nodes = (json.loads(body).get("nodes") or {}).get("node") or [] if code == 200 else []
+        return any(n["state"] == "RUNNING" and n.get("availMemoryMB", 0) > 0 for n in nodes)
+
+    def eg_ready(self) -> bool:
+        code, _ = http_get(self.url("eg_http", "/api/kernelspecs"),
+                           headers={"Authorization": f"token {self.info['eg_token']}"})
+        return code == 200
+
+    def hub_ready(self) -> bool:
+        code, _ = http_get(self.url("hub_public", "/hub/api/"))
+        return code == 200
+
+    # -- provisioning ------------------------------------------------------------------------------------
+    def webhdfs(self, method: str, path: str, **params: str) -> None:
+        query = "&".join(f"{k}={v}" for k, v in {"user.name": SERVICE_USER, **params}.items())
+        req = urllib.request.Request(self.url("hdfs_namenode_http", f"/webhdfs/v1{path}?{query}"), method=method)
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            resp.read()
+
+    def provision_hdfs(self) -> None:
+        """Folders Spark needs before the edge exists to provision them: /tmp and each demo home."""
+        self.webhdfs("PUT", "/tmp", op="MKDIRS", permission="1777")
+        self.webhdfs("PUT", "/tmp", op="SETPERMISSION", permission="1777")
+        self.webhdfs("PUT", "/user", op="MKDIRS", permission="755")
+        for user in DEMO_USERS:
+            self.webhdfs("PUT", f"/user/{user}", op="MKDIRS", permission="700")
+            self.webhdfs("PUT", f"/user/{user}", op="SETOWNER", owner=user, group=user)
+
+    def make_user_tokens(self) -> dict[str, str]:
+        """One API token per demo user, made through the hub API with the stack's service token."""
+        headers = {"Authorization": f"token {self.info['hub_service_token']}"}
+        tokens = {}
+        for user in DEMO_USERS:
+            model = http_json(f"{self.info['hub_api']}/users/{user}/tokens", "POST",
+                              {"note": "yardlab local stack", "expires_in": 7 * 86400}, headers)
+            tokens[user] = model["token"]
+        return tokens
+
+    # -- stop --------------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        # the hub first (it stops the proxy and the single-user servers), then EG (it stops its
+        # kernels' YARN applications), then YARN and HDFS
+        order = ["jupyterhub", "enterprise-gateway", "nodemanager", "resourcemanager", "datanode", "namenode"]
+        by_name = {p.name: p for p in self.pieces}
+        for name in order:
+            piece = by_name.get(name)
+            if piece and piece.proc and piece.proc.poll() is None:
+                try:
+                    os.killpg(piece.proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    continue
+                try:
+                    piece.proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(piece.proc.pid, signal.SIGKILL)
+                    piece.proc.wait(timeout=5)
+        leftovers = processes_under(self.state, own_ancestry())
+        if leftovers:
+            kill_pids(leftovers, grace=5)
+        self.pieces.clear()
+        try:
+            self.info_path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def down(state_dir: str | None = None) -> None:
+    stack = Stack(state_dir)
+    info = stack.read_info()
+    launcher = info.get("launcher_pid")
+    if launcher and launcher not in own_ancestry() and pid_alive(launcher):
+        os.kill(launcher, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while pid_alive(launcher) and time.monotonic() < deadline:
+            time.sleep(0.3)
+    for name, pid in (info.get("pids") or {}).items():
+        if pid_alive(pid):
+            kill_pids([pid])
+    leftovers = processes_under(stack.state, own_ancestry())
+    kill_pids(leftovers, grace=5)
+    try:
+        stack.info_path.unlink()
+    except FileNotFoundError:
+        pass
+    log("stopped")
+
+
+def banner(info: dict) -> str:
+    users = ", ".join(f"{u}/{u}" for u in DEMO_USERS)
+    t = info.get("timings", {})
+    return "\n".join([
+        "",
+        "yardlab local stack is up" + (f" (ready in {t['total']} s)" if "total" in t else ""),
+        f"  JupyterHub:       {info['hub_url']}",
+        f"  logins:           {users}   (admin is the hub admin)",
+        f"  YARN RM:          {info['rm_url']}/cluster",
+        f"  HDFS (WebHDFS):   {info['webhdfs_url']}",
+        f"  Enterprise GW:    {info['eg_url']}",
+        f"  stack file:       {info['state_dir']}/stack.json  (endpoints and demo tokens)",
+        f"  logs:             {info['logs']}",
+        "Press Ctrl-C to stop everything.",
+        "",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--state-dir", default=None, help="state and log folder (default .stack/)")
+    args = parser.parse_args(argv)
+    if args.command == "down":
+        down(args.state_dir)
+        return 0
+    if args.command == "status":
+        info = Stack(args.state_dir).read_info()
+        alive = info and pid_alive(info.get("launcher_pid", -1))
+        print(json.dumps({k: info[k] for k in ("hub_url", "rm_url", "pids", "timings") if k in info}, indent=2)
+              if alive else "no yardlab stack is running")
+        return 0 if alive else 1
+
+    stack = Stack(args.state_dir)
+    stopping = False
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    try:
+        info = stack.start()
+        print(banner(info), flush=True)
+        while True:
+            for piece in stack.pieces:
+                if piece.proc and piece.proc.poll() is not None:
+                    raise StackError(f"{piece.name} stopped unexpectedly (exit {piece.proc.returncode}); "
+                                     f"see {stack.logs / (piece.name + '.log')}")
+            time.sleep(1)
+    except KeyboardInterrupt:
+        log("stopping ...")
+        return_code = 0
+    except StackError as e:
+        print(f"[stack] error: {e}", file=sys.stderr, flush=True)
+        return_code = 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if stack.pieces:
+            stack.stop()
+            log("stopped; no stack process is left")
+    return return_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

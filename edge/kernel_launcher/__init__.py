@@ -1,0 +1,1 @@
+"""Files shipped inside YARN containers to start a kernel (see yardlab_kernel.py)."""

@@ -1,0 +1,172 @@
+"""Enterprise Gateway kernelspecs for kernels that run on YARN in cluster mode.
+
+Enterprise Gateway 3.3's wheel ships no kernelspecs, and its own Spark launcher breaks on
+pyspark 4 (it reads ``SparkSession._wrapped``).  yardlab writes its own: a ``kernel.json`` using
+EG's ``YarnClusterProcessProxy``, a ``bin/run.sh`` that calls ``spark-submit --master yarn
+--deploy-mode cluster --proxy-user $KERNEL_USERNAME`` with a per-kernelspec properties file, and
+``scripts/`` holding yardlab's launcher plus the two launcher modules of gateway_provisioners
+(``launch_ipykernel.py`` and the real ``server_listener.py``), shipped to the container with
+``--files`` (``--py-files`` would make the driver warn in the first cell).  Every spec is written to a temporary folder and renamed into place, so EG never
+sees half a kernelspec.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+YARN_PROCESS_PROXY = "enterprise_gateway.services.processproxies.yarn.YarnClusterProcessProxy"
+LAUNCHER = Path(__file__).parent / "kernel_launcher" / "yardlab_kernel.py"
+
+RUN_SH = r"""#!/usr/bin/env bash
+# Written by yardlab: submits this kernel to YARN in cluster mode as the requesting user.
+set -euo pipefail
+SPEC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+: "${KERNEL_ID:?KERNEL_ID is not set}"
+: "${KERNEL_USERNAME:?KERNEL_USERNAME is not set}"
+impersonation=()
+if [ "${EG_IMPERSONATION_ENABLED:-False}" = "True" ]; then
+  impersonation=(--proxy-user "$KERNEL_USERNAME")
+fi
+exec "$SPARK_HOME/bin/spark-submit" \
+  --master yarn --deploy-mode cluster \
+  --name "$KERNEL_ID" \
+  --properties-file "$SPEC_DIR/spark.properties" \
+  --conf "spark.yarn.tags=yardlab,user:$KERNEL_USERNAME,kernel:$KERNEL_ID,env:$YARDLAB_ENVIRONMENT" \
+  --files "$SPEC_DIR/scripts/launch_ipykernel.py,$SPEC_DIR/scripts/server_listener.py" \
+  "${impersonation[@]}" \
+  "$SPEC_DIR/scripts/yardlab_kernel.py" --kind "$YARDLAB_KERNEL_KIND" "$@"
+"""
+
+
+@dataclass
+class KernelSite:
+    """Where things are on the edge node, as kernels launched from it need them."""
+
+    #: SPARK_HOME (the pyspark package folder when Spark comes from the wheel)
+    spark_home: str
+    #: JAVA_HOME for spark-submit on the edge node
+    java_home: str
+    #: HADOOP_CONF_DIR holding core-site.xml and yarn-site.xml of the cluster
+    hadoop_conf_dir: str
+    #: the ResourceManager web address EG polls (yarn-api-client wants the base, e.g. http://127.0.0.1:8088)
+    yarn_endpoint: str
+    #: gateway_provisioners' kernel-launchers folder (holds python/scripts and shared/scripts)
+    launchers_dir: str
+    #: the Python interpreter kernels run with inside YARN containers (PYSPARK_PYTHON)
+    python: str
+    #: address the kernel binds inside its container (0.0.0.0 on a real cluster)
+    kernel_ip: str = "0.0.0.0"  # noqa: S104
+    #: Spark properties every kernel gets (spark.yarn.jars and the like)
+    spark_conf: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class KernelSpecRequest:
+    """One kernelspec to write: its name, what users see, and its Spark resources."""
+
+    name: str
+    display_name: str
+    kind: str = "pyspark"  # pyspark | python
+    environment: str = "builtin"
+    spark_conf: dict[str, str] = field(default_factory=dict)
+
+
+def _properties(site: KernelSite, req: KernelSpecRequest) -> dict[str, str]:
+    props = {
+        "spark.yarn.submit.waitAppCompletion": "false",
+        "spark.yarn.maxAppAttempts": "1",
+        "spark.yarn.appMasterEnv.PYSPARK_PYTHON": site.python,
+        "spark.executorEnv.PYSPARK_PYTHON": site.python,
+        "spark.yarn.appMasterEnv.YARDLAB_KERNEL_IP": site.kernel_ip,
+        "spark.yarn.appMasterEnv.JAVA_HOME": site.java_home,
+        "spark.executorEnv.JAVA_HOME": site.java_home,
+        "spark.driver.memory": "512m",
+        "spark.executor.memory": "512m",
+        "spark.executor.instances": "1",
+    }
+    props.update(site.spark_conf)
+    if req.kind == "python":
+        # Spark refuses zero static executors; dynamic allocation from zero asks for none until a
+        # job runs, and nothing in the user's namespace starts one
+        props.pop("spark.executor.instances", None)
+        props.update({"spark.dynamicAllocation.enabled": "true",
+                      "spark.dynamicAllocation.shuffleTracking.enabled": "true",
+                      "spark.dynamicAllocation.minExecutors": "0",
+                      "spark.dynamicAllocation.initialExecutors": "0",
+                      "spark.dynamicAllocation.maxExecutors": "1"})
+    props.update(req.spark_conf)
+    return props
+
+
+def write_kernelspec(kernels_dir: str | os.PathLike, site: KernelSite, req: KernelSpecRequest) -> Path:
+    """Write (or replace) one kernelspec atomically; return its folder."""
+    kernels_dir = Path(kernels_dir)
+    kernels_dir.mkdir(parents=True, exist_ok=True)
+    launchers = Path(site.launchers_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{req.name}-", dir=kernels_dir))
+    try:
+        (tmp / "bin").mkdir()
+        (tmp / "scripts").mkdir()
+        run_sh = tmp / "bin" / "run.sh"
+        run_sh.write_text(RUN_SH)
+        run_sh.chmod(0o755)
+        shutil.copy(LAUNCHER, tmp / "scripts" / "yardlab_kernel.py")
+        shutil.copy(launchers / "python" / "scripts" / "launch_ipykernel.py", tmp / "scripts")
+        # the copy beside launch_ipykernel.py in the wheel is a stub; the real listener is shared/
+        shutil.copy(launchers / "shared" / "scripts" / "server_listener.py", tmp / "scripts")
+        props = _properties(site, req)
+        (tmp / "spark.properties").write_text(
+            "".join(f"{k} {v}\n" for k, v in sorted(props.items())))
+        spec = {
+            "display_name": req.display_name,
+            "language": "python",
+            "argv": [str(kernels_dir / req.name / "bin" / "run.sh"),
+                     "--kernel-id", "{kernel_id}",
+                     "--response-address", "{response_address}",
+                     "--public-key", "{public_key}",
+                     "--port-range", "{port_range}",
+                     "--spark-context-initialization-mode", "eager"],
+            "env": {
+                "SPARK_HOME": site.spark_home,
+                "JAVA_HOME": site.java_home,
+                "HADOOP_CONF_DIR": site.hadoop_conf_dir,
+                "YARN_CONF_DIR": site.hadoop_conf_dir,
+                "PYSPARK_PYTHON": site.python,
+                "YARDLAB_KERNEL_KIND": req.kind,
+                "YARDLAB_ENVIRONMENT": req.environment,
+            },
+            "metadata": {
+                "process_proxy": {"class_name": YARN_PROCESS_PROXY,
+                                  "config": {"yarn_endpoint": site.yarn_endpoint}},
+                "yardlab": {"kind": req.kind, "environment": req.environment},
+            },
+        }
+        (tmp / "kernel.json").write_text(json.dumps(spec, indent=2) + "\n")
+        final = kernels_dir / req.name
+        if final.exists():
+            old = kernels_dir / f".{req.name}-old"
+            shutil.rmtree(old, ignore_errors=True)
+            final.rename(old)
+            tmp.rename(final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(final)
+        return final
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+BUILTIN = [
+    KernelSpecRequest(name="yardlab_pyspark", display_name="PySpark on YARN", kind="pyspark"),
+    KernelSpecRequest(name="yardlab_python", display_name="Python 3 on YARN (no executors)", kind="python"),
+]
+
+
+def install_builtin(kernels_dir: str | os.PathLike, site: KernelSite) -> list[Path]:
+    """Write the built-in kernelspecs (PySpark and plain Python, both on YARN)."""
+    return [write_kernelspec(kernels_dir, site, req) for req in BUILTIN]

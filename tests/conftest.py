@@ -1,0 +1,164 @@
+"""Session fixtures for the yardlab test suite.
+
+- ``stack``: the running local stack's info (dev/stack.py): reuses a stack that is already up
+  (``make demo`` in another terminal), otherwise starts one for the session and stops it after.
+- ``stack_control``: the session's :class:`StackControl` (the Stack object, and whether the
+  session owns it), for the lifecycle tests that stop and restart it.
+- ``rm``: a small ResourceManager REST reader (apps by tag, wait for a state).
+- ``spark_submit``: runs spark-submit against the stack as a given proxy user.
+- ``eg_kernel``: factory for kernels started on Enterprise Gateway, driven over the Jupyter
+  websocket protocol; every kernel it made is shut down after the test.
+- ``hub``: a JupyterHub API client with the stack's service token.
+- ``artifacts``: the folder where tests keep screenshots (test-artifacts/).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "dev"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import stack as stack_mod  # noqa: E402  (dev/stack.py)
+from jupyter_ws import KernelConnection  # noqa: E402
+
+FINAL_STATES = {"FINISHED", "FAILED", "KILLED"}
+
+
+class StackControl:
+    """The session's stack and whether this session started it (and so may stop it)."""
+
+    def __init__(self) -> None:
+        self.stack = stack_mod.Stack()
+        self.owned = False
+        self.info: dict = {}
+
+    def ensure_running(self) -> dict:
+        info = self.stack.read_info()
+        if info and stack_mod.pid_alive(info.get("launcher_pid", -1)) and info.get("user_tokens"):
+            self.info = info
+            return info
+        self.info = self.stack.start()
+        self.owned = True
+        print("\nstack timings (s):", self.info["timings"])
+        return self.info
+
+
+@pytest.fixture(scope="session")
+def stack_control():
+    control = StackControl()
+    try:
+        yield control
+    finally:
+        if control.owned:
+            control.stack.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(stack_control) -> dict:
+    """The local stack's info dict (endpoints, tokens, paths); started here if not running."""
+    return stack_control.ensure_running()
+
+
+class ResourceManager:
+    """Reads the ResourceManager REST API the way an operator would check it."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base.rstrip("/") + "/ws/v1/cluster"
+
+    def get(self, path: str, **params) -> dict:
+        r = requests.get(self.base + path, params=params, headers={"Accept": "application/json"}, timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def apps(self, **params) -> list[dict]:
+        return (self.get("/apps", **params).get("apps") or {}).get("app") or []
+
+    def app(self, app_id: str) -> dict:
+        return self.get(f"/apps/{app_id}")["app"]
+
+    def apps_tagged(self, tag: str) -> list[dict]:
+        return [a for a in self.apps() if tag in (a.get("applicationTags") or "").split(",")]
+
+    def wait_state(self, app_id: str, states: set[str], timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            app = self.app(app_id)
+            if app["state"] in states:
+                return app
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{app_id} still {app['state']} after {timeout} s, wanted {states}")
+            time.sleep(1)
+
+
+@pytest.fixture(scope="session")
+def rm(stack) -> ResourceManager:
+    return ResourceManager(stack["rm_url"])
+
+
+@pytest.fixture(scope="session")
+def spark_env(stack) -> dict[str, str]:
+    return {**os.environ, "JAVA_HOME": stack["java_home"], "HADOOP_CONF_DIR": stack["hadoop_conf_dir"],
+            "SPARK_CONF_DIR": stack["spark_conf_dir"], "SPARK_HOME": stack["spark_home"],
+            "SPARK_LOCAL_IP": "127.0.0.1"}
+
+
+@pytest.fixture
+def spark_submit(stack, spark_env, tmp_path):
+    """Run ``spark-submit --master yarn --deploy-mode cluster --proxy-user USER script``."""
+
+    def run(user: str, code: str, name: str, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        script = tmp_path / f"{name}.py"
+        script.write_text(code)
+        cmd = [f"{stack['spark_home']}/bin/spark-submit", "--master", "yarn", "--deploy-mode", "cluster",
+               "--proxy-user", user, "--name", name, *extra, str(script)]
+        return subprocess.run(cmd, env=spark_env, capture_output=True, text=True, timeout=timeout)
+
+    return run
+
+
+@pytest.fixture
+def eg_kernel(stack):
+    """Factory: start a kernel on Enterprise Gateway for a user, connected over its websocket."""
+    made: list[KernelConnection] = []
+
+    def start(kernelspec: str = "yardlab_pyspark", user: str = "alice") -> KernelConnection:
+        kc = KernelConnection.start(stack["eg_url"], stack["eg_token"], kernelspec,
+                                    env={"KERNEL_USERNAME": user}, username=user)
+        made.append(kc)
+        return kc
+
+    yield start
+    for kc in made:
+        kc.shutdown()
+
+
+class Hub:
+    """The JupyterHub REST API, with a token."""
+
+    def __init__(self, api: str, token: str) -> None:
+        self.api = api.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"token {token}"
+
+    def __call__(self, method: str, path: str, **kw) -> requests.Response:
+        return self.session.request(method, self.api + path, timeout=kw.pop("timeout", 30), **kw)
+
+
+@pytest.fixture(scope="session")
+def hub(stack) -> Hub:
+    return Hub(stack["hub_api"], stack["hub_service_token"])
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    path = ROOT / "test-artifacts"
+    path.mkdir(exist_ok=True)
+    return path
