@@ -563,6 +563,7 @@ class Stack:
         self.start_piece(eg)
 
         # JupyterHub (starts configurable-http-proxy itself)
+        self.write_lab_overrides()
         hub_dir = self.state / "hub"
         hub_dir.mkdir(exist_ok=True)
         (self.state / "home").mkdir(exist_ok=True)
@@ -581,6 +582,14 @@ class Stack:
         self.timings["total"] = round(time.monotonic() - t0, 1)
         self.save_info()
         return self.info
+
+    def write_lab_overrides(self) -> None:
+        """Site settings of the stack's JupyterLab: no news or update prompts on a loopback demo."""
+        settings = VENV / "share" / "jupyter" / "lab" / "settings"
+        settings.mkdir(parents=True, exist_ok=True)
+        overrides = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false",
+                                                                    "checkForUpdates": False}}
+        (settings / "overrides.json").write_text(json.dumps(overrides, indent=2) + "\n")
 
     def logs_dir(self) -> Path:
         self.logs.mkdir(parents=True, exist_ok=True)
