@@ -65,3 +65,21 @@ def test_yardlab_extensions_are_enabled_and_ok():
     out = ANSI.sub("", srv.stdout + srv.stderr)
     assert re.search(r"yardlab\.server_extension\s+enabled", out), out
     assert re.search(r"yardlab\.server_extension \S+ OK", out), out
+
+
+def test_guest_runs_spark_on_yarn_from_jupyterlab(stack, hub, rm):
+    """What a person does in the demo: guest's Lab server starts a PySpark kernel, which runs on YARN."""
+    from jupyter_ws import KernelConnection
+
+    hub("POST", "/users/guest/server")  # already running is fine (400)
+    wait_server_ready(hub, "guest")
+    base = f"{stack['hub_url']}user/guest"
+    kc = KernelConnection.start(base, stack["user_tokens"]["guest"], "yardlab_pyspark", username="guest")
+    try:
+        reply = kc.execute("print(spark.range(1000).count(), spark.sparkContext.sparkUser())")
+        assert reply.status == "ok", reply.error
+        assert reply.stdout.split() == ["1000", "guest"]
+        (app,) = rm.apps_tagged(f"kernel:{kc.kernel_id}")
+        assert app["user"] == "guest"
+    finally:
+        kc.shutdown()
