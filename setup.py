@@ -68,6 +68,7 @@ setup(
     install_requires=["traitlets>=5.14", "tornado>=6.4", "requests>=2.31"],
     extras_require={"edge": EDGE, "hub": HUB, "lab": LAB, "stack": STACK, "test": TEST,
                     "all": sorted(set(EDGE + HUB + LAB + STACK + TEST))},
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["yardlab-edge = yardlab.edge.app:main",
+                                    "yardlab = yardlab.edge.cli:main"]},
     zip_safe=False,
 )

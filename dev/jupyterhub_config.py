@@ -47,11 +47,26 @@ c.JupyterHub.authenticator_class = DemoAuthenticator
 c.Authenticator.allowed_users = set(DEMO_USERS)
 c.Authenticator.admin_users = {name for name, u in info["users"].items() if u["admin"]}
 
+EDGE = "yardlab-edge"
 c.JupyterHub.services = [
+    # the edge service: an external service (started by the stack launcher, not by the hub);
+    # the proxy routes /services/yardlab-edge/ to it
+    {"name": EDGE, "url": f"http://127.0.0.1:{ports['edge_http']}", "api_token": info["edge_service_token"],
+     "display": False},
     # used by the launcher and the test suite to make tokens and drive servers
     {"name": "yardlab-stack", "api_token": info["hub_service_token"]},
 ]
+c.JupyterHub.custom_scopes = {
+    "custom:yardlab:admin": {
+        "description": "Act as a yardlab administrator: see and kill every user's YARN applications.",
+    },
+}
+ADMINS = sorted(name for name, u in info["users"].items() if u["admin"])
 c.JupyterHub.load_roles = [
+    # every user may use the edge API with their tokens
+    {"name": "user", "scopes": ["self", f"access:services!service={EDGE}"]},
+    {"name": "yardlab-admin", "scopes": ["custom:yardlab:admin"], "users": ADMINS},
+    {"name": EDGE, "services": [EDGE], "scopes": ["read:users:name", "read:users:groups", "read:roles:users"]},
     {"name": "yardlab-stack", "services": ["yardlab-stack"],
      "scopes": ["admin:users", "tokens", "admin:servers", "access:servers", "read:users", "servers"]},
 ]
@@ -63,6 +78,10 @@ c.Spawner.args = ["--allow-root"]  # the local stack runs as one OS account
 c.Spawner.default_url = "/lab"
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
+# Lab servers' own token reaches the edge (and carries admin power for admins only: the scopes
+# are intersected with the user's own)
+c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", f"access:services!service={EDGE}",
+                                 "custom:yardlab:admin"]
 c.Spawner.environment = {
     # kernels run on YARN through Enterprise Gateway (the edge takes this place later)
     "JUPYTER_GATEWAY_URL": info["eg_url"],
@@ -72,4 +91,5 @@ c.Spawner.environment = {
     "KERNEL_LAUNCH_TIMEOUT": "300",
     "KERNEL_USERNAME": lambda spawner: spawner.user.name,
     "HADOOP_CONF_DIR": info["hadoop_conf_dir"],
+    "YARDLAB_EDGE_URL": info["edge_url"],
 }

@@ -53,6 +53,7 @@ PORTS = {
     "yarn_nm_rpc": 8041,
     "yarn_nm_localizer": 8040,
     "yarn_nm_http": 8042,
+    "edge_http": 8765,
     "eg_http": 8890,
     "eg_response": 8877,
     "hub_public": 8000,  # configurable-http-proxy, the URL people open
@@ -359,9 +360,15 @@ class Stack:
             "yarn.nodemanager.delete.debug-delay-sec": 0,
             "yarn.log-aggregation-enable": "false",
             "yarn.resourcemanager.max-completed-applications": 1000,
+            # YARN enforces ownership itself too: only an app's owner (or the service account,
+            # the YARN admin) may kill it, whatever reaches the RM
+            "yarn.acl.enable": "true",
+            "yarn.admin.acl": SERVICE_USER,
         }
         sched = {
             "yarn.scheduler.capacity.root.queues": "default,interactive",
+            "yarn.scheduler.capacity.root.acl_submit_applications": "*",
+            "yarn.scheduler.capacity.root.acl_administer_queue": SERVICE_USER,
             "yarn.scheduler.capacity.root.default.capacity": 50,
             "yarn.scheduler.capacity.root.interactive.capacity": 50,
             "yarn.scheduler.capacity.root.default.maximum-capacity": 100,
@@ -490,7 +497,8 @@ class Stack:
         saved = json.loads(secrets_path.read_text()) if secrets_path.exists() else {}
         # the hub's service token persists (the hub database remembers it); EG's is new every run
         svc_token = saved.get("test_service_token") or secrets.token_hex(24)
-        secrets_path.write_text(json.dumps({"test_service_token": svc_token}))
+        edge_token = saved.get("edge_service_token") or secrets.token_hex(24)
+        secrets_path.write_text(json.dumps({"test_service_token": svc_token, "edge_service_token": edge_token}))
         secrets_path.chmod(0o600)
         eg_token = secrets.token_hex(24)
         self.info = {
@@ -499,6 +507,9 @@ class Stack:
             "rm_url": self.url("yarn_rm_http"), "webhdfs_url": self.url("hdfs_namenode_http"),
             "hdfs_url": f"hdfs://127.0.0.1:{PORTS['hdfs_namenode_rpc']}",
             "eg_url": self.url("eg_http"), "eg_token": eg_token,
+            "edge_url": self.url("edge_http", "/services/yardlab-edge"),
+            "edge_public_url": self.url("hub_public", "/services/yardlab-edge"),
+            "edge_service_token": edge_token, "edge_audit_log": str(self.state / "edge" / "audit.jsonl"),
             "hub_service_token": svc_token, "hadoop_conf_dir": str(self.hadoop_conf),
             "spark_home": spark, "spark_conf_dir": str(spark_conf), "java_home": jhome,
             "kernels_dir": str(self.kernels_dir), "python": str(VENV / "bin" / "python"),
@@ -562,6 +573,12 @@ class Stack:
                    self.eg_ready, env=eg_env, cwd=self.state)
         self.start_piece(eg)
 
+        # the edge service (registered in the hub as the external service yardlab-edge)
+        (self.state / "edge").mkdir(exist_ok=True)
+        edge = Piece("edge", [str(VENV / "bin" / "yardlab-edge"), "--config", str(ROOT / "dev" / "edge_config.py")],
+                     self.edge_ready, env={"YARDLAB_STACK_JSON": str(self.info_path)}, cwd=self.state / "edge")
+        self.start_piece(edge)
+
         # JupyterHub (starts configurable-http-proxy itself)
         self.write_lab_overrides()
         hub_dir = self.state / "hub"
@@ -578,6 +595,7 @@ class Stack:
         self.start_piece(hub)
         self.wait_ready(eg)
         self.wait_ready(hub)
+        self.wait_ready(edge)
         self.info["user_tokens"] = self.make_user_tokens()
         self.timings["total"] = round(time.monotonic() - t0, 1)
         self.save_info()
@@ -624,6 +642,10 @@ class Stack:
                            headers={"Authorization": f"token {self.info['eg_token']}"})
         return code == 200
 
+    def edge_ready(self) -> bool:
+        code, _ = http_get(self.url("edge_http", "/services/yardlab-edge/health"))
+        return code == 200
+
     def hub_ready(self) -> bool:
         code, _ = http_get(self.url("hub_public", "/hub/api/"))
         return code == 200
@@ -658,7 +680,7 @@ class Stack:
     def stop(self) -> None:
         # the hub first (it stops the proxy and the single-user servers), then EG (it stops its
         # kernels' YARN applications), then YARN and HDFS
-        order = ["jupyterhub", "enterprise-gateway", "nodemanager", "resourcemanager", "datanode", "namenode"]
+        order = ["jupyterhub", "edge", "enterprise-gateway", "nodemanager", "resourcemanager", "datanode", "namenode"]
         by_name = {p.name: p for p in self.pieces}
         for name in order:
             piece = by_name.get(name)
@@ -713,6 +735,7 @@ def banner(info: dict) -> str:
         f"  logins:           {users}   (admin is the hub admin)",
         f"  YARN RM:          {info['rm_url']}/cluster",
         f"  HDFS (WebHDFS):   {info['webhdfs_url']}",
+        f"  edge API:         {info['edge_public_url']}/api/v1/  (token: one from stack.json or /hub/token)",
         f"  Enterprise GW:    {info['eg_url']}",
         f"  stack file:       {info['state_dir']}/stack.json  (endpoints and demo tokens)",
         f"  logs:             {info['logs']}",
@@ -745,6 +768,9 @@ def main(argv: list[str] | None = None) -> int:
             stopping = True
             raise KeyboardInterrupt
 
+    # installed explicitly: a launcher started in the background by a non-interactive shell
+    # inherits SIGINT as ignored, and Ctrl-C / `kill -INT` must still stop it cleanly
+    signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     try:

@@ -70,10 +70,12 @@ def stack(stack_control) -> dict:
 class ResourceManager:
     """Reads the ResourceManager REST API the way an operator would check it."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, service_user: str) -> None:
         self.base = base.rstrip("/") + "/ws/v1/cluster"
+        self.service_user = service_user  # the YARN admin: sees every application in full
 
     def get(self, path: str, **params) -> dict:
+        params = {"user.name": self.service_user, **params}
         r = requests.get(self.base + path, params=params, headers={"Accept": "application/json"}, timeout=10)
         r.raise_for_status()
         return r.json()
@@ -100,7 +102,7 @@ class ResourceManager:
 
 @pytest.fixture(scope="session")
 def rm(stack) -> ResourceManager:
-    return ResourceManager(stack["rm_url"])
+    return ResourceManager(stack["rm_url"], stack["service_user"])
 
 
 @pytest.fixture(scope="session")

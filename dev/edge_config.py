@@ -1,0 +1,17 @@
+"""yardlab-edge configuration of the local stack (reads the running stack from $YARDLAB_STACK_JSON)."""
+# ruff: noqa: F821  (get_config is provided by traitlets)
+import json
+import os
+from pathlib import Path
+
+c = get_config()  # type: ignore[name-defined]
+info = json.loads(Path(os.environ["YARDLAB_STACK_JSON"]).read_text())
+
+c.EdgeApp.ip = "127.0.0.1"
+c.EdgeApp.port = info["ports"]["edge_http"]
+c.EdgeApp.base_url = "/services/yardlab-edge/"
+c.EdgeApp.audit_log = info["edge_audit_log"]
+c.TokenIdentifier.hub_api_url = f"http://127.0.0.1:{info['ports']['hub_internal']}/hub/api"
+c.TokenIdentifier.hub_api_token = info["edge_service_token"]
+c.ResourceManagerClient.urls = [info["rm_url"]]
+c.ResourceManagerClient.service_user = info["service_user"]

@@ -1,0 +1,135 @@
+"""The yardlab edge service: a tornado application configured with traitlets (`yardlab-edge`)."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from typing import Any
+
+from tornado import web
+from tornado.httpserver import HTTPServer
+from traitlets import Bool, Float, Instance, Integer, Unicode, default
+from traitlets.config import Application, catch_config_error
+
+from . import __version__
+from .audit import AuditLog
+from .auth import TokenIdentifier
+from .handlers import routes
+from .jobs import JobService
+from .snapshot import AppSnapshot
+from .yarn import ResourceManagerClient
+
+
+class EdgeApp(Application):
+    """The edge service on the Hadoop edge node: the one place where yardlab's policy is decided."""
+
+    name = "yardlab-edge"
+    version = __version__
+    description = __doc__
+    config_file_name = Unicode("yardlab_edge_config.py", help="The config file to load.").tag(config=True)
+    generate_config = Bool(False, help="Write a documented config file and exit.").tag(config=True)
+
+    aliases = {"config": "EdgeApp.config_file_name", "port": "EdgeApp.port", "ip": "EdgeApp.ip",
+               "log-level": "Application.log_level"}
+    flags = {"generate-config": ({"EdgeApp": {"generate_config": True}}, "Write a documented config file and exit.")}
+
+    ip = Unicode("127.0.0.1", help="Address the edge listens on.").tag(config=True)
+    port = Integer(8765, help="Port the edge listens on.").tag(config=True)
+    base_url = Unicode(
+        help="""URL prefix of every route.
+
+        The edge is a JupyterHub service (``yardlab-edge``), so the hub's proxy routes
+        ``/services/yardlab-edge/`` to it and it serves under that prefix.
+        Default: $JUPYTERHUB_SERVICE_PREFIX or /services/yardlab-edge/.""",
+    ).tag(config=True)
+
+    @default("base_url")
+    def _base_url_default(self) -> str:
+        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/yardlab-edge/")
+
+    hub_api_url = Unicode(help="Shortcut for TokenIdentifier.hub_api_url.").tag(config=True)
+    hub_api_token = Unicode(help="Shortcut for TokenIdentifier.hub_api_token.").tag(config=True)
+    audit_log = Unicode(help="Shortcut for AuditLog.path.").tag(config=True)
+    max_body_size = Integer(1024 * 1024, help="Largest request body accepted, in bytes.").tag(config=True)
+    kill_timeout = Float(60.0, help="Seconds a kill waits for YARN to confirm KILLED.").tag(config=True)
+    metrics_require_auth = Bool(True, help="Whether /metrics needs an admin's token.").tag(config=True)
+
+    classes = [ResourceManagerClient, AppSnapshot, TokenIdentifier, AuditLog]
+
+    rm = Instance(ResourceManagerClient, allow_none=True)
+    snapshot = Instance(AppSnapshot, allow_none=True)
+
+    @catch_config_error
+    def initialize(self, argv: list[str] | None = None) -> None:
+        super().initialize(argv)
+        if self.generate_config:
+            return
+        self.load_config_file(self.config_file_name)
+        # command-line settings win over the config file
+        if self.cli_config:
+            self.update_config(self.cli_config)
+
+    def make_app(self) -> web.Application:
+        identifier_kw: dict[str, Any] = {}
+        if self.hub_api_url:
+            identifier_kw["hub_api_url"] = self.hub_api_url
+        if self.hub_api_token:
+            identifier_kw["hub_api_token"] = self.hub_api_token
+        audit_kw = {"path": self.audit_log} if self.audit_log else {}
+        self.rm = ResourceManagerClient(parent=self)
+        self.snapshot = AppSnapshot(parent=self, rm=self.rm)
+        jobs = JobService(self.rm, self.snapshot, AuditLog(parent=self, **audit_kw), kill_timeout=self.kill_timeout)
+        base = "/" + self.base_url.strip("/") + "/" if self.base_url.strip("/") else "/"
+        settings = {
+            "identifier": TokenIdentifier(parent=self, **identifier_kw),
+            "jobs": jobs,
+            "metrics_require_auth": self.metrics_require_auth,
+            "log_function": self._log_request,
+            "xsrf_cookies": False,  # token auth only: no cookies are read
+        }
+        return web.Application(routes(base), **settings)
+
+    def _log_request(self, handler: web.RequestHandler) -> None:
+        status = handler.get_status()
+        level = self.log.info if status < 400 or status == 404 else self.log.warning
+        if status < 300 and handler.request.method == "GET":
+            level = self.log.debug
+        level("%d %s %s %.1fms", status, handler.request.method, handler.request.path,
+              1000 * handler.request.request_time())
+
+    async def serve(self) -> None:
+        app = self.make_app()
+        server = HTTPServer(app, max_body_size=self.max_body_size, xheaders=False)
+        server.listen(self.port, self.ip)
+        assert self.snapshot is not None
+        self.snapshot.start()
+        self.log.info("yardlab edge %s listening on http://%s:%d%s (RM: %s)", self.version, self.ip, self.port,
+                      self.base_url, ", ".join(self.rm.urls if self.rm else []))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        self.log.info("stopping")
+        server.stop()
+        await self.snapshot.stop()
+
+    def start(self) -> None:
+        if self.generate_config:
+            self.write_default_config()
+            return
+        asyncio.run(self.serve())
+
+    def write_default_config(self) -> None:
+        path = os.path.abspath(self.config_file_name)
+        if os.path.exists(path):
+            self.exit(f"{path} exists already; move it away first")
+        with open(path, "w") as f:
+            f.write(self.generate_config_file())
+        print(f"wrote {path}")
+
+
+main = EdgeApp.launch_instance
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Who is calling: every request carries a JupyterHub token, which the hub resolves (cached <= 60 s).
+
+Identity never comes from a header, a query parameter (``user.name``, ``doAs``) or a body.
+Admin power is the custom scope ``custom:yardlab:admin``, granted to hub admins by a role.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from jupyterhub.services.auth import HubAuth, check_scopes
+from tornado.httpclient import HTTPClientError
+from tornado.web import HTTPError
+from traitlets import Integer, Unicode, default, validate
+from traitlets.config import LoggingConfigurable
+
+from .errors import PublicError
+
+ADMIN_SCOPE = "custom:yardlab:admin"
+_AUTH_HEADER = re.compile(r"^(?:token|bearer)\s+([\x21-\x7e]{1,512})\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The caller, as the hub knows them."""
+
+    name: str
+    admin: bool
+    kind: str = "user"
+    groups: tuple[str, ...] = ()
+    scopes: frozenset[str] = field(default_factory=frozenset)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "admin": self.admin, "groups": list(self.groups)}
+
+
+class TokenIdentifier(LoggingConfigurable):
+    """Resolves JupyterHub API tokens to identities with the hub's REST API (via HubAuth)."""
+
+    hub_api_url = Unicode(
+        help="The hub's REST API, e.g. http://127.0.0.1:8081/hub/api. Default: $JUPYTERHUB_API_URL.",
+    ).tag(config=True)
+
+    @default("hub_api_url")
+    def _hub_api_url_default(self) -> str:
+        import os
+
+        return os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api")
+
+    hub_api_token = Unicode(
+        help="The edge's own API token (the hub service `yardlab-edge`). Default: $JUPYTERHUB_API_TOKEN.",
+    ).tag(config=True)
+
+    @default("hub_api_token")
+    def _hub_api_token_default(self) -> str:
+        import os
+
+        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+
+    service_name = Unicode(
+        "yardlab-edge",
+        help="The edge's hub service name; tokens need `access:services!service=<it>` to use the edge.",
+    ).tag(config=True)
+
+    admin_scope = Unicode(ADMIN_SCOPE, help="The hub scope that makes a caller a yardlab admin.").tag(config=True)
+
+    cache_max_age = Integer(60, help="Seconds a token's identity is cached (at most 60).").tag(config=True)
+
+    @validate("cache_max_age")
+    def _cap_cache(self, proposal: Any) -> int:
+        return max(0, min(int(proposal["value"]), 60))
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hub_auth = HubAuth(api_url=self.hub_api_url, api_token=self.hub_api_token,
+                                cache_max_age=self.cache_max_age,
+                                access_scopes={f"access:services!service={self.service_name}"},
+                                allow_token_in_url=False, parent=self)
+
+    @staticmethod
+    def token_from_header(value: str | None) -> str:
+        if not value:
+            raise PublicError(401, "a JupyterHub API token is required: send `Authorization: token <token>`",
+                              reason="Unauthorized")
+        m = _AUTH_HEADER.match(value)
+        if not m:
+            raise PublicError(401, "the Authorization header must be `token <token>` or `Bearer <token>`",
+                              reason="Unauthorized")
+        return m.group(1)
+
+    async def identify(self, authorization: str | None) -> Identity:
+        token = self.token_from_header(authorization)
+        try:
+            model = await self.hub_auth.user_for_token(token, use_cache=True, sync=False)
+        except (HTTPClientError, HTTPError, OSError) as e:
+            self.log.warning("hub token check failed: %s", e)
+            raise PublicError(503, "JupyterHub could not be asked who this token belongs to; try again shortly",
+                              reason="Hub unavailable") from e
+        if not model:
+            raise PublicError(401, "this token is not valid (expired, revoked or mistyped)", reason="Unauthorized")
+        scopes = set(model.get("scopes") or [])
+        if not check_scopes(self.hub_auth.access_scopes, scopes):
+            raise PublicError(403, f"this token may not use yardlab (it lacks access:services!service="
+                                   f"{self.service_name}); make a token with that scope on /hub/token",
+                              reason="Forbidden")
+        kind = model.get("kind", "user")
+        name = model.get("name") or ""
+        if kind != "user" or not name:
+            raise PublicError(403, "only JupyterHub users can use yardlab's API", reason="Forbidden")
+        return Identity(name=name, kind=kind, admin=bool(check_scopes({self.admin_scope}, scopes)),
+                        groups=tuple(model.get("groups") or ()), scopes=frozenset(scopes))

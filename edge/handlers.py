@@ -1,0 +1,244 @@
+"""HTTP handlers of the edge: thin wrappers that parse, call one service method and answer JSON."""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from tornado import web
+from tornado.log import app_log
+
+from . import metrics
+from .auth import Identity
+from .errors import PublicError
+from .jobs import JobService
+from .utils import monotonic
+from .yarn import ALL_STATES
+
+APP_ID = re.compile(r"^application_\d{1,20}_\d{1,10}$")
+USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$")
+MAX_LIMIT = 1000
+
+
+class BaseHandler(web.RequestHandler):
+    """JSON errors, security headers, request metrics."""
+
+    identity: Identity | None = None
+
+    @property
+    def jobs(self) -> JobService:
+        return self.settings["jobs"]
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Cache-Control", "no-cache, private")
+        self.set_header("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+
+    def prepare(self) -> None:
+        self._started = monotonic()
+
+    def on_finish(self) -> None:
+        metrics.REQUEST_DURATION.labels(type(self).__name__, str(self.get_status())).observe(
+            monotonic() - getattr(self, "_started", monotonic()))
+
+    def log_exception(self, typ, value, tb) -> None:  # noqa: ANN001
+        if isinstance(value, PublicError):
+            self.log_public(value)
+            return
+        super().log_exception(typ, value, tb)
+
+    def log_public(self, error: PublicError) -> None:
+        if error.status >= 500:
+            app_log.warning("%s %s: %s", self.request.method, self.request.path, error)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, PublicError):
+            self.set_status(exc.status)
+            body = {"message": exc.message, "reason": exc.reason or self._reason}
+        elif isinstance(exc, web.HTTPError):
+            body = {"message": exc.log_message or self._reason, "reason": self._reason}
+        else:
+            body = {"message": "internal error in the yardlab edge service; the operators have the details",
+                    "reason": self._reason}
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps(body))
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(data, separators=(",", ":")))
+
+    def not_modified(self, etag: str) -> bool:
+        """Set the ETag; answer 304 (and return True) when the client already has this version."""
+        self.set_header("ETag", etag)
+        inm = self.request.headers.get("If-None-Match", "")
+        if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
+            self.set_status(304)
+            self.finish()
+            return True
+        return False
+
+    def check_etag_header(self) -> bool:
+        return False  # ETags here are computed before the body and handled by not_modified()
+
+    def compute_etag(self) -> None:
+        return None
+
+
+class AuthenticatedHandler(BaseHandler):
+    """Every API handler: the caller is whoever the hub says the token belongs to."""
+
+    async def prepare(self) -> None:
+        super().prepare()
+        self.identity = await self.settings["identifier"].identify(self.request.headers.get("Authorization"))
+
+    @property
+    def me(self) -> Identity:
+        assert self.identity is not None
+        return self.identity
+
+    def arg(self, name: str, max_len: int = 200) -> str | None:
+        values = self.request.query_arguments.get(name)
+        if not values:
+            return None
+        if len(values) > 1:
+            raise PublicError(400, f"give `{name}` once")
+        try:
+            value = values[0].decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise PublicError(400, f"`{name}` is not valid UTF-8") from e
+        if len(value) > max_len:
+            raise PublicError(400, f"`{name}` is longer than {max_len} characters")
+        if "\x00" in value:
+            raise PublicError(400, f"`{name}` contains a NUL character")
+        return value
+
+
+def valid_app_id(app_id: str) -> str:
+    if len(app_id) > 64 or not APP_ID.match(app_id):
+        shown = app_id[:40] + ("…" if len(app_id) > 40 else "")
+        raise PublicError(400, f"{shown!r} is not a YARN application id (like application_1700000000000_0001)")
+    return app_id
+
+
+class HealthHandler(BaseHandler):
+    """Readiness without a token and without data: 200 when the YARN snapshot is current."""
+
+    def get(self) -> None:
+        ok = self.jobs.snapshot.last_success is not None and self.jobs.snapshot.last_error is None
+        self.write_json({"status": "ok" if ok else "unavailable"}, 200 if ok else 503)
+
+
+class MetricsHandler(AuthenticatedHandler):
+    """Prometheus metrics, for admins' tokens (or anyone, if the operator says so)."""
+
+    async def prepare(self) -> None:
+        BaseHandler.prepare(self)
+        if self.settings.get("metrics_require_auth", True):
+            await AuthenticatedHandler.prepare(self)
+            if not self.me.admin:
+                raise PublicError(403, "metrics are for yardlab admins")
+
+    def get(self) -> None:
+        age = self.jobs.snapshot.age
+        metrics.SNAPSHOT_AGE.set(age if age is not None else float("nan"))
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest())
+
+
+class MeHandler(AuthenticatedHandler):
+    """GET /api/v1/me: who the token belongs to."""
+
+    def get(self) -> None:
+        self.write_json(self.me.to_json())
+
+
+class ClusterHandler(AuthenticatedHandler):
+    """GET /api/v1/cluster: metrics, nodes, queues, snapshot age."""
+
+    def get(self) -> None:
+        snap = self.jobs.snapshot
+        snap.require_fresh()
+        if self.not_modified(snap.cluster_etag()):
+            return
+        self.write_json(self.jobs.cluster_view())
+
+
+class AppsHandler(AuthenticatedHandler):
+    """GET /api/v1/apps: the caller's applications (admins: one user's or everyone's), filtered."""
+
+    def get(self) -> None:
+        scope = self.arg("user", 100)
+        if scope in (None, "", self.me.name):
+            user: str | None = self.me.name
+        elif not self.me.admin:
+            raise PublicError(403, "only yardlab admins may list other users' applications")
+        elif scope in ("*", "all"):
+            user = None
+        elif USER_NAME.match(scope):
+            user = scope
+        else:
+            raise PublicError(400, "`user` must be a user name, or * for everyone")
+        states = None
+        raw_states = self.arg("state", 200)
+        if raw_states:
+            states = {s.strip().upper() for s in raw_states.split(",") if s.strip()}
+            unknown = states - set(ALL_STATES)
+            if unknown:
+                raise PublicError(400, f"unknown state {sorted(unknown)[0][:30]!r}; use {', '.join(ALL_STATES)}")
+        queue = self.arg("queue", 255)
+        if queue and not QUEUE_NAME.match(queue):
+            raise PublicError(400, "`queue` must be a queue name such as default or root.interactive")
+        search = self.arg("search", 200)
+        limit_arg = self.arg("limit", 10)
+        try:
+            limit = int(limit_arg) if limit_arg else 100
+        except ValueError as e:
+            raise PublicError(400, "`limit` must be a whole number") from e
+        if not 1 <= limit <= MAX_LIMIT:
+            raise PublicError(400, f"`limit` must be between 1 and {MAX_LIMIT}")
+        cursor = self.arg("cursor", 200)
+        snap = self.jobs.snapshot
+        snap.require_fresh()
+        key = json.dumps([user, sorted(states or []), queue, search, limit, cursor])
+        if self.not_modified(self.jobs.apps_etag(user, key)):
+            return
+        page, next_cursor = snap.query(user, states, queue, search, limit, cursor)
+        self.write_json({"apps": [self.jobs.public_app(a) for a in page], "next_cursor": next_cursor,
+                         "user": user or "*", "snapshot_age": round(snap.age or 0.0, 3)})
+
+
+class AppHandler(AuthenticatedHandler):
+    """GET /api/v1/apps/{id}: one application; DELETE kills it (owner or admin), confirmed."""
+
+    async def get(self, app_id: str) -> None:
+        app = await self.jobs.app_for(self.me, valid_app_id(app_id))
+        self.write_json(self.jobs.public_app(app))
+
+    async def delete(self, app_id: str) -> None:
+        result = await self.jobs.kill(self.me, valid_app_id(app_id))
+        self.write_json(result)
+
+
+class NotFoundHandler(BaseHandler):
+    """Anything else under the edge: a JSON 404."""
+
+    def prepare(self) -> None:
+        super().prepare()
+        raise PublicError(404, "no such yardlab API endpoint", reason="Not Found")
+
+
+def routes(base_url: str) -> list[tuple[str, type, dict] | tuple[str, type]]:
+    api = base_url.rstrip("/") + "/api/v1"
+    return [
+        (base_url.rstrip("/") + "/health", HealthHandler),
+        (base_url.rstrip("/") + "/metrics", MetricsHandler),
+        (api + "/me", MeHandler),
+        (api + "/cluster", ClusterHandler),
+        (api + "/apps", AppsHandler),
+        (api + r"/apps/([^/]+)", AppHandler),
+        (base_url.rstrip("/") + r"/.*", NotFoundHandler),
+    ]

@@ -1,0 +1,158 @@
+"""An async client for the YARN ResourceManager REST API, with timeouts, retries and RM HA failover."""
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import os
+from typing import Any
+from urllib.parse import urlencode
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from traitlets import Float, Integer, List, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from . import metrics
+from .utils import monotonic
+
+ACTIVE_STATES = ("NEW", "NEW_SAVING", "SUBMITTED", "ACCEPTED", "RUNNING")
+FINAL_STATES = ("FINISHED", "FAILED", "KILLED")
+ALL_STATES = ACTIVE_STATES + FINAL_STATES
+
+
+class RMUnavailable(Exception):
+    """No ResourceManager in the list answered."""
+
+
+class RMError(Exception):
+    """The ResourceManager answered with an error status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class ResourceManagerClient(LoggingConfigurable):
+    """Talks to the ResourceManager REST API (``/ws/v1/cluster``) on behalf of the edge."""
+
+    urls_env = "YARDLAB_RM_URLS"
+    urls = List(
+        Unicode(),
+        help="""ResourceManager web addresses, e.g. ["http://rm1:8088", "http://rm2:8088"].
+
+        With RM high availability list every ResourceManager: calls go to the active one and
+        fail over to the next when it stops answering or says it is standby.
+        Default: $YARDLAB_RM_URLS (comma-separated) or http://127.0.0.1:8088.""",
+    ).tag(config=True)
+
+    @default("urls")
+    def _urls_default(self) -> list[str]:
+        env = os.environ.get(self.urls_env, "")
+        return [u.strip().rstrip("/") for u in env.split(",") if u.strip()] or ["http://127.0.0.1:8088"]
+
+    service_user = Unicode(
+        help="""The account the edge authenticates as (``user.name=``; simple auth).
+
+        It must be a YARN admin (to read every application) and a Hadoop proxy user
+        (``hadoop.proxyuser.<it>.*``) so kills can be done as the application's owner (``doAs=``).
+        Default: the OS user running the edge.""",
+    ).tag(config=True)
+
+    @default("service_user")
+    def _service_user_default(self) -> str:
+        return getpass.getuser()
+
+    connect_timeout = Float(2.0, help="Seconds to wait for a connection to a ResourceManager.").tag(config=True)
+    request_timeout = Float(10.0, help="Seconds to wait for a whole ResourceManager answer.").tag(config=True)
+    retries = Integer(2, help="Extra rounds over the RM list after a failed call (with backoff).").tag(config=True)
+    backoff = Float(0.2, help="First backoff delay in seconds; doubles per round, at most 5 s.").tag(config=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._active = 0
+        self.http = AsyncHTTPClient()
+
+    @property
+    def active_url(self) -> str:
+        return self.urls[self._active % len(self.urls)]
+
+    async def request(self, method: str, path: str, params: dict[str, Any] | None = None,
+                      body: dict | None = None, call: str = "other", do_as: str | None = None) -> Any:
+        """One REST call, trying the active RM first and the others after it; JSON in and out."""
+        query = {"user.name": self.service_user}
+        if do_as:
+            query["doAs"] = do_as
+        query.update({k: v for k, v in (params or {}).items() if v is not None})
+        last_error: Exception | None = None
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            for i in range(len(self.urls)):
+                index = (self._active + i) % len(self.urls)
+                url = f"{self.urls[index]}/ws/v1/cluster{path}?{urlencode(query)}"
+                req = HTTPRequest(url, method=method, connect_timeout=self.connect_timeout,
+                                  request_timeout=self.request_timeout, follow_redirects=False,
+                                  headers={"Accept": "application/json", "Content-Type": "application/json"},
+                                  body=json.dumps(body) if body is not None else None)
+                started = monotonic()
+                try:
+                    resp = await self.http.fetch(req, raise_error=False)
+                finally:
+                    metrics.RM_CALL_DURATION.labels(call).observe(monotonic() - started)
+                if resp.code == 599 or resp.code in (502, 503, 504) or resp.code in (301, 302, 307):
+                    # no answer, or a standby RM redirecting to the active one: try the next RM
+                    last_error = resp.error or RMError(resp.code, f"HTTP {resp.code}")
+                    metrics.RM_ERRORS.labels(call).inc()
+                    continue
+                self._active = index
+                if resp.code >= 400:
+                    metrics.RM_ERRORS.labels(call).inc()
+                    raise RMError(resp.code, _rm_message(resp.body))
+                return json.loads(resp.body) if resp.body else {}
+            if attempt < self.retries:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        raise RMUnavailable(f"no ResourceManager answered ({', '.join(self.urls)}): {_describe(last_error)}")
+
+    # -- typed calls ----------------------------------------------------------------------------
+    async def apps(self, states: tuple[str, ...] | None = None, **params: Any) -> list[dict]:
+        if states:
+            params["states"] = ",".join(states)
+        data = await self.request("GET", "/apps", params, call="apps")
+        return ((data or {}).get("apps") or {}).get("app") or []
+
+    async def app(self, app_id: str) -> dict:
+        return (await self.request("GET", f"/apps/{app_id}", call="app"))["app"]
+
+    async def app_state(self, app_id: str) -> str:
+        return (await self.request("GET", f"/apps/{app_id}/state", call="app_state"))["state"]
+
+    async def kill(self, app_id: str, as_user: str) -> str:
+        """Ask the RM to kill an application, as its owner; returns the state the RM reports."""
+        data = await self.request("PUT", f"/apps/{app_id}/state", body={"state": "KILLED"}, call="kill",
+                                  do_as=as_user)
+        return (data or {}).get("state", "")
+
+    async def metrics(self) -> dict:
+        return (await self.request("GET", "/metrics", call="metrics"))["clusterMetrics"]
+
+    async def nodes(self) -> list[dict]:
+        data = await self.request("GET", "/nodes", call="nodes")
+        return ((data or {}).get("nodes") or {}).get("node") or []
+
+    async def scheduler(self) -> dict:
+        return (await self.request("GET", "/scheduler", call="scheduler"))["scheduler"]["schedulerInfo"]
+
+
+def _rm_message(body: bytes | None) -> str:
+    try:
+        exc = json.loads(body or b"{}").get("RemoteException", {})
+        return exc.get("message") or exc.get("exception") or "error from the ResourceManager"
+    except ValueError:
+        return "error from the ResourceManager"
+
+
+def _describe(error: Exception | None) -> str:
+    if isinstance(error, HTTPClientError) and error.code == 599:
+        return str(error.message or error)
+    return str(error) if error else "no answer"
