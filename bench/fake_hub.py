@@ -59,6 +59,7 @@ class CheckLedger:
         self.paths: Counter[str] = Counter()
         self.credentials: Counter[str] = Counter()
         self.tokens: set[str] = set()
+        self.last_request: dict = {}
         return before
 
     def record(self, path: str, token: str | None) -> None:
@@ -74,7 +75,7 @@ class CheckLedger:
     def snapshot(self) -> dict:
         return {"since": self.since, "seconds": time.time() - self.since, "total": sum(self.paths.values()),
                 "paths": dict(self.paths), "credentials": dict(self.credentials),
-                "distinct_tokens": len(self.tokens)}
+                "distinct_tokens": len(self.tokens), "last_request": self.last_request}
 
 
 class HubHandler(tornado.web.RequestHandler):
@@ -82,6 +83,16 @@ class HubHandler(tornado.web.RequestHandler):
 
     def initialize(self, ledger: CheckLedger) -> None:
         self.ledger = ledger
+
+    def prepare(self) -> None:
+        # kept so the shape of a real client's request can be read back (token values masked)
+        headers = dict(self.request.headers)
+        if "Authorization" in headers:
+            token = self.token()
+            kind = "service token" if token == self.ledger.service_token else "user token"
+            headers["Authorization"] = headers["Authorization"].split()[0] + f" <{kind}>"
+        self.ledger.last_request = {"method": self.request.method, "uri": self.request.uri,
+                                    "headers": headers, "body_bytes": len(self.request.body or b"")}
 
     def token(self) -> str | None:
         match = TOKEN_PATTERN.match(self.request.headers.get("Authorization", ""))

@@ -18,6 +18,7 @@ import os
 import random
 import time
 from collections import Counter
+from pathlib import Path
 
 import aiohttp
 
@@ -37,14 +38,31 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
 
 def latency_summary(seconds: list[float]) -> dict:
     values = sorted(seconds)
-    ms = lambda v: None if v is None else round(v * 1000.0, 2)  # noqa: E731
+    def ms(v: float | None) -> float | None:
+        return None if v is None else round(v * 1000.0, 2)
+
     return {"n": len(values), "p50_ms": ms(percentile(values, 50)), "p90_ms": ms(percentile(values, 90)),
             "p99_ms": ms(percentile(values, 99)), "max_ms": ms(values[-1] if values else None),
             "mean_ms": ms(sum(values) / len(values) if values else None)}
 
 
+def core_times() -> dict[int, tuple[int, int]]:
+    """Per core (busy, total) jiffies from /proc/stat."""
+    out = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            ticks = [int(v) for v in values[:8]]
+            out[int(name[3:])] = (sum(ticks) - ticks[3] - ticks[4], sum(ticks))  # minus idle, iowait
+    return out
+
+
 class CpuWindow:
-    """CPU seconds used by some processes (and this one) between start() and stop()."""
+    """CPU used between start() and stop(): by some processes, by this one, and by each core in all.
+
+    A core busier than the processes pinned to it tells that something else on the machine (other
+    work on a shared box) took part of it, and the figures of that window are pessimistic.
+    """
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = dict(pids)
@@ -53,6 +71,7 @@ class CpuWindow:
         self.wall = time.monotonic()
         self.before = {name: process_cpu_seconds(pid) for name, pid in self.pids.items()}
         self.own = sum(os.times()[:2])
+        self.cores = core_times()
 
     def stop(self) -> dict:
         wall = time.monotonic() - self.wall
@@ -60,6 +79,9 @@ class CpuWindow:
         for name, pid in self.pids.items():
             after, before = process_cpu_seconds(pid), self.before[name]
             out[f"{name}_cpu_pct"] = None if after is None or before is None else round(100 * (after - before) / wall, 1)
+        for core, (busy, total) in core_times().items():
+            busy0, total0 = self.cores.get(core, (busy, total))
+            out[f"core{core}_busy_pct"] = round(100 * (busy - busy0) / max(1, total - total0), 1)
         return out
 
 
@@ -128,6 +150,9 @@ async def _polling_users(url: str, users: list[str], interval: float, seconds: f
         window = CpuWindow(pids)
         window.start()
         await asyncio.gather(*(user(session, name, rng.uniform(0, interval)) for name in users))
+        # the window is the whole duration, even if the last request went out earlier
+        if end > loop.time():
+            await asyncio.sleep(end - loop.time())
         cpu = window.stop()
     lag_values = sorted(lags)
     return {

@@ -323,7 +323,7 @@ class ClusterReplay:
             bad = states - set(RM_STATES)
             if bad:
                 return rm_error(400, "BadRequestException",
-                                f"Invalid application-state {sorted(bad)[0]} specified. It should be one of "
+                                f"Invalid application-state {min(bad)} specified. It should be one of "
                                 + ", ".join(RM_STATES))
         try:
             bounds = {name: int(args[name]) for name in TIME_FILTERS if name in args}

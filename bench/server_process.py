@@ -77,10 +77,9 @@ class ServerProcess:
                         env: dict[str, str] | None = None) -> ServerProcess:
         """Start a bench server that prints ``READY <url>`` on stdout once it listens."""
         log_path = log_dir / f"{name}.log"
-        log = open(log_path, "ab")
-        popen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                                 env=env, cwd=BENCH)
-        log.close()
+        with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            popen = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
+                                     env=env, cwd=BENCH)
         deadline = time.monotonic() + timeout
         while True:
             # readline blocks, but a child that dies closes the pipe and readline returns b""
@@ -99,10 +98,9 @@ class ServerProcess:
                           timeout: float = 60.0, env: dict[str, str] | None = None) -> ServerProcess:
         """Start a server that is ready once ``GET health_url`` answers 200."""
         log_path = log_dir / f"{name}.log"
-        log = open(log_path, "ab")
-        popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 env=env, cwd=log_dir)
-        log.close()
+        with open(log_path, "ab") as log:
+            popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=env, cwd=log_dir)
         deadline = time.monotonic() + timeout
         delay = 0.05
         while http_status(health_url) != 200:

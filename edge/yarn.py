@@ -97,6 +97,11 @@ class ResourceManagerClient(LoggingConfigurable):
                 started = monotonic()
                 try:
                     resp = await self.http.fetch(req, raise_error=False)
+                except (HTTPClientError, OSError, asyncio.TimeoutError) as e:
+                    # timeouts are raised even with raise_error=False
+                    last_error = e
+                    metrics.RM_ERRORS.labels(call).inc()
+                    continue
                 finally:
                     metrics.RM_CALL_DURATION.labels(call).observe(monotonic() - started)
                 if resp.code == 599 or resp.code in (502, 503, 504) or resp.code in (301, 302, 307):

@@ -10,11 +10,16 @@
   websocket protocol; every kernel it made is shut down after the test.
 - ``hub``: a JupyterHub API client with the stack's service token.
 - ``artifacts``: the folder where tests keep screenshots (test-artifacts/).
+- ``edge_as``: factory of edge API sessions holding one demo user's hub token.
+- ``yarn_app``: factory of long-running YARN applications (Spark, ApplicationMaster only)
+  submitted as a given user; every one still running is killed after the test.
 """
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import uuid
 import sys
 import time
 from pathlib import Path
@@ -164,3 +169,69 @@ def artifacts() -> Path:
     path = ROOT / "test-artifacts"
     path.mkdir(exist_ok=True)
     return path
+
+
+class EdgeSession:
+    """The edge API with one user's token (requests underneath, so tests see raw statuses)."""
+
+    def __init__(self, base: str, token: str | None) -> None:
+        self.base = base.rstrip("/") + "/api/v1"
+        self.session = requests.Session()
+        if token is not None:
+            self.session.headers["Authorization"] = f"token {token}"
+
+    def __call__(self, method: str, path: str, **kw) -> requests.Response:
+        return self.session.request(method, self.base + path, timeout=kw.pop("timeout", 120), **kw)
+
+    def get(self, path: str, **kw) -> requests.Response:
+        return self("GET", path, **kw)
+
+
+@pytest.fixture(scope="session")
+def edge_as(stack):
+    def make(user: str | None, via_hub: bool = False) -> EdgeSession:
+        base = stack["edge_public_url"] if via_hub else stack["edge_url"]
+        return EdgeSession(base, stack["user_tokens"][user] if user else None)
+
+    return make
+
+
+SLEEPER = """
+import time
+from pyspark.sql import SparkSession
+SparkSession.builder.getOrCreate()
+time.sleep(900)
+"""
+# the ApplicationMaster only: dynamic allocation from zero executors, nothing runs on them
+AM_ONLY = ["--conf", "spark.dynamicAllocation.enabled=true",
+           "--conf", "spark.dynamicAllocation.shuffleTracking.enabled=true",
+           "--conf", "spark.dynamicAllocation.minExecutors=0",
+           "--conf", "spark.dynamicAllocation.initialExecutors=0",
+           "--conf", "spark.dynamicAllocation.maxExecutors=1",
+           "--conf", "spark.yarn.submit.waitAppCompletion=false"]
+
+
+@pytest.fixture
+def yarn_app(stack, spark_env, rm, tmp_path):
+    """Factory: submit a sleeping Spark application as ``user``; returns its id once RUNNING."""
+    made: list[str] = []
+    script = tmp_path / "sleeper.py"
+    script.write_text(SLEEPER)
+
+    def submit(user: str, name: str | None = None, queue: str = "default", wait: str = "RUNNING") -> str:
+        name = name or f"yl-test-{uuid.uuid4().hex[:8]}"
+        cmd = [f"{stack['spark_home']}/bin/spark-submit", "--master", "yarn", "--deploy-mode", "cluster",
+               "--proxy-user", user, "--name", name, "--queue", queue, *AM_ONLY, str(script)]
+        done = subprocess.run(cmd, env=spark_env, capture_output=True, text=True, timeout=300)
+        ids = re.findall(r"application_\d+_\d+", done.stdout + done.stderr)
+        assert done.returncode == 0 and ids, done.stderr[-2000:]
+        made.append(ids[0])
+        if wait:
+            rm.wait_state(ids[0], {wait}, timeout=180)
+        return ids[0]
+
+    yield submit
+    for app_id in made:
+        if rm.app(app_id)["state"] not in FINAL_STATES:
+            requests.put(f"{rm.base}/apps/{app_id}/state", params={"user.name": rm.service_user},
+                         json={"state": "KILLED"}, timeout=30)

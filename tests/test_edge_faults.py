@@ -1,0 +1,107 @@
+"""The edge when the ResourceManager goes away: clear 503s, fast; back by itself; RM HA failover.
+
+Each test runs a second edge process whose RM address is a cuttable loopback proxy in front of
+the real ResourceManager (identity still comes from the real hub).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import requests
+
+from faults import CuttableProxy, dead_port_url, free_port
+
+EDGE = str(Path(sys.executable).parent / "yardlab-edge")
+
+
+@pytest.fixture
+def edge_on(stack, tmp_path):
+    """Factory: start an edge process against the given RM URLs; returns its API base URL."""
+    procs: list[subprocess.Popen] = []
+
+    def start(rm_urls: list[str]) -> str:
+        port = free_port()
+        urls = "[" + ",".join(f"'{u}'" for u in rm_urls) + "]"
+        cmd = [EDGE, "--EdgeApp.ip=127.0.0.1", f"--EdgeApp.port={port}", "--EdgeApp.base_url=/",
+               f"--EdgeApp.audit_log={tmp_path / 'audit.jsonl'}",
+               f"--TokenIdentifier.hub_api_url=http://127.0.0.1:{stack['ports']['hub_internal']}/hub/api",
+               f"--TokenIdentifier.hub_api_token={stack['edge_service_token']}",
+               f"--ResourceManagerClient.urls={urls}",
+               f"--ResourceManagerClient.service_user={stack['service_user']}",
+               "--ResourceManagerClient.retries=1", "--ResourceManagerClient.backoff=0.1",
+               "--AppSnapshot.poll_interval=0.5", "--AppSnapshot.max_backoff=1"]
+        log = open(tmp_path / f"edge-{port}.log", "wb")
+        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path))
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{base}/health", timeout=2).status_code == 200:
+                    return base
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError("edge did not become healthy:\n" + (tmp_path / f"edge-{port}.log").read_text()[-3000:])
+
+    yield start
+    for p in procs:
+        p.terminate()
+        p.wait(timeout=30)
+
+
+@pytest.fixture
+def rm_proxy(stack):
+    rm = urlparse(stack["rm_url"])
+    proxy = CuttableProxy(rm.hostname, rm.port)
+    yield proxy
+    proxy.close()
+
+
+def timed_get(url: str, token: str) -> tuple[requests.Response, float]:
+    started = time.monotonic()
+    r = requests.get(url, headers={"Authorization": f"token {token}"}, timeout=10)
+    return r, time.monotonic() - started
+
+
+def test_rm_down_gives_a_fast_clear_503_and_service_comes_back(stack, edge_on, rm_proxy):
+    base = edge_on([rm_proxy.url])
+    token = stack["user_tokens"]["alice"]
+    r, _ = timed_get(f"{base}/api/v1/apps", token)
+    assert r.status_code == 200
+
+    rm_proxy.cut()
+    deadline = time.monotonic() + 10
+    while True:
+        r, took = timed_get(f"{base}/api/v1/apps", token)
+        assert took < 2.0, f"answer took {took:.2f} s"
+        if r.status_code == 503:
+            break
+        assert r.status_code == 200
+        assert time.monotonic() < deadline, "no 503 within 10 s of the RM going away"
+        time.sleep(0.2)
+    assert "ResourceManager is unreachable" in r.json()["message"]
+    for path in ("/api/v1/cluster", "/api/v1/apps"):
+        r, took = timed_get(base + path, token)
+        assert r.status_code == 503 and took < 2.0
+    assert requests.get(f"{base}/health", timeout=5).status_code == 503
+    r, took = timed_get(f"{base}/api/v1/me", token)
+    assert r.status_code == 200  # identity does not need YARN
+
+    rm_proxy.restore()
+    deadline = time.monotonic() + 15
+    while timed_get(f"{base}/api/v1/apps", token)[0].status_code != 200:
+        assert time.monotonic() < deadline, "edge did not recover within 15 s of the RM coming back"
+        time.sleep(0.2)
+    assert requests.get(f"{base}/health", timeout=5).status_code == 200
+
+
+def test_rm_ha_failover_uses_the_next_resourcemanager(stack, edge_on, rm_proxy):
+    base = edge_on([dead_port_url(), rm_proxy.url])
+    r, _ = timed_get(f"{base}/api/v1/cluster", stack["user_tokens"]["bob"])
+    assert r.status_code == 200
+    assert r.json()["memory"]["totalMB"] == 8192
