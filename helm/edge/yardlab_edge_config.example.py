@@ -1,0 +1,37 @@
+"""yardlab-edge configuration for an edge node; copy to /etc/yardlab/yardlab_edge_config.py.
+
+Every option with its help: ``yardlab-edge --help-all`` (or ``--generate-config``).
+The hub token is not written here: systemd passes it in from /etc/yardlab/edge.env.
+"""
+# ruff: noqa: F821  (get_config is provided by traitlets)
+import os
+
+c = get_config()  # type: ignore[name-defined]
+
+# Where the edge listens.  The hub's proxy and the user pods in Kubernetes connect here: this
+# host and port are the `url` of the hub service yardlab-edge in helm/jupyterhub-values.yaml.
+c.EdgeApp.ip = "0.0.0.0"
+c.EdgeApp.port = 8765
+# The proxy forwards /services/yardlab-edge/... unchanged, so the edge serves under that prefix.
+c.EdgeApp.base_url = "/services/yardlab-edge/"
+# One JSON object per kill, launch and build (LogsDirectory of yardlab-edge.service).
+c.EdgeApp.audit_log = "/var/log/yardlab/edge-audit.jsonl"
+
+# Token checks.  The hub runs in Kubernetes; the edge reaches its REST API through the public
+# proxy.  The edge's own token is the hub service token (hub Secret key
+# hub.services.yardlab-edge.apiToken); its role lets it read users' names, groups and roles.
+c.TokenIdentifier.hub_api_url = "https://jupyter.example.org/hub/api"  # REPLACE
+c.TokenIdentifier.hub_api_token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
+
+# The YARN ResourceManagers: list both with RM high availability; calls go to the active one.
+c.ResourceManagerClient.urls = [
+    "http://rm1.example.internal:8088",  # REPLACE
+    "http://rm2.example.internal:8088",  # REPLACE
+]
+# The account the edge acts as (user.name=): a YARN admin (yarn.admin.acl) and a Hadoop proxy
+# user (hadoop.proxyuser.yardlab.hosts = this host, .groups / .users = your users), so that
+# kills and file operations run as the owning user (doAs=).
+c.ResourceManagerClient.service_user = "yardlab"
+
+# One poll loop serves every user's view: RM load does not grow with the number of users.
+c.AppSnapshot.poll_interval = 2.0

@@ -1,0 +1,460 @@
+"""The Kubernetes side (helm/) checked offline: no cluster, no helm binary, no network.
+
+- the yardlab-storage chart: linted (strict) and rendered by Helm's own Go SDK (helm_python),
+  every rendered manifest validated against the Kubernetes schemas (kubernetes-validate);
+- helm/jupyterhub-values.yaml (for the z2jh jupyterhub chart, which is not rendered here):
+  yamllint, then its services, roles and scopes through JupyterHub's own validation, its
+  extraConfig run against a Spawner, and the Kubernetes objects KubeSpawner and the chart build
+  from it (user pod volumes, network policy) validated like the chart's;
+- agreement with the local stack's JupyterHub config (dev/jupyterhub_config.py);
+- the edge node files (config example against the edge's real traits, systemd unit) and the
+  Dockerfiles.
+"""
+from __future__ import annotations
+
+import configparser
+import json
+import re
+from importlib.metadata import metadata
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import urlsplit
+
+import helm_python
+import kubernetes_validate
+import pytest
+import yaml
+from jupyterhub import orm, roles, scopes
+from jupyterhub.services.service import Service
+from jupyterhub.spawner import Spawner
+from kubernetes_validate.utils import latest_version
+from traitlets.config import Config
+from traitlets.config.loader import PyFileConfigLoader
+from yamllint import linter
+from yamllint.config import YamlLintConfig
+
+from yardlab.edge.app import EdgeApp
+
+ROOT = Path(__file__).resolve().parent.parent
+HELM = ROOT / "helm"
+CHART = HELM / "yardlab-storage"
+VALUES_FILE = HELM / "jupyterhub-values.yaml"
+RELEASE, NAMESPACE = "yardlab-storage", "jhub"  # what helm/README.md installs
+# the oldest Kubernetes the chart allows (Chart.yaml kubeVersion >=1.25) is long out of support;
+# check a still-common one and the newest schemas kubernetes-validate ships
+KUBE_VERSIONS = ("1.30.0", latest_version())
+YAMLLINT = YamlLintConfig("extends: relaxed\nrules:\n  line-length: {max: 120}\n")
+
+EDGE = "yardlab-edge"
+ADMIN_SCOPE = "custom:yardlab:admin"
+WITH_NFS_AND_SEED = {"nfs": {"enabled": True, "server": "nfs.test.internal"}, "publicSeed": {"enabled": True}}
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+def render(values: dict | None = None) -> list[dict]:
+    """The chart's manifests (NOTES.txt left out) as parsed objects."""
+    with helm_python.Chart.load(CHART) as chart:
+        rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE)
+    return [doc for path, text in sorted(rendered.items()) if not path.endswith("NOTES.txt")
+            for doc in yaml.safe_load_all(text) if doc]
+
+
+def one(docs: list[dict], kind: str, name: str) -> dict:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name}, got {[(d['kind'], d['metadata']['name']) for d in docs]}"
+    return found[0]
+
+
+def validate_k8s(obj: dict) -> None:
+    """Validate against the strict (no unknown fields) schemas of every version in KUBE_VERSIONS."""
+    for version in KUBE_VERSIONS:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            pytest.fail(f"{obj['kind']} {obj['metadata']['name']} invalid for Kubernetes {version}: "
+                        f"{e.message} at {'/'.join(map(str, e.path))}")
+
+
+def yamllint_problems(path: Path) -> list[str]:
+    return [f"{path.name}:{p.line}:{p.column} {p.level} {p.message}"
+            for p in linter.run(path.read_text(), YAMLLINT, str(path))]
+
+
+@pytest.fixture(scope="module")
+def values() -> dict:
+    return yaml.safe_load(VALUES_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def edge_url(values) -> str:
+    return values["hub"]["services"][EDGE]["url"]
+
+
+class KubeSpawner(Spawner):
+    """Stands in for kubespawner.KubeSpawner (not installed here) to receive KubeSpawner config."""
+
+    async def start(self):  # pragma: no cover - never started
+        raise NotImplementedError
+
+    async def stop(self):  # pragma: no cover
+        raise NotImplementedError
+
+    async def poll(self):  # pragma: no cover
+        raise NotImplementedError
+
+
+# --- the yardlab-storage chart ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("chart_values", [None, WITH_NFS_AND_SEED], ids=["defaults", "nfs+seed"])
+def test_storage_chart_lints_clean_in_strict_mode(chart_values):
+    report = helm_python.lint(CHART, chart_values, strict=True, namespace=NAMESPACE, kube_version="v1.30.0")
+    assert report["errors"] == []
+    # severity 1 is "info" (e.g. "icon is recommended"); strict fails on 2 (warning) and 3 (error)
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_storage_chart_refuses_misspelled_values():
+    with helm_python.Chart.load(CHART) as chart:
+        chart.validate_schema(WITH_NFS_AND_SEED)
+        for bad in ({"nfs": {"enabeld": True}}, {"shared": {"size": "lots"}},
+                    {"publicSeed": {"image": {"pullPolicy": "Sometimes"}}}):
+            with pytest.raises(helm_python.HelmValuesError):
+                chart.validate_schema(bad)
+
+
+@pytest.mark.parametrize("chart_values, kinds", [
+    (None, ["PersistentVolumeClaim"] * 2),
+    (WITH_NFS_AND_SEED, ["Job"] + ["PersistentVolume"] * 2 + ["PersistentVolumeClaim"] * 2),
+], ids=["defaults", "nfs+seed"])
+def test_storage_chart_renders_valid_manifests(chart_values, kinds):
+    docs = render(chart_values)
+    assert sorted(d["kind"] for d in docs) == kinds
+    for doc in docs:
+        validate_k8s(doc)
+        labels = doc["metadata"]["labels"]
+        assert labels["app.kubernetes.io/instance"] == RELEASE
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["helm.sh/chart"] == "yardlab-storage-0.1.0"
+
+
+def test_storage_claims_are_read_write_many_and_kept():
+    docs = render()
+    for volume, size in (("shared", "100Gi"), ("public", "50Gi")):
+        claim = one(docs, "PersistentVolumeClaim", f"{RELEASE}-{volume}")
+        assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+        assert claim["spec"]["resources"]["requests"]["storage"] == size
+        assert "storageClassName" not in claim["spec"]  # empty value: the cluster's default class
+        assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert "annotations" not in render({"keepOnUninstall": False})[0]["metadata"]
+
+
+def test_storage_class_values():
+    docs = render({"shared": {"size": "1Ti", "storageClassName": "cephfs"}, "public": {"size": "1Gi",
+                                                                                       "storageClassName": "-"}})
+    assert one(docs, "PersistentVolumeClaim", f"{RELEASE}-shared")["spec"]["storageClassName"] == "cephfs"
+    assert one(docs, "PersistentVolumeClaim", f"{RELEASE}-public")["spec"]["storageClassName"] == ""
+
+
+def test_storage_names_follow_the_release():
+    with helm_python.Chart.load(CHART) as chart:
+        rendered = chart.render(WITH_NFS_AND_SEED, name="lab", namespace="team-a")
+    docs = [d for p, t in rendered.items() if not p.endswith("NOTES.txt") for d in yaml.safe_load_all(t) if d]
+    names = sorted((d["kind"], d["metadata"]["name"]) for d in docs)
+    assert names == [("Job", "lab-yardlab-storage-public-seed"),
+                     ("PersistentVolume", "team-a-lab-yardlab-storage-public"),
+                     ("PersistentVolume", "team-a-lab-yardlab-storage-shared"),
+                     ("PersistentVolumeClaim", "lab-yardlab-storage-public"),
+                     ("PersistentVolumeClaim", "lab-yardlab-storage-shared")]
+
+
+def test_nfs_volumes_are_bound_to_the_claims():
+    docs = render(WITH_NFS_AND_SEED)
+    for volume, path in (("shared", "/exports/yardlab/shared"), ("public", "/exports/yardlab/public")):
+        claim = one(docs, "PersistentVolumeClaim", f"{RELEASE}-{volume}")
+        pv = one(docs, "PersistentVolume", claim["spec"]["volumeName"])
+        # both sides of the binding: the claim names the volume, the volume reserves the claim
+        assert pv["spec"]["claimRef"] == {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                                          "namespace": NAMESPACE, "name": claim["metadata"]["name"]}
+        # "" on both: no StorageClass, so no provisioner (and no default class) gets in between
+        assert pv["spec"]["storageClassName"] == claim["spec"]["storageClassName"] == ""
+        assert pv["spec"]["accessModes"] == claim["spec"]["accessModes"] == ["ReadWriteMany"]
+        assert pv["spec"]["capacity"]["storage"] == claim["spec"]["resources"]["requests"]["storage"]
+        assert pv["spec"]["nfs"] == {"server": "nfs.test.internal", "path": path}
+        assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+
+
+def test_nfs_needs_a_server():
+    with helm_python.Chart.load(CHART) as chart, pytest.raises(helm_python.HelmRenderError, match="nfs.server"):
+        chart.render({"nfs": {"enabled": True, "server": ""}}, name=RELEASE, namespace=NAMESPACE)
+
+
+def test_seed_job_is_the_only_writer_of_the_public_volume(values):
+    assert not [d for d in render() if d["kind"] == "Job"]  # off by default
+    job = one(render(WITH_NFS_AND_SEED), "Job", f"{RELEASE}-public-seed")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "post-install,post-upgrade"
+    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation"
+    pod = job["spec"]["template"]["spec"]
+    public = next(v for v in pod["volumes"] if v.get("persistentVolumeClaim", {}).get("claimName")
+                  == f"{RELEASE}-public")
+    assert public["persistentVolumeClaim"]["readOnly"] is False
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == public["name"])
+    assert mount["readOnly"] is False
+    assert {"name": "PUBLIC_DIR", "value": mount["mountPath"]} in pod["containers"][0]["env"]
+    assert pod["securityContext"]["runAsUser"] == values["singleuser"].get("uid", 1000)  # z2jh's user
+    # ...while user pods get it read-only, on the volume and on the mount
+    storage = values["singleuser"]["storage"]
+    user_volume = next(v for v in storage["extraVolumes"]
+                       if v["persistentVolumeClaim"]["claimName"] == f"{RELEASE}-public")
+    assert user_volume["persistentVolumeClaim"]["readOnly"] is True
+    user_mount = next(m for m in storage["extraVolumeMounts"] if m["name"] == user_volume["name"])
+    assert user_mount["readOnly"] is True
+
+
+# --- helm/jupyterhub-values.yaml ------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", [VALUES_FILE, CHART / "values.yaml", CHART / "Chart.yaml"], ids=lambda p: p.name)
+def test_yaml_files_pass_yamllint(path):
+    assert yamllint_problems(path) == []
+
+
+def test_hub_services(values):
+    services = values["hub"]["services"]
+    assert set(services) == {EDGE, "yardlab"}
+    edge = services[EDGE]
+    assert "command" not in edge and "apiToken" not in edge  # external; z2jh generates the token
+    assert urlsplit(edge["url"]).scheme == "http" and urlsplit(edge["url"]).port == 8765
+    admin = services["yardlab"]
+    assert admin["command"] == ["python", "-m", "yardlab.hub_service"]
+    assert urlsplit(admin["url"]).port == 8181
+    assert admin["environment"]["YARDLAB_EDGE_URL"] == f"{edge['url']}/services/{EDGE}"
+    assert set(admin["oauth_client_allowed_scopes"]) == {f"access:services!service={EDGE}", ADMIN_SCOPE}
+    # the managed service's port is reachable: hub Service port and network policy ingress
+    assert {"name": "yardlab", "port": 8181, "targetPort": 8181} in values["hub"]["service"]["extraPorts"]
+    assert [p["port"] for rule in values["hub"]["networkPolicy"]["ingress"] for p in rule["ports"]] == [8181]
+    # every key is a field JupyterHub accepts (it raises "No such service field" otherwise);
+    # z2jh adds `name` from the key and `api_token` from its Secret
+    fields = set(Service.class_traits(input=True))
+    for name, spec in services.items():
+        assert set(spec) | {"name", "api_token"} <= fields, f"{name}: {set(spec) - fields}"
+
+
+def test_hub_image_and_services_need_yardlab_in_the_hub_image(values):
+    assert values["hub"]["image"]["name"].endswith("/k8s-hub")
+    assert "yardlab.hub_service" in (HELM / "images" / "Dockerfile.hub").read_text()
+
+
+def test_custom_scope_and_roles(values):
+    config = values["hub"]["config"]
+    custom = config["JupyterHub"]["custom_scopes"]
+    assert list(custom) == [ADMIN_SCOPE]
+    load_roles = values["hub"]["loadRoles"]
+    assert load_roles["user"]["scopes"] == ["self", f"access:services!service={EDGE}",
+                                            "access:services!service=yardlab"]
+    assert load_roles["yardlab-admin"]["scopes"] == [ADMIN_SCOPE]
+    assert load_roles["yardlab-admin"]["users"] == config["Authenticator"]["admin_users"]  # one YAML anchor
+    assert load_roles[EDGE] == {
+        "description": load_roles[EDGE]["description"],
+        "scopes": ["read:users:name", "read:users:groups", "read:roles:users"], "services": [EDGE]}
+    assert config["KubeSpawner"]["server_token_scopes"] == [
+        "users:activity!user", "access:servers!server", f"access:services!service={EDGE}", ADMIN_SCOPE]
+
+    # JupyterHub's own checks: the custom scope definition, then every role (name, scopes and
+    # filters) as the hub creates it at startup, and the server token and OAuth client scopes
+    scopes.define_custom_scopes(custom)
+    db = orm.new_session_factory("sqlite://")()
+    try:
+        for name, role in load_roles.items():  # z2jh: the key is the name
+            roles.create_role(db, {"name": name, **{k: v for k, v in role.items() if k in
+                                                      ("description", "scopes")}})
+        scopes._check_scopes_exist(config["KubeSpawner"]["server_token_scopes"], who_for="server tokens")
+        scopes._check_scopes_exist(values["hub"]["services"]["yardlab"]["oauth_client_allowed_scopes"])
+    finally:
+        db.close()
+
+
+def test_authenticator(values):
+    config = values["hub"]["config"]
+    assert config["JupyterHub"]["authenticator_class"] == "github"
+    github = config["GitHubOAuthenticator"]
+    assert github["oauth_callback_url"].endswith("/hub/oauth_callback")
+    assert github["allowed_organizations"]  # JupyterHub 5 refuses to start with nobody allowed
+    text = VALUES_FILE.read_text()
+    # the alternatives are documented, commented out
+    assert re.search(r"^\s*#\s*authenticator_class: dummy$", text, re.M)
+    assert re.search(r"^\s*#\s*authenticator_class: generic-oauth$", text, re.M)
+
+
+def test_single_user_servers_use_the_edge_as_gateway(values, edge_url):
+    env = values["singleuser"]["extraEnv"]
+    assert env["JUPYTER_GATEWAY_URL"] == f"{edge_url}/services/{EDGE}/gateway"
+    assert env["YARDLAB_EDGE_URL"] == f"{edge_url}/services/{EDGE}"
+    assert env["JUPYTER_GATEWAY_REQUEST_TIMEOUT"] == "320"
+    assert env["KERNEL_LAUNCH_TIMEOUT"] == "300"
+    # jupyter_server forces request_timeout >= KERNEL_LAUNCH_TIMEOUT + pad; keep ours above it
+    assert int(env["JUPYTER_GATEWAY_REQUEST_TIMEOUT"]) > int(env["KERNEL_LAUNCH_TIMEOUT"])
+    assert all(isinstance(v, str) for v in env.values())  # Kubernetes env values are strings
+    assert values["singleuser"]["image"]["name"].endswith("/singleuser")
+    assert values["singleuser"]["defaultUrl"] == "/lab"
+
+
+def test_extra_config_compiles_and_gives_the_server_token_to_the_gateway_client(values):
+    snippets = values["hub"]["extraConfig"]
+    for key, source in sorted(snippets.items()):
+        compile(source, f"hub.extraConfig.{key}", "exec")
+    # run them as z2jh does (after singleuser.extraEnv became c.KubeSpawner.environment), and
+    # also with nothing set before; then let JupyterHub build a server's environment
+    for preset in (True, False):
+        c = Config()
+        if preset:
+            c.KubeSpawner.environment = dict(values["singleuser"]["extraEnv"])
+        for _, source in sorted(snippets.items()):
+            exec(compile(source, "extraConfig", "exec"), {"c": c})
+        spawner = KubeSpawner(
+            config=c, api_token="the-servers-hub-token", oauth_client_id="jupyterhub-user-alice",
+            user=SimpleNamespace(name="alice", escaped_name="alice", url="/user/alice/"),
+            hub=SimpleNamespace(public_host="", api_url="http://hub:8081/hub/api", base_url="/hub/"))
+        env = spawner.get_env()
+        assert env["JUPYTER_GATEWAY_AUTH_TOKEN"] == env["JUPYTERHUB_API_TOKEN"] == "the-servers-hub-token"
+        assert env["KERNEL_USERNAME"] == "alice"
+        if preset:
+            assert env["JUPYTER_GATEWAY_URL"] == values["singleuser"]["extraEnv"]["JUPYTER_GATEWAY_URL"]
+
+
+def test_user_pods_mount_home_shared_and_public(values):
+    """The pod KubeSpawner builds from these values (volumes and mounts as z2jh assembles them)."""
+    singleuser = values["singleuser"]
+    storage = singleuser["storage"]
+    assert storage["type"] == "dynamic"  # z2jh's per-user claim for the home
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in storage["extraVolumes"]}
+    chart_claims = {d["metadata"]["name"] for d in render() if d["kind"] == "PersistentVolumeClaim"}
+    assert claims == chart_claims
+    mounts = {m["mountPath"]: m for m in storage["extraVolumeMounts"]}
+    assert set(mounts) == {"/home/jovyan/shared", "/home/jovyan/public"}
+    assert not mounts["/home/jovyan/shared"].get("readOnly", False)
+    assert mounts["/home/jovyan/public"]["readOnly"] is True
+    pod = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "jupyter-alice"},
+        "spec": {
+            "containers": [{
+                "name": "notebook",
+                "image": f"{singleuser['image']['name']}:{singleuser['image']['tag']}",
+                "env": [{"name": k, "value": v} for k, v in singleuser["extraEnv"].items()],
+                "volumeMounts": [{"name": "volume-alice", "mountPath": storage["homeMountPath"]},
+                                 *storage["extraVolumeMounts"]],
+            }],
+            "volumes": [{"name": "volume-alice", "persistentVolumeClaim": {"claimName": "claim-alice"}},
+                        *storage["extraVolumes"]],
+        },
+    }
+    validate_k8s(pod)
+
+
+def test_network_policies_let_user_pods_reach_the_edge(values, edge_url):
+    egress = values["singleuser"]["networkPolicy"]["egress"]
+    assert {p["port"] for rule in egress for p in rule["ports"]} == {urlsplit(edge_url).port}
+    for name, spec in (("singleuser", {"policyTypes": ["Egress"], "egress": egress}),
+                       ("hub", {"policyTypes": ["Ingress"], "ingress": values["hub"]["networkPolicy"]["ingress"]})):
+        validate_k8s({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": name},
+                      "spec": {"podSelector": {}, **spec}})
+    validate_k8s({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "hub"},
+                  "spec": {"ports": [{"name": "hub", "port": 8081}, *values["hub"]["service"]["extraPorts"]]}})
+
+
+LOCAL_STACK_INFO = {
+    "state_dir": "/nonexistent/state", "eg_url": "http://127.0.0.1:1", "eg_token": "t", "hadoop_conf_dir": "/x",
+    "edge_url": "http://127.0.0.1:2/services/yardlab-edge", "edge_service_token": "t", "hub_service_token": "t",
+    "ports": {"hub_public": 1, "hub_internal": 2, "hub_proxy_api": 3, "edge_http": 4},
+    "users": {"admin": {"password": "p", "admin": True}, "guest": {"password": "p", "admin": False}},
+}
+
+
+def test_values_agree_with_the_local_stack(values, tmp_path, monkeypatch):
+    """DESIGN: the JupyterHub config fragments in the values file are the ones the local stack runs."""
+    info = tmp_path / "stack.json"
+    info.write_text(json.dumps(LOCAL_STACK_INFO))
+    monkeypatch.setenv("YARDLAB_STACK_JSON", str(info))
+    monkeypatch.setenv("YARDLAB_CHP", "configurable-http-proxy")
+    monkeypatch.setenv("YARDLAB_SINGLEUSER", "jupyterhub-singleuser")
+    try:
+        local = PyFileConfigLoader("jupyterhub_config.py", path=str(ROOT / "dev")).load_config()
+    except KeyError as e:
+        pytest.fail(f"dev/jupyterhub_config.py reads stack key {e}: add it to LOCAL_STACK_INFO in {__file__}")
+    hub = values["hub"]
+    assert local.JupyterHub.custom_scopes == hub["config"]["JupyterHub"]["custom_scopes"]
+    assert local.Spawner.server_token_scopes == hub["config"]["KubeSpawner"]["server_token_scopes"]
+    local_roles = {r["name"]: r for r in local.JupyterHub.load_roles}
+    for name in ("user", "yardlab-admin", EDGE):
+        # the local stack has no yardlab hub service yet, so its user role may have less
+        assert set(local_roles[name]["scopes"]) <= set(hub["loadRoles"][name]["scopes"]), name
+    assert local_roles[EDGE]["scopes"] == hub["loadRoles"][EDGE]["scopes"]
+    assert local_roles[EDGE]["services"] == hub["loadRoles"][EDGE]["services"]
+    local_edge = next(s for s in local.JupyterHub.services if s["name"] == EDGE)
+    assert local_edge["display"] == hub["services"][EDGE]["display"]
+    local_env = local.Spawner.environment
+    for key in ("JUPYTER_GATEWAY_REQUEST_TIMEOUT", "JUPYTER_GATEWAY_CONNECT_TIMEOUT", "KERNEL_LAUNCH_TIMEOUT"):
+        assert local_env[key] == values["singleuser"]["extraEnv"][key], key
+
+
+# --- the edge node --------------------------------------------------------------------------------
+
+def edge_config() -> Config:
+    return PyFileConfigLoader("yardlab_edge_config.example.py", path=str(HELM / "edge")).load_config()
+
+
+def test_edge_config_example_sets_real_traits():
+    classes = {cls.__name__: cls for cls in [EdgeApp, *EdgeApp.classes]}
+    config = edge_config()
+    expected = {"EdgeApp": {"ip", "port", "base_url", "audit_log"},
+                "TokenIdentifier": {"hub_api_url", "hub_api_token"},
+                "ResourceManagerClient": {"urls", "service_user"}, "AppSnapshot": {"poll_interval"}}
+    assert {section: set(traits) for section, traits in config.items()} == expected
+    for section, traits in config.items():
+        unknown = set(traits) - set(classes[section].class_trait_names(config=True))
+        assert not unknown, f"{section} has no configurable {unknown} (yardlab-edge --help-all)"
+    assert len(config.ResourceManagerClient.urls) == 2  # RM HA: both ResourceManagers
+    assert config.EdgeApp.base_url == f"/services/{EDGE}/"
+    app = EdgeApp(config=config)  # traits accept the values (types, validators)
+    assert app.port == config.EdgeApp.port
+
+
+def test_edge_listens_where_the_hub_and_pods_look(edge_url, values):
+    config = edge_config()
+    assert config.EdgeApp.ip == "0.0.0.0"
+    assert urlsplit(edge_url).port == config.EdgeApp.port
+    assert urlsplit(config.TokenIdentifier.hub_api_url).path == "/hub/api"
+    callback = values["hub"]["config"]["GitHubOAuthenticator"]["oauth_callback_url"]
+    assert urlsplit(config.TokenIdentifier.hub_api_url).netloc == urlsplit(callback).netloc  # the public hub
+
+
+def test_edge_systemd_unit():
+    unit = configparser.ConfigParser(strict=False, interpolation=None, delimiters=("=",))
+    unit.optionxform = str  # systemd keys are case-sensitive
+    unit.read_string((HELM / "edge" / "yardlab-edge.service").read_text())
+    service = unit["Service"]
+    exec_start = service["ExecStart"].split()
+    assert Path(exec_start[0]).name == "yardlab-edge"
+    assert exec_start[1:] == ["--config", "/etc/yardlab/yardlab_edge_config.py"]
+    assert service["User"] == "yardlab"
+    assert service["Restart"] == "on-failure"
+    assert service["NoNewPrivileges"] == "yes"
+    assert service["ProtectSystem"] == "strict"
+    writable = service["ReadWritePaths"].split()
+    assert "/var/lib/yardlab" in writable
+    # the audit log is written under a path the unit leaves writable
+    audit_dir = str(Path(edge_config().EdgeApp.audit_log).parent)
+    assert audit_dir in writable
+    assert service["WorkingDirectory"] in writable
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
+
+
+# --- images ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, extra", [("Dockerfile.hub", "hub"), ("Dockerfile.singleuser", "lab")])
+def test_dockerfiles_install_the_wheel_with_its_extra(name, extra):
+    text = (HELM / "images" / name).read_text()
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.M)
+    assert re.search(r"^COPY .*yardlab-\*\.whl /tmp/wheels/$", text, re.M)
+    assert f'"$1[{extra}]"' in text
+    assert extra in metadata("yardlab").get_all("Provides-Extra")
