@@ -27,8 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import fake_hub
@@ -51,6 +51,7 @@ TARGET_RATIO_AT_1000 = 100.0
 TARGET_P99_MS = 25.0
 TARGET_RPS = 2000.0
 FLAT_FACTOR = 1.25  # "flat in the number of users": edge RM req/min at most this much apart across user counts
+INTERFERENCE_PCT = 10.0  # the server's core this much busier than the server: other work took part of it
 
 
 # --- the servers under test ----------------------------------------------------------------------
@@ -332,6 +333,10 @@ def verdicts(results: dict) -> dict:
                                 "verdict": _verdict(p99, p99 is not None and p99 <= TARGET_P99_MS)}
     out["edge_requests_per_s_one_core"] = {"target": f">= {TARGET_RPS:g}", "value": rps,
                                            "verdict": _verdict(rps, rps is not None and rps >= TARGET_RPS)}
+    if tp:
+        other = interference(tp, f"core{results['cpu_layout']['server']}_busy_pct")
+        for name in ("edge_p99_one_core", "edge_requests_per_s_one_core"):
+            out[name]["other_load_on_server_core_pct"] = other
     return out
 
 
@@ -363,6 +368,11 @@ def print_report(results: dict) -> None:
               f"{_fmt(load['latency']['p50_ms']):>7} {_fmt(load['latency']['p99_ms']):>7} "
               f"{_fmt(load['cpu'].get('server_cpu_pct')):>11} "
               f"{_fmt(load['cpu'].get(server_core)):>9} {load['send_lag']['late']:>5}")
+    for r in results["poll"]:
+        other = interference(r.get("load", {}), server_core)
+        if other is not None and other > INTERFERENCE_PCT:
+            print(f"  ! {r['users']} users, {r['target']}: other processes used about {other:.0f}% of the "
+                  f"server's core; its latencies are pessimistic")
     bad = [r for r in results["poll"] if "error" not in r
            and set(r["load"]["body_checks"]) - {"ok"}]
     for r in bad:
@@ -390,9 +400,22 @@ def print_report(results: dict) -> None:
                   f"{_fmt(cpu.get('loadgen_cpu_pct')):>12} {_fmt(cpu.get('replay_cpu_pct')):>11} "
                   f"{_fmt(cpu.get(load_core)):>11} "
                   f"{r['statuses']}{' errors ' + str(r['errors']) if r['errors'] else ''}")
+        for r in results["throughput"]:
+            other = interference(r, server_core)
+            if other is not None and other > INTERFERENCE_PCT:
+                print(f"  ! {r['target']}: other processes used about {other:.0f}% of the server's core during "
+                      f"the window; its figures are pessimistic (run again on a quiet machine)")
     print("\nTargets (issue):")
     for name, v in results["verdicts"].items():
         print(f"  {name:<30} {v['verdict']:<13} value {_fmt(v['value'])}  (target {v['target']})")
+
+
+def interference(row: dict, core_key: str) -> float | None:
+    """How much of the server's core something other than the server used in a measured window."""
+    cpu = row.get("cpu") or {}
+    if cpu.get(core_key) is None or cpu.get("server_cpu_pct") is None:
+        return None
+    return round(cpu[core_key] - cpu["server_cpu_pct"], 1)
 
 
 def results_path(args: argparse.Namespace) -> Path:

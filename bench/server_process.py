@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -82,16 +83,19 @@ class ServerProcess:
                                      env=env, cwd=BENCH)
         deadline = time.monotonic() + timeout
         while True:
-            # readline blocks, but a child that dies closes the pipe and readline returns b""
+            remaining = deadline - time.monotonic()
+            readable, _, _ = select.select([popen.stdout], [], [], max(0.0, remaining))
+            if not readable:
+                popen.kill()
+                popen.wait()
+                raise RuntimeError(f"{name} did not announce itself within {timeout:.0f} s; log {log_path}")
+            # the child prints whole lines; one that died closes the pipe and readline returns b""
             line = popen.stdout.readline().decode("utf-8", "replace").strip()
             if line.startswith(READY_PREFIX):
                 return cls(name, popen, line[len(READY_PREFIX):], log_path)
             if not line and popen.poll() is not None:
                 raise RuntimeError(f"{name} exited with {popen.returncode} before it was ready; "
                                    f"log {log_path}:\n{tail(log_path)}")
-            if time.monotonic() > deadline:
-                popen.kill()
-                raise RuntimeError(f"{name} did not announce itself within {timeout:.0f} s; log {log_path}")
 
     @classmethod
     def start_with_health(cls, name: str, argv: list[str], url: str, health_url: str, log_dir: Path,
