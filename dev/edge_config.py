@@ -15,3 +15,5 @@ c.TokenIdentifier.hub_api_url = f"http://127.0.0.1:{info['ports']['hub_internal'
 c.TokenIdentifier.hub_api_token = info["edge_service_token"]
 c.ResourceManagerClient.urls = [info["rm_url"]]
 c.ResourceManagerClient.service_user = info["service_user"]
+c.HDFSStorage.webhdfs_url = info["webhdfs_url"]
+c.HDFSStorage.service_user = info["service_user"]

@@ -202,6 +202,9 @@ def kill_pids(pids: list[int], grace: float = 10.0) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
+        time.sleep(0.1)
 
 
 def own_ancestry() -> set[int]:
@@ -278,6 +281,12 @@ class Stack:
             log(f"stopping {len(leftovers)} process(es) left behind by an earlier run")
             kill_pids(leftovers)
         busy = [(name, port) for name, port in PORTS.items() if port_in_use(port)]
+        if busy and leftovers:
+            # processes we just stopped may take a moment to let go of their sockets
+            deadline = time.monotonic() + 15
+            while busy and time.monotonic() < deadline:
+                time.sleep(0.5)
+                busy = [(name, port) for name, port in PORTS.items() if port_in_use(port)]
         if busy:
             lines = [f"  port {port} ({name}) is taken {who_listens(port)}".rstrip() for name, port in busy]
             raise StackError("cannot start: ports the stack needs are in use on 127.0.0.1:\n" + "\n".join(lines)
@@ -313,6 +322,7 @@ class Stack:
             "dfs.replication": 1,
             "dfs.permissions.enabled": "true",
             "dfs.webhdfs.enabled": "true",
+            "dfs.namenode.acls.enabled": "true",
             "dfs.namenode.rpc-address": f"127.0.0.1:{p['hdfs_namenode_rpc']}",
             "dfs.namenode.http-address": f"127.0.0.1:{p['hdfs_namenode_http']}",
             "dfs.namenode.https-address": "127.0.0.1:0",
@@ -423,6 +433,7 @@ class Stack:
             spark_home=spark, java_home=jhome, hadoop_conf_dir=str(self.hadoop_conf),
             yarn_endpoint=self.url("yarn_rm_http"), launchers_dir=str(launchers),
             python=str(VENV / "bin" / "python"), kernel_ip="127.0.0.1",
+            webhdfs_url=self.url("hdfs_namenode_http"),
             spark_conf={"spark.yarn.jars": f"local:{spark}/jars/*", "spark.ui.showConsoleProgress": "false",
                         **LOOPBACK_SPARK_CONF})
         for path in install_builtin(self.kernels_dir, site):

@@ -17,6 +17,7 @@ from .auth import TokenIdentifier
 from .handlers import routes
 from .jobs import JobService
 from .snapshot import AppSnapshot
+from .storage import HDFSStorage
 from .yarn import ResourceManagerClient
 
 
@@ -54,7 +55,7 @@ class EdgeApp(Application):
     kill_timeout = Float(60.0, help="Seconds a kill waits for YARN to confirm KILLED.").tag(config=True)
     metrics_require_auth = Bool(True, help="Whether /metrics needs an admin's token.").tag(config=True)
 
-    classes = [ResourceManagerClient, AppSnapshot, TokenIdentifier, AuditLog]
+    classes = [ResourceManagerClient, AppSnapshot, TokenIdentifier, AuditLog, HDFSStorage]
 
     rm = Instance(ResourceManagerClient, allow_none=True)
     snapshot = Instance(AppSnapshot, allow_none=True)
@@ -83,6 +84,7 @@ class EdgeApp(Application):
         settings = {
             "identifier": TokenIdentifier(parent=self, **identifier_kw),
             "jobs": jobs,
+            "storage": HDFSStorage(parent=self),
             "metrics_require_auth": self.metrics_require_auth,
             "log_function": self._log_request,
             "xsrf_cookies": False,  # token auth only: no cookies are read

@@ -1,9 +1,11 @@
 """HTTP handlers of the edge: thin wrappers that parse, call one service method and answer JSON."""
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
+from urllib.parse import quote
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tornado import web
@@ -13,6 +15,7 @@ from . import metrics
 from .auth import Identity
 from .errors import PublicError
 from .jobs import JobService
+from .storage import clean_path
 from .utils import monotonic
 from .yarn import ALL_STATES
 
@@ -223,6 +226,103 @@ class AppHandler(AuthenticatedHandler):
         self.write_json(result)
 
 
+class StorageHandler(AuthenticatedHandler):
+    """GET /api/v1/storage: the caller's three storage roots and their usage."""
+
+    async def get(self) -> None:
+        storage = self.settings["storage"]
+        await storage.ensure_provisioned(self.me)
+        self.write_json({"user": self.me.name, "roots": storage.roots(self.me), "usage": await storage.usage(self.me)})
+
+
+@web.stream_request_body
+class FilesHandler(AuthenticatedHandler):
+    """/api/v1/files/<hdfs path>: list/stat, download, upload (streamed), mkdir, rename, delete."""
+
+    upload = None
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        storage = self.settings["storage"]
+        self.path_ = clean_path(self.path_args[0] if self.path_args else "")
+        storage.check_within_roots(self.me, self.path_)
+        await storage.ensure_provisioned(self.me)
+        if self.request.method == "PUT":
+            limit = storage.max_upload_bytes
+            length = int(self.request.headers.get("Content-Length", "0") or 0)
+            if length > limit:
+                raise PublicError(413, f"uploads are limited to {limit // 1024**2} MB", reason="Payload Too Large")
+            self.request.connection.set_max_body_size(limit + 1)
+            overwrite = self.get_query_argument("overwrite", "1") not in ("0", "false")
+            self.upload = storage.upload(self.me, self.path_, overwrite)
+            await self.upload.start()
+        else:
+            self.request.connection.set_max_body_size(64 * 1024)
+            self._body = b""
+
+    async def data_received(self, chunk: bytes) -> None:
+        if self.upload is not None:
+            try:
+                await self.upload.feed(chunk)
+            except PublicError:
+                await self.upload.abort()
+                self.upload = None
+                raise
+        else:
+            self._body += chunk
+
+    def on_connection_close(self) -> None:
+        if self.upload is not None:
+            upload, self.upload = self.upload, None
+            asyncio.ensure_future(upload.abort())
+
+    async def get(self, _path: str) -> None:
+        storage = self.settings["storage"]
+        if self.get_query_argument("download", "0") in ("1", "true"):
+            model = await storage.stat(self.me, self.path_)
+            if model["type"] != "file":
+                raise PublicError(400, f"{self.path_} is a folder; only files can be downloaded")
+            self.set_header("Content-Type", "application/octet-stream")
+            self.set_header("Content-Disposition", f"attachment; filename*=UTF-8''{quote(model['name'])}")
+            self.set_header("Content-Length", str(model["size"]))
+            async for chunk in storage.read_chunks(self.me, self.path_):
+                self.write(chunk)
+                await self.flush()
+            self.finish()
+            return
+        self.write_json(await storage.listing(self.me, self.path_))
+
+    async def put(self, _path: str) -> None:
+        upload, self.upload = self.upload, None
+        assert upload is not None
+        model = await upload.finish()
+        self.write_json(model, 201)
+
+    async def post(self, _path: str) -> None:
+        if self.get_query_argument("op", "") != "mkdir":
+            raise PublicError(400, "POST needs op=mkdir")
+        self.write_json(await self.settings["storage"].mkdir(self.me, self.path_), 201)
+
+    async def patch(self, _path: str) -> None:
+        try:
+            body = json.loads(self._body or b"{}")
+            target = body["path"]
+            if not isinstance(target, str):
+                raise TypeError
+        except (ValueError, KeyError, TypeError) as e:
+            raise PublicError(400, 'PATCH needs a JSON body {"path": "/new/absolute/path"}') from e
+        storage = self.settings["storage"]
+        dst = clean_path(target)
+        storage.check_within_roots(self.me, dst)
+        self.write_json(await storage.rename(self.me, self.path_, dst))
+
+    async def delete(self, _path: str) -> None:
+        recursive = self.get_query_argument("recursive", "0") in ("1", "true")
+        await self.settings["storage"].delete(self.me, self.path_, recursive)
+        self.set_status(204)
+        self.finish()
+
+
 class NotFoundHandler(BaseHandler):
     """Anything else under the edge: a JSON 404."""
 
@@ -240,5 +340,7 @@ def routes(base_url: str) -> list[tuple[str, type, dict] | tuple[str, type]]:
         (api + "/cluster", ClusterHandler),
         (api + "/apps", AppsHandler),
         (api + r"/apps/([^/]+)", AppHandler),
+        (api + "/storage", StorageHandler),
+        (api + r"/files/?(.*)", FilesHandler),
         (base_url.rstrip("/") + r"/.*", NotFoundHandler),
     ]

@@ -27,6 +27,15 @@ set -euo pipefail
 SPEC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 : "${KERNEL_ID:?KERNEL_ID is not set}"
 : "${KERNEL_USERNAME:?KERNEL_USERNAME is not set}"
+if [[ ! "$KERNEL_USERNAME" =~ ^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$ ]]; then
+  echo "refusing a kernel for user name '$KERNEL_USERNAME'" >&2
+  exit 1
+fi
+# HdfsCLI config for the kernel: the `hdfs` package then works in the user's home out of the box
+# (hdfs.Config().get_client()); it holds no secret, only where WebHDFS is and who the user is
+hdfscli="${TMPDIR:-/tmp}/yardlab-hdfscli-$KERNEL_USERNAME.cfg"
+printf '[global]\ndefault.alias = yardlab\n\n[yardlab.alias]\nurl = %s\nuser = %s\nroot = /user/%s\n' \
+  "$YARDLAB_WEBHDFS_URL" "$KERNEL_USERNAME" "$KERNEL_USERNAME" > "$hdfscli"
 impersonation=()
 if [ "${EG_IMPERSONATION_ENABLED:-False}" = "True" ]; then
   impersonation=(--proxy-user "$KERNEL_USERNAME")
@@ -36,7 +45,8 @@ exec "$SPARK_HOME/bin/spark-submit" \
   --name "$KERNEL_ID" \
   --properties-file "$SPEC_DIR/spark.properties" \
   --conf "spark.yarn.tags=yardlab,user:$KERNEL_USERNAME,kernel:$KERNEL_ID,env:$YARDLAB_ENVIRONMENT" \
-  --files "$SPEC_DIR/scripts/launch_ipykernel.py,$SPEC_DIR/scripts/server_listener.py" \
+  --files "$SPEC_DIR/scripts/launch_ipykernel.py,$SPEC_DIR/scripts/server_listener.py,$hdfscli#hdfscli.cfg" \
+  --conf spark.yarn.appMasterEnv.HDFSCLI_CONFIG=hdfscli.cfg --conf spark.executorEnv.HDFSCLI_CONFIG=hdfscli.cfg \
   "${impersonation[@]}" \
   "$SPEC_DIR/scripts/yardlab_kernel.py" --kind "$YARDLAB_KERNEL_KIND" "$@"
 """
@@ -58,6 +68,8 @@ class KernelSite:
     launchers_dir: str
     #: the Python interpreter kernels run with inside YARN containers (PYSPARK_PYTHON)
     python: str
+    #: WebHDFS address kernels use through the `hdfs` package (HdfsCLI config)
+    webhdfs_url: str = "http://127.0.0.1:9870"
     #: address the kernel binds inside its container (0.0.0.0 on a real cluster)
     kernel_ip: str = "0.0.0.0"  # noqa: S104
     #: Spark properties every kernel gets (spark.yarn.jars and the like)
@@ -138,6 +150,7 @@ def write_kernelspec(kernels_dir: str | os.PathLike, site: KernelSite, req: Kern
                 "PYSPARK_PYTHON": site.python,
                 "YARDLAB_KERNEL_KIND": req.kind,
                 "YARDLAB_ENVIRONMENT": req.environment,
+                "YARDLAB_WEBHDFS_URL": site.webhdfs_url,
             },
             "metadata": {
                 "process_proxy": {"class_name": YARN_PROCESS_PROXY,

@@ -5,7 +5,7 @@ import os
 from importlib.metadata import PackageNotFoundError, version
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Unicode, default
+from traitlets import Integer, Unicode, default
 
 from .handlers import default_handlers
 
@@ -34,9 +34,21 @@ class YardlabExtension(ExtensionApp):
     def _default_edge_url(self) -> str:
         return os.environ.get(self.edge_url_env, "")
 
+    edge_token = Unicode(
+        help="""Token sent to the edge service: this server's own JupyterHub token by default
+        ($JUPYTERHUB_API_TOKEN), so the edge sees the user who owns the server.""",
+    ).tag(config=True)
+
+    @default("edge_token")
+    def _default_edge_token(self) -> str:
+        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+
+    max_upload = Integer(2 * 1024**3, help="Largest upload forwarded to the edge, in bytes.").tag(config=True)
+
     def initialize_settings(self) -> None:
         """Publish what the handlers report in the tornado settings."""
-        self.settings.update({"yardlab_version": __version__, "yardlab_edge_url": self.edge_url})
+        self.settings.update({"yardlab_version": __version__, "yardlab_edge_url": self.edge_url,
+                              "yardlab_edge_token": self.edge_token, "yardlab_max_upload": self.max_upload})
 
     def initialize_handlers(self) -> None:
         """Register the REST API routes."""

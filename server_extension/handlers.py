@@ -1,8 +1,21 @@
-"""HTTP handlers of the yardlab server extension."""
+"""HTTP handlers of the yardlab server extension: status, and a streaming forwarder to the edge.
+
+Every call is made with this Jupyter server's own hub token, so the edge sees the user who owns
+the server and applies its policy; jupyter_server's authentication (and XSRF on every mutating
+call) guards the way in.  The edge's JSON error messages pass through unchanged.
+"""
 from __future__ import annotations
+
+import asyncio
+import json
+from urllib.parse import quote
 
 import tornado.web
 from jupyter_server.base.handlers import APIHandler
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+# response headers worth passing back from the edge
+PASS_HEADERS = ("Content-Type", "Content-Disposition", "ETag", "Content-Length")
 
 
 class StatusHandler(APIHandler):
@@ -14,6 +27,103 @@ class StatusHandler(APIHandler):
                      "edge_url": self.settings["yardlab_edge_url"]})
 
 
+@tornado.web.stream_request_body
+class EdgeForwardHandler(APIHandler):
+    """Forwards /yardlab/api/<edge path> to the edge's /api/v1/<edge path>, streaming both ways."""
+
+    _queue: asyncio.Queue | None = None
+    _fetch: asyncio.Future | None = None
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        if self.current_user is None:
+            raise tornado.web.HTTPError(403)
+        edge = self.settings.get("yardlab_edge_url")
+        if not edge:
+            raise tornado.web.HTTPError(503, "no yardlab edge service is configured (YardlabExtension.edge_url)")
+        self.request.connection.set_max_body_size(self.settings.get("yardlab_max_upload", 2 * 1024**3) + 1)
+        path = "/".join(quote(p, safe="") for p in self.path_args[0].split("/"))
+        url = f"{edge.rstrip('/')}/api/v1/{path}"
+        if self.request.query:
+            url += "?" + self.request.query
+        headers = {"Authorization": f"token {self.settings['yardlab_edge_token']}"}
+        for name in ("Content-Type", "Content-Length", "If-None-Match"):
+            if name in self.request.headers:
+                headers[name] = self.request.headers[name]
+        has_body = self.request.method in ("PUT", "POST", "PATCH")
+        self._queue = asyncio.Queue(maxsize=8) if has_body else None
+        self._status_set = False
+        req = HTTPRequest(url, method=self.request.method, headers=headers,
+                          body_producer=self._produce if has_body else None,
+                          streaming_callback=self._stream_back, header_callback=self._header_back,
+                          request_timeout=3600, connect_timeout=10, allow_nonstandard_methods=True,
+                          decompress_response=False)
+        self._fetch = asyncio.ensure_future(AsyncHTTPClient().fetch(req, raise_error=False))
+
+    async def _produce(self, write) -> None:
+        assert self._queue is not None
+        while True:
+            chunk = await self._queue.get()
+            if chunk is None:
+                return
+            await write(chunk)
+
+    async def data_received(self, chunk: bytes) -> None:
+        if self._queue is not None:
+            await self._queue.put(chunk)
+
+    def _header_back(self, line: str) -> None:
+        line = line.strip()
+        if line.startswith("HTTP/"):
+            parts = line.split(" ", 2)
+            self.set_status(int(parts[1]), parts[2] if len(parts) > 2 else None)
+            self.clear_header("Content-Type")
+            self._status_set = True
+            return
+        if ":" in line:
+            name, value = line.split(":", 1)
+            if name.strip().title() in PASS_HEADERS:
+                self.set_header(name.strip(), value.strip())
+
+    def _stream_back(self, chunk: bytes) -> None:
+        self.write(chunk)
+        self.flush()
+
+    async def _forward(self) -> None:
+        if self._queue is not None:
+            await self._queue.put(None)
+        assert self._fetch is not None
+        resp = await self._fetch
+        if resp.code == 599:
+            self.clear()
+            self.set_status(503)
+            self.finish(json.dumps({"message": f"the yardlab edge service is unreachable: {resp.error}",
+                                    "reason": "Service Unavailable"}))
+            return
+        self.finish()
+
+    @tornado.web.authenticated
+    async def get(self, _path: str) -> None:
+        await self._forward()
+
+    @tornado.web.authenticated
+    async def put(self, _path: str) -> None:
+        await self._forward()
+
+    @tornado.web.authenticated
+    async def post(self, _path: str) -> None:
+        await self._forward()
+
+    @tornado.web.authenticated
+    async def patch(self, _path: str) -> None:
+        await self._forward()
+
+    @tornado.web.authenticated
+    async def delete(self, _path: str) -> None:
+        await self._forward()
+
+
 default_handlers: list[tuple[str, type[APIHandler]]] = [
     (r"/yardlab/api/status", StatusHandler),
+    (r"/yardlab/api/((?:me|cluster|storage|apps|files)(?:/.*)?)", EdgeForwardHandler),
 ]
