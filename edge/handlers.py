@@ -240,8 +240,26 @@ class FilesHandler(AuthenticatedHandler):
     """/api/v1/files/<hdfs path>: list/stat, download, upload (streamed), mkdir, rename, delete."""
 
     upload = None
+    deferred: PublicError | None = None
+    DRAIN_LIMIT = 1024 * 1024
 
     async def prepare(self) -> None:
+        try:
+            await self._prepare()
+        except PublicError as e:
+            # answer only once the (small, possibly empty) body has been read: tornado drops the
+            # connection of a streamed request answered early, and a client still writing (or
+            # reusing the keep-alive connection) sees a reset instead of the message
+            self.deferred = e
+            self.upload = None
+            self._json_body = b""
+            self.request.connection.set_max_body_size(self.DRAIN_LIMIT)
+
+    def raise_deferred(self) -> None:
+        if self.deferred is not None:
+            raise self.deferred
+
+    async def _prepare(self) -> None:
         await super().prepare()
         storage = self.settings["storage"]
         self.path_ = clean_path(self.path_args[0] if self.path_args else "")
@@ -258,9 +276,11 @@ class FilesHandler(AuthenticatedHandler):
             await self.upload.start()
         else:
             self.request.connection.set_max_body_size(64 * 1024)
-            self._body = b""
+            self._json_body = b""
 
     async def data_received(self, chunk: bytes) -> None:
+        if self.deferred is not None:
+            return
         if self.upload is not None:
             try:
                 await self.upload.feed(chunk)
@@ -269,7 +289,7 @@ class FilesHandler(AuthenticatedHandler):
                 self.upload = None
                 raise
         else:
-            self._body += chunk
+            self._json_body += chunk
 
     def on_connection_close(self) -> None:
         if self.upload is not None:
@@ -277,6 +297,7 @@ class FilesHandler(AuthenticatedHandler):
             asyncio.ensure_future(upload.abort())
 
     async def get(self, _path: str) -> None:
+        self.raise_deferred()
         storage = self.settings["storage"]
         if self.get_query_argument("download", "0") in ("1", "true"):
             model = await storage.stat(self.me, self.path_)
@@ -293,19 +314,22 @@ class FilesHandler(AuthenticatedHandler):
         self.write_json(await storage.listing(self.me, self.path_))
 
     async def put(self, _path: str) -> None:
+        self.raise_deferred()
         upload, self.upload = self.upload, None
         assert upload is not None
         model = await upload.finish()
         self.write_json(model, 201)
 
     async def post(self, _path: str) -> None:
+        self.raise_deferred()
         if self.get_query_argument("op", "") != "mkdir":
             raise PublicError(400, "POST needs op=mkdir")
         self.write_json(await self.settings["storage"].mkdir(self.me, self.path_), 201)
 
     async def patch(self, _path: str) -> None:
+        self.raise_deferred()
         try:
-            body = json.loads(self._body or b"{}")
+            body = json.loads(self._json_body or b"{}")
             target = body["path"]
             if not isinstance(target, str):
                 raise TypeError
@@ -317,6 +341,7 @@ class FilesHandler(AuthenticatedHandler):
         self.write_json(await storage.rename(self.me, self.path_, dst))
 
     async def delete(self, _path: str) -> None:
+        self.raise_deferred()
         recursive = self.get_query_argument("recursive", "0") in ("1", "true")
         await self.settings["storage"].delete(self.me, self.path_, recursive)
         self.set_status(204)

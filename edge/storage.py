@@ -363,7 +363,8 @@ class Upload:
         await self.cleanup()
 
     async def cleanup(self) -> None:
+        # as the service account: the user may lack the right to delete what never got written
         try:
-            await self.storage.run(lambda: self.storage.client(self.who.name).delete(self.tmp))
+            await self.storage.run(lambda: self.storage.client(None).delete(self.tmp))
         except (HdfsError, OSError):
             self.storage.log.warning("could not remove the temporary upload %s", self.tmp)
