@@ -19,3 +19,24 @@ export const yardlabIcon = new LabIcon({
   name: 'yardlab:sidebar',
   svgstr: yardlabSvg
 });
+
+// A folder in front of a storage cylinder, in the same stroke style.
+const hdfsSvg = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 24 24">
+  <g fill="none">
+    <g class="jp-icon3" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round">
+      <ellipse cx="10" cy="5" rx="7" ry="2.5"/>
+      <path d="M3 5v10c0 1.4 3.1 2.5 7 2.5"/>
+      <path d="M17 5v4"/>
+      <path d="M3 10c0 1.4 3.1 2.5 7 2.5"/>
+      <path d="M12 13h3.5l1.5 1.5h5v6.5h-10z"/>
+    </g>
+  </g>
+</svg>`;
+
+/**
+ * The HDFS file browser icon: storage with a folder.
+ */
+export const hdfsIcon = new LabIcon({
+  name: 'yardlab:hdfs',
+  svgstr: hdfsSvg
+});

@@ -6,6 +6,7 @@ import {
 import { ICommandPalette } from '@jupyterlab/apputils';
 
 import { requestAPI } from './handler';
+import { hdfsBrowserPlugin } from './hdfs/plugin';
 import { yardlabIcon } from './icons';
 import { StatusModel } from './model';
 import { YardlabSidebar } from './sidebar';
@@ -61,4 +62,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default plugin;
+export default [plugin, hdfsBrowserPlugin];

@@ -3,21 +3,21 @@ import { ISignal, Signal } from '@lumino/signaling';
 import type { IServerStatus } from './tokens';
 
 /**
- * State of the sidebar's status line: the server extension's last reply or error.
+ * The last reply of one server request, or its error, refreshed on demand.
  */
-export class StatusModel {
-  constructor(options: StatusModel.IOptions) {
-    this._fetchStatus = options.fetchStatus;
+export class ReplyModel<T> {
+  constructor(options: ReplyModel.IOptions<T>) {
+    this._fetch = options.fetch;
   }
 
-  /** Emitted whenever `status`, `error` or `pending` change. */
+  /** Emitted whenever `reply`, `error` or `pending` change. */
   get changed(): ISignal<this, void> {
     return this._changed;
   }
 
-  /** The last status reply, or `null` before the first successful request. */
-  get status(): IServerStatus | null {
-    return this._status;
+  /** The last reply, or `null` before the first successful request. */
+  get reply(): T | null {
+    return this._reply;
   }
 
   /** The message of the last failed request, or `null` if it succeeded. */
@@ -30,35 +30,25 @@ export class StatusModel {
     return this._pending;
   }
 
-  /** One line describing the current state, for display. */
-  get text(): string {
-    if (this._error !== null) {
-      return `Server extension unavailable: ${this._error}`;
-    }
-    if (this._status !== null) {
-      return `Server extension ${this._status.version}`;
-    }
-    return 'Checking server extension…';
-  }
-
   get isDisposed(): boolean {
     return this._isDisposed;
   }
 
   /**
-   * Ask the server for its status.
+   * Send the request again.
    *
-   * Never rejects: a failure is stored in `error`. When calls overlap, only the
-   * reply to the latest one is kept, so a slow old reply cannot overwrite a newer one.
+   * Never rejects: a failure is stored in `error` and the last good reply is kept.
+   * When calls overlap, only the reply to the latest one is kept, so a slow old
+   * reply cannot overwrite a newer one.
    */
   async refresh(): Promise<void> {
     const request = ++this._requests;
     this._pending = true;
     this._changed.emit();
-    let status: IServerStatus | null = null;
+    let reply: T | null = null;
     let error: string | null = null;
     try {
-      status = await this._fetchStatus();
+      reply = await this._fetch();
     } catch (reason) {
       error = reason instanceof Error ? reason.message : String(reason);
     }
@@ -67,7 +57,7 @@ export class StatusModel {
     }
     this._pending = false;
     if (error === null) {
-      this._status = status;
+      this._reply = reply;
     }
     this._error = error;
     this._changed.emit();
@@ -81,13 +71,51 @@ export class StatusModel {
     Signal.clearData(this);
   }
 
-  private _fetchStatus: () => Promise<IServerStatus>;
+  private _fetch: () => Promise<T>;
   private _changed = new Signal<this, void>(this);
-  private _status: IServerStatus | null = null;
+  private _reply: T | null = null;
   private _error: string | null = null;
   private _pending = false;
   private _requests = 0;
   private _isDisposed = false;
+}
+
+/**
+ * The namespace for `ReplyModel` statics.
+ */
+export namespace ReplyModel {
+  /**
+   * Options to create a `ReplyModel`.
+   */
+  export interface IOptions<T> {
+    /** Sends the request; rejects when the server cannot be reached or refuses. */
+    fetch: () => Promise<T>;
+  }
+}
+
+/**
+ * State of the sidebar's status line: the server extension's last reply or error.
+ */
+export class StatusModel extends ReplyModel<IServerStatus> {
+  constructor(options: StatusModel.IOptions) {
+    super({ fetch: options.fetchStatus });
+  }
+
+  /** The last status reply, or `null` before the first successful request. */
+  get status(): IServerStatus | null {
+    return this.reply;
+  }
+
+  /** One line describing the current state, for display. */
+  get text(): string {
+    if (this.error !== null) {
+      return `Server extension unavailable: ${this.error}`;
+    }
+    if (this.status !== null) {
+      return `Server extension ${this.status.version}`;
+    }
+    return 'Checking server extension…';
+  }
 }
 
 /**
