@@ -76,7 +76,8 @@ def start_edge(rm_url: str, hub_api_url: str, *, log_dir: Path | None = None,
         f"--EdgeApp.hub_api_url={hub_api_url}/hub/api",
         f"--EdgeApp.hub_api_token={SERVICE_TOKEN}",
         f"--EdgeApp.audit_log={state}/audit.jsonl",
-        f"--EdgeApp.db_url=sqlite:///{state}/edge.sqlite",
+        f"--KernelLedger.db_url=sqlite:///{state}/edge.sqlite",
+        "--GatewaySupervisor.enabled=False",
         *extra_args,
     ]
     handle = ServerProcess.start_with_health("edge", argv, url, f"{url}/health", log_dir, timeout=90)

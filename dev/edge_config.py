@@ -17,3 +17,14 @@ c.ResourceManagerClient.urls = [info["rm_url"]]
 c.ResourceManagerClient.service_user = info["service_user"]
 c.HDFSStorage.webhdfs_url = info["webhdfs_url"]
 c.HDFSStorage.service_user = info["service_user"]
+state = Path(info["state_dir"])
+c.EdgeApp.kernels_dir = info["kernels_dir"]
+c.KernelLedger.db_url = f"sqlite:///{state / 'edge' / 'edge.sqlite'}"
+c.GatewaySupervisor.command = [info["eg_command"]]
+c.GatewaySupervisor.port = info["ports"]["eg_http"]
+c.GatewaySupervisor.env = info["eg_env"]
+c.GatewaySupervisor.state_file = info["eg_state_file"]
+c.GatewaySupervisor.log_file = str(Path(info["logs"]) / "enterprise-gateway.log")
+# short enough for the test suite to watch an orphan being reaped
+c.Reaper.grace = 30.0
+c.Reaper.interval = 5.0

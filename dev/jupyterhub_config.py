@@ -83,9 +83,10 @@ c.Spawner.http_timeout = 120
 c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", f"access:services!service={EDGE}",
                                  "custom:yardlab:admin"]
 c.Spawner.environment = {
-    # kernels run on YARN through Enterprise Gateway (the edge takes this place later)
-    "JUPYTER_GATEWAY_URL": info["eg_url"],
-    "JUPYTER_GATEWAY_AUTH_TOKEN": info["eg_token"],
+    # kernels run on YARN through the edge's /gateway/ (Enterprise Gateway is behind it), with the
+    # server's own hub token: the edge knows who the kernels are for
+    "JUPYTER_GATEWAY_URL": info["edge_url"] + "/gateway",
+    "JUPYTER_GATEWAY_AUTH_TOKEN": lambda spawner: spawner.api_token,
     "JUPYTER_GATEWAY_REQUEST_TIMEOUT": "320",
     "JUPYTER_GATEWAY_CONNECT_TIMEOUT": "30",
     "KERNEL_LAUNCH_TIMEOUT": "300",

@@ -511,13 +511,12 @@ class Stack:
         edge_token = saved.get("edge_service_token") or secrets.token_hex(24)
         secrets_path.write_text(json.dumps({"test_service_token": svc_token, "edge_service_token": edge_token}))
         secrets_path.chmod(0o600)
-        eg_token = secrets.token_hex(24)
         self.info = {
             "state_dir": str(self.state), "logs": str(self.logs), "service_user": SERVICE_USER,
             "hub_url": self.url("hub_public", "/"), "hub_api": self.url("hub_public", "/hub/api"),
             "rm_url": self.url("yarn_rm_http"), "webhdfs_url": self.url("hdfs_namenode_http"),
             "hdfs_url": f"hdfs://127.0.0.1:{PORTS['hdfs_namenode_rpc']}",
-            "eg_url": self.url("eg_http"), "eg_token": eg_token,
+            "eg_url": self.url("eg_http"),
             "edge_url": self.url("edge_http", "/services/yardlab-edge"),
             "edge_public_url": self.url("hub_public", "/services/yardlab-edge"),
             "edge_service_token": edge_token, "edge_audit_log": str(self.state / "edge" / "audit.jsonl"),
@@ -558,31 +557,24 @@ class Stack:
         for piece in (rm, nm):
             self.wait_ready(piece)
 
-        # Enterprise Gateway
+        # Enterprise Gateway: run and supervised by the edge (loopback, a random token per start)
         self.write_kernelspecs(spark, jhome)
-        eg_env = {
+        self.info["eg_command"] = str(EG_VENV / "bin" / "jupyter-enterprisegateway")
+        self.info["eg_state_file"] = str(self.state / "edge" / "enterprise-gateway.json")
+        self.info["eg_env"] = {
             "JUPYTER_PATH": str(self.state / "share" / "jupyter"),
             "JUPYTER_DATA_DIR": str(self.state / "eg-data"),
             "JUPYTER_RUNTIME_DIR": str(self.state / "eg-runtime"),
             "EG_RESPONSE_IP": "127.0.0.1",
             "EG_RESPONSE_PORT": str(PORTS["eg_response"]),
             "EG_PROHIBITED_LOCAL_IPS": "",
-            "EG_KERNEL_LAUNCH_TIMEOUT": "300",
-            "EG_IMPERSONATION_ENABLED": "True",
             "EG_INHERITED_ENVS": "PATH,JAVA_HOME,HADOOP_CONF_DIR,SPARK_HOME,SPARK_CONF_DIR,SPARK_LOCAL_IP",
             "SPARK_LOCAL_IP": "127.0.0.1",
             "EG_YARN_ENDPOINT": self.url("yarn_rm_http"),
-            "EG_LIST_KERNELS": "True",
             "JAVA_HOME": jhome, "SPARK_HOME": spark, "HADOOP_CONF_DIR": str(self.hadoop_conf),
             "SPARK_CONF_DIR": str(spark_conf),
         }
-        eg = Piece("enterprise-gateway",
-                   [str(EG_VENV / "bin" / "jupyter-enterprisegateway"), "--ip=127.0.0.1",
-                    f"--port={PORTS['eg_http']}", "--port_retries=0",
-                    f"--EnterpriseGatewayApp.auth_token={eg_token}",
-                    "--EnterpriseGatewayApp.default_kernel_name=yardlab_pyspark"],
-                   self.eg_ready, env=eg_env, cwd=self.state)
-        self.start_piece(eg)
+        self.save_info()
 
         # the edge service (registered in the hub as the external service yardlab-edge)
         (self.state / "edge").mkdir(exist_ok=True)
@@ -604,9 +596,9 @@ class Stack:
         hub = Piece("jupyterhub", [str(VENV / "bin" / "jupyterhub"), "-f", str(ROOT / "dev" / "jupyterhub_config.py")],
                     self.hub_ready, env=hub_env, cwd=hub_dir)
         self.start_piece(hub)
-        self.wait_ready(eg)
         self.wait_ready(hub)
         self.wait_ready(edge)
+        self.info["eg_token"] = json.loads(Path(self.info["eg_state_file"]).read_text())["token"]
         self.info["user_tokens"] = self.make_user_tokens()
         self.timings["total"] = round(time.monotonic() - t0, 1)
         self.save_info()
@@ -619,6 +611,24 @@ class Stack:
         overrides = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false",
                                                                     "checkForUpdates": False}}
         (settings / "overrides.json").write_text(json.dumps(overrides, indent=2) + "\n")
+
+    def stop_gateway(self) -> None:
+        """EG outlives the edge on purpose (a restarted edge adopts it); the stack stops it here, so
+        it shuts its kernels down while YARN is still up."""
+        try:
+            pid = json.loads(Path(self.info.get("eg_state_file", "")).read_text())["pid"]
+        except (OSError, ValueError, KeyError):
+            return
+        if pid_alive(pid):
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                return
+            deadline = time.monotonic() + 30
+            while pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if pid_alive(pid):
+                os.killpg(pid, signal.SIGKILL)
 
     def logs_dir(self) -> Path:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -647,11 +657,6 @@ class Stack:
         code, body = http_get(self.url("yarn_rm_http", "/ws/v1/cluster/nodes"), headers={"Accept": "application/json"})
         nodes = (json.loads(body).get("nodes") or {}).get("node") or [] if code == 200 else []
         return any(n["state"] == "RUNNING" and n.get("availMemoryMB", 0) > 0 for n in nodes)
-
-    def eg_ready(self) -> bool:
-        code, _ = http_get(self.url("eg_http", "/api/kernelspecs"),
-                           headers={"Authorization": f"token {self.info['eg_token']}"})
-        return code == 200
 
     def edge_ready(self) -> bool:
         code, _ = http_get(self.url("edge_http", "/services/yardlab-edge/health"))
@@ -694,6 +699,9 @@ class Stack:
         order = ["jupyterhub", "edge", "enterprise-gateway", "nodemanager", "resourcemanager", "datanode", "namenode"]
         by_name = {p.name: p for p in self.pieces}
         for name in order:
+            if name == "enterprise-gateway":
+                self.stop_gateway()
+                continue
             piece = by_name.get(name)
             if piece and piece.proc and piece.proc.poll() is None:
                 try:

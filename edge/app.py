@@ -14,6 +14,9 @@ from traitlets.config import Application, catch_config_error
 from . import __version__
 from .audit import AuditLog
 from .auth import TokenIdentifier
+from .gateway import GatewaySupervisor, KernelService
+from .ledger import KernelLedger
+from .reaper import Reaper
 from .handlers import routes
 from .jobs import JobService
 from .snapshot import AppSnapshot
@@ -55,7 +58,13 @@ class EdgeApp(Application):
     kill_timeout = Float(60.0, help="Seconds a kill waits for YARN to confirm KILLED.").tag(config=True)
     metrics_require_auth = Bool(True, help="Whether /metrics needs an admin's token.").tag(config=True)
 
-    classes = [ResourceManagerClient, AppSnapshot, TokenIdentifier, AuditLog, HDFSStorage]
+    kernels_dir = Unicode(
+        help="Folder of the kernelspecs EG serves (read for each kernel's Spark resources before a launch).",
+    ).tag(config=True)
+    max_kernels_per_user = Integer(4, help="Kernels one user may have at once.").tag(config=True)
+
+    classes = [ResourceManagerClient, AppSnapshot, TokenIdentifier, AuditLog, HDFSStorage, GatewaySupervisor,
+               KernelLedger, Reaper]
 
     rm = Instance(ResourceManagerClient, allow_none=True)
     snapshot = Instance(AppSnapshot, allow_none=True)
@@ -79,11 +88,29 @@ class EdgeApp(Application):
         audit_kw = {"path": self.audit_log} if self.audit_log else {}
         self.rm = ResourceManagerClient(parent=self)
         self.snapshot = AppSnapshot(parent=self, rm=self.rm)
-        jobs = JobService(self.rm, self.snapshot, AuditLog(parent=self, **audit_kw), kill_timeout=self.kill_timeout)
+        audit = AuditLog(parent=self, **audit_kw)
+        self.ledger = KernelLedger(parent=self)
+        self.gateway = GatewaySupervisor(parent=self)
+        kernels = KernelService(self.gateway, self.ledger, self.snapshot, audit, self.kernels_dir,
+                                max_kernels_per_user=self.max_kernels_per_user)
+        jobs = JobService(self.rm, self.snapshot, audit, kill_timeout=self.kill_timeout, ledger=self.ledger,
+                          waiting=kernels.waiting_message)
+        self.reaper = Reaper(self.rm, self.snapshot, self.ledger, self.gateway, audit, parent=self)
+        channels: dict[str, set] = {}
+
+        def report_dead(kernel_id: str) -> None:
+            for handler in list(channels.get(kernel_id, ())):
+                handler.report_dead()
+
+        self.reaper.on_dead_kernel.append(report_dead)
         base = "/" + self.base_url.strip("/") + "/" if self.base_url.strip("/") else "/"
         settings = {
             "identifier": TokenIdentifier(parent=self, **identifier_kw),
             "jobs": jobs,
+            "kernels": kernels,
+            "gateway": self.gateway,
+            "channels": channels,
+            "base_url": base,
             "storage": HDFSStorage(parent=self),
             "metrics_require_auth": self.metrics_require_auth,
             "log_function": self._log_request,
@@ -105,6 +132,9 @@ class EdgeApp(Application):
         server.listen(self.port, self.ip)
         assert self.snapshot is not None
         self.snapshot.start()
+        await self.gateway.start()
+        if self.gateway.enabled:
+            self.reaper.start()
         self.log.info("yardlab edge %s listening on http://%s:%d%s (RM: %s)", self.version, self.ip, self.port,
                       self.base_url, ", ".join(self.rm.urls if self.rm else []))
         stop = asyncio.Event()
@@ -114,6 +144,8 @@ class EdgeApp(Application):
         await stop.wait()
         self.log.info("stopping")
         server.stop()
+        await self.reaper.stop()
+        await self.gateway.stop()  # Enterprise Gateway keeps running: the next edge adopts it
         await self.snapshot.stop()
 
     def start(self) -> None:

@@ -132,6 +132,9 @@ class HealthHandler(BaseHandler):
 
     def get(self) -> None:
         ok = self.jobs.snapshot.last_success is not None and self.jobs.snapshot.last_error is None
+        gateway = self.settings.get("gateway")
+        if gateway is not None and gateway.enabled and not gateway.ready.is_set():
+            ok = False
         self.write_json({"status": "ok" if ok else "unavailable"}, 200 if ok else 503)
 
 
@@ -357,8 +360,10 @@ class NotFoundHandler(BaseHandler):
 
 
 def routes(base_url: str) -> list[tuple[str, type, dict] | tuple[str, type]]:
+    from .gateway_handlers import gateway_routes
+
     api = base_url.rstrip("/") + "/api/v1"
-    return [
+    return gateway_routes(base_url) + [
         (base_url.rstrip("/") + "/health", HealthHandler),
         (base_url.rstrip("/") + "/metrics", MetricsHandler),
         (api + "/me", MeHandler),

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Callable
+
 from tornado.log import app_log
 
 from . import metrics
 from .audit import AuditLog
 from .auth import Identity
 from .errors import PublicError
+from .ledger import KernelLedger
 from .snapshot import AppSnapshot
 from .utils import monotonic
 from .yarn import FINAL_STATES, ResourceManagerClient, RMError, RMUnavailable
@@ -21,7 +24,10 @@ class JobService:
     """Reads from the shared snapshot and acts on the ResourceManager for one caller at a time."""
 
     def __init__(self, rm: ResourceManagerClient, snapshot: AppSnapshot, audit: AuditLog,
-                 kill_timeout: float = 60.0, kill_poll: float = 0.5) -> None:
+                 kill_timeout: float = 60.0, kill_poll: float = 0.5, ledger: KernelLedger | None = None,
+                 waiting: Callable[[dict, dict], str | None] | None = None) -> None:
+        self.ledger = ledger
+        self.waiting = waiting
         self.rm = rm
         self.snapshot = snapshot
         self.audit = audit
@@ -31,14 +37,17 @@ class JobService:
     # -- views -----------------------------------------------------------------------------------
     def public_app(self, app: dict) -> dict:
         out = {k: app.get(k) for k in PUBLIC_FIELDS}
-        out["kernel"] = app.get("kernel")
-        out["notebook"] = app.get("notebook")
-        out["environment"] = app.get("environment")
-        out["waiting"] = app.get("waiting")
+        rec = self.ledger.for_app(app) if self.ledger else None
+        out["kernel"] = rec["id"] if rec else None
+        out["notebook"] = rec["notebook"] if rec else None
+        out["environment"] = rec["environment"] if rec else None
+        out["waiting"] = self.waiting(rec, app) if rec and self.waiting else None
         return out
 
     def apps_etag(self, user: str | None, query_key: str) -> str:
-        return self.snapshot.etag(user, query_key)
+        # kernel links and waiting messages come from the ledger and the cluster view
+        extra = f"{self.ledger.generation if self.ledger else 0}:{self.snapshot.cluster_generation}"
+        return self.snapshot.etag(user, f"{extra}:{query_key}")
 
     def cluster_view(self) -> dict:
         snap = self.snapshot

@@ -85,6 +85,9 @@ class KernelSpecRequest:
     kind: str = "pyspark"  # pyspark | python
     environment: str = "builtin"
     spark_conf: dict[str, str] = field(default_factory=dict)
+    #: builtin | shared | personal (personal ones are offered to their owner only)
+    visibility: str = "builtin"
+    owner: str | None = None
 
 
 def _properties(site: KernelSite, req: KernelSpecRequest) -> dict[str, str]:
@@ -155,7 +158,8 @@ def write_kernelspec(kernels_dir: str | os.PathLike, site: KernelSite, req: Kern
             "metadata": {
                 "process_proxy": {"class_name": YARN_PROCESS_PROXY,
                                   "config": {"yarn_endpoint": site.yarn_endpoint}},
-                "yardlab": {"kind": req.kind, "environment": req.environment},
+                "yardlab": {"kind": req.kind, "environment": req.environment, "visibility": req.visibility,
+                            "owner": req.owner, "queue": _properties(site, req).get("spark.yarn.queue", "default")},
             },
         }
         (tmp / "kernel.json").write_text(json.dumps(spec, indent=2) + "\n")

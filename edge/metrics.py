@@ -14,3 +14,9 @@ SNAPSHOT_AGE = Gauge("yardlab_edge_snapshot_age_seconds", "Seconds since the las
 SNAPSHOT_APPS = Gauge("yardlab_edge_snapshot_apps", "Applications held in the YARN snapshot")
 KILLS = Counter("yardlab_edge_kills_total", "Application kills by actor kind and outcome",
                 ["actor_kind", "outcome"])
+GATEWAY_RESTARTS = Counter("yardlab_edge_gateway_restarts_total", "Times the edge restarted Enterprise Gateway")
+KERNEL_LAUNCH_SECONDS = Histogram(
+    "yardlab_edge_kernel_launch_seconds", "Seconds from a kernel start request to EG's answer",
+    buckets=(5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300))
+REAPED = Counter("yardlab_edge_reaped_total", "YARN applications of kernels that no longer exist, killed",
+                 ["state"])

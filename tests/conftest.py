@@ -131,13 +131,20 @@ def spark_submit(stack, spark_env, tmp_path):
     return run
 
 
+def eg_token(stack) -> str:
+    """Enterprise Gateway's current token (the edge starts EG and may restart it with a new one)."""
+    import json
+
+    return json.loads(Path(stack["eg_state_file"]).read_text())["token"]
+
+
 @pytest.fixture
 def eg_kernel(stack):
     """Factory: start a kernel on Enterprise Gateway for a user, connected over its websocket."""
     made: list[KernelConnection] = []
 
     def start(kernelspec: str = "yardlab_pyspark", user: str = "alice") -> KernelConnection:
-        kc = KernelConnection.start(stack["eg_url"], stack["eg_token"], kernelspec,
+        kc = KernelConnection.start(stack["eg_url"], eg_token(stack), kernelspec,
                                     env={"KERNEL_USERNAME": user}, username=user)
         made.append(kc)
         return kc

@@ -34,7 +34,8 @@ def edge_on(stack, tmp_path):
                f"--ResourceManagerClient.urls={urls}",
                f"--ResourceManagerClient.service_user={stack['service_user']}",
                "--ResourceManagerClient.retries=1", "--ResourceManagerClient.backoff=0.1",
-               "--AppSnapshot.poll_interval=0.5", "--AppSnapshot.max_backoff=1"]
+               "--AppSnapshot.poll_interval=0.5", "--AppSnapshot.max_backoff=1",
+               "--GatewaySupervisor.enabled=False", f"--KernelLedger.db_url=sqlite:///{tmp_path / 'edge.sqlite'}"]
         log = open(tmp_path / f"edge-{port}.log", "wb")
         procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path))
         base = f"http://127.0.0.1:{port}"

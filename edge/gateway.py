@@ -1,0 +1,424 @@
+"""Kernels through the edge: Enterprise Gateway supervised on loopback, and the policy in front of it.
+
+Enterprise Gateway trusts whatever KERNEL_USERNAME a client sends and forgets YARN applications
+when it dies.  The edge therefore runs EG itself (its own virtualenv, loopback, a random token,
+restarted with backoff when it dies, adopted again after an edge restart so no kernel dies with
+the edge), and every request reaches it through :class:`KernelService`, which sets the user from
+the hub token, passes other KERNEL_* variables only from an allow-list, lets users reach only
+their own kernels, caps kernels per user and checks the queue before a launch.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import re
+import secrets
+import signal
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from . import metrics
+from .audit import AuditLog
+from .auth import Identity
+from .errors import PublicError
+from .ledger import KernelLedger
+from .snapshot import AppSnapshot, queue_matches
+from .utils import monotonic
+
+KERNEL_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+SPEC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class GatewaySupervisor(LoggingConfigurable):
+    """Runs Enterprise Gateway as a child on loopback and keeps it running."""
+
+    enabled = Bool(True, help="Whether this edge runs Enterprise Gateway (and serves /gateway/).").tag(config=True)
+    command = List(
+        Unicode(), ["jupyter-enterprisegateway"],
+        help="The command that starts Enterprise Gateway (from its own virtualenv).",
+    ).tag(config=True)
+    port = Integer(8890, help="Loopback port Enterprise Gateway listens on.").tag(config=True)
+    env = Dict(
+        help="Environment for Enterprise Gateway (EG_*, JUPYTER_PATH with the kernelspecs, SPARK_HOME, ...).",
+    ).tag(config=True)
+    state_file = Unicode(
+        "enterprise-gateway.json",
+        help="Where the running EG's pid, port and token are kept, so a restarted edge adopts it.",
+    ).tag(config=True)
+    log_file = Unicode("enterprise-gateway.log", help="Enterprise Gateway's log.").tag(config=True)
+    cull_idle_timeout = Integer(
+        4 * 3600, help="Seconds an idle kernel lives before it is shut down (0: never).").tag(config=True)
+    cull_interval = Integer(120, help="Seconds between idle-kernel checks.").tag(config=True)
+    launch_timeout = Integer(300, help="Seconds a kernel may take to start on YARN.").tag(config=True)
+    max_backoff = Float(30.0, help="Longest pause between restarts of a failing Enterprise Gateway.").tag(config=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.token = ""
+        self.pid: int | None = None
+        self.proc: subprocess.Popen | None = None
+        self.started_at = 0.0
+        self.restarts = 0
+        self.ready = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.http = AsyncHTTPClient()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        if not self.enabled:
+            return
+        if not await self._adopt():
+            await self._launch()
+        self._task = asyncio.ensure_future(self._watch())
+
+    async def stop(self, stop_gateway: bool = False) -> None:
+        if self._task:
+            self._task.cancel()
+        if stop_gateway and self.pid:
+            try:
+                os.killpg(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    async def _adopt(self) -> bool:
+        try:
+            saved = json.loads(Path(self.state_file).read_text())
+        except (OSError, ValueError):
+            return False
+        pid, token = saved.get("pid"), saved.get("token", "")
+        if not pid or not _alive(pid) or saved.get("port") != self.port:
+            return False
+        self.token, self.pid = token, pid
+        if await self.healthy():
+            self.log.info("adopted the running Enterprise Gateway (pid %s); its kernels live on", pid)
+            self.started_at = monotonic()
+            self.ready.set()
+            return True
+        return False
+
+    async def _launch(self) -> None:
+        self.token = secrets.token_hex(24)
+        argv = [*self.command, "--ip=127.0.0.1", f"--port={self.port}", "--port_retries=0",
+                f"--EnterpriseGatewayApp.auth_token={self.token}",
+                "--EnterpriseGatewayApp.list_kernels=True",
+                f"--MappingKernelManager.cull_idle_timeout={self.cull_idle_timeout}",
+                f"--MappingKernelManager.cull_interval={self.cull_interval}",
+                "--MappingKernelManager.cull_connected=False"]
+        env = {**os.environ, **{k: str(v) for k, v in self.env.items()},
+               "EG_KERNEL_LAUNCH_TIMEOUT": str(self.launch_timeout), "EG_IMPERSONATION_ENABLED": "True"}
+        log = open(self.log_file, "ab")
+        # its own session: EG (and so its kernels) outlives an edge restart, which adopts it again
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=env, start_new_session=True)
+        log.close()
+        self.pid = self.proc.pid
+        Path(self.state_file).write_text(json.dumps({"pid": self.pid, "port": self.port, "token": self.token}))
+        os.chmod(self.state_file, 0o600)
+        self.ready.clear()
+        deadline = monotonic() + 60
+        while monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            if await self.healthy():
+                self.started_at = monotonic()
+                self.ready.set()
+                self.log.info("Enterprise Gateway up (pid %s, port %s)", self.pid, self.port)
+                return
+            await asyncio.sleep(0.25)
+        self.log.error("Enterprise Gateway did not come up; see %s", self.log_file)
+
+    async def healthy(self) -> bool:
+        try:
+            resp = await self.http.fetch(HTTPRequest(f"{self.url}/api/kernelspecs", headers=self.headers,
+                                                     request_timeout=5, connect_timeout=2), raise_error=False)
+        except (HTTPClientError, OSError, asyncio.TimeoutError):
+            return False
+        return resp.code == 200
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.token}"}
+
+    def alive(self) -> bool:
+        if self.proc is not None:
+            return self.proc.poll() is None
+        return bool(self.pid) and _alive(self.pid)
+
+    async def _watch(self) -> None:
+        delay = 1.0
+        while True:
+            await asyncio.sleep(1.0)
+            if self.alive():
+                delay = 1.0
+                continue
+            self.ready.clear()
+            metrics.GATEWAY_RESTARTS.inc()
+            self.restarts += 1
+            self.log.warning("Enterprise Gateway (pid %s) is gone; restarting in %.0f s", self.pid, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.max_backoff)
+            await self._launch()
+
+    async def request(self, method: str, path: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
+        """One call to EG's REST API with EG's token; returns (status, JSON or None)."""
+        if not self.ready.is_set():
+            raise PublicError(503, "the kernel gateway is starting; try again in a few seconds",
+                              reason="Service Unavailable")
+        req = HTTPRequest(f"{self.url}{path}", method=method, headers={**self.headers, "Content-Type": "application/json"},
+                          body=json.dumps(body) if body is not None else None, request_timeout=timeout,
+                          connect_timeout=5, allow_nonstandard_methods=True)
+        try:
+            resp = await self.http.fetch(req, raise_error=False)
+        except (HTTPClientError, OSError, asyncio.TimeoutError) as e:
+            raise PublicError(503, f"the kernel gateway did not answer: {e}", reason="Service Unavailable") from e
+        if resp.code == 599:
+            raise PublicError(503, f"the kernel gateway is unreachable: {resp.error}", reason="Service Unavailable")
+        try:
+            data = json.loads(resp.body) if resp.body else None
+        except ValueError:
+            data = None
+        return resp.code, data
+
+    async def kernel_ids(self) -> set[str] | None:
+        """Ids of the kernels EG knows right now, or None when EG cannot be asked."""
+        if not self.ready.is_set():
+            return None
+        try:
+            code, data = await self.request("GET", "/api/kernels", timeout=10)
+        except PublicError:
+            return None
+        if code != 200 or not isinstance(data, list):
+            return None
+        return {k["id"] for k in data if isinstance(k, dict) and "id" in k}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _mb(value: str | None, default: int) -> int:
+    """Spark memory strings (512m, 2g, 1024) in MB."""
+    if not value:
+        return default
+    m = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)b?\s*", value.lower())
+    if not m:
+        return default
+    n, unit = int(m.group(1)), m.group(2) or "m"
+    return {"k": max(1, n // 1024), "m": n, "g": n * 1024, "t": n * 1024 * 1024}[unit]
+
+
+def container_mb(memory_mb: int, overhead: str | None, min_alloc: int) -> int:
+    """What YARN grants for a Spark container: memory + overhead (max(384, 10%)), rounded up."""
+    over = _mb(overhead, 0) if overhead else max(384, int(memory_mb * 0.10))
+    total = memory_mb + over
+    return int(math.ceil(total / min_alloc) * min_alloc)
+
+
+class KernelService:
+    """The policy between users and Enterprise Gateway."""
+
+    ALLOWED_ENV = {"KERNEL_WORKING_DIR", "KERNEL_LAUNCH_TIMEOUT"}
+
+    def __init__(self, gateway: GatewaySupervisor, ledger: KernelLedger, snapshot: AppSnapshot, audit: AuditLog,
+                 kernels_dir: str, max_kernels_per_user: int = 4, min_allocation_mb: int = 256) -> None:
+        self.gateway = gateway
+        self.ledger = ledger
+        self.snapshot = snapshot
+        self.audit = audit
+        self.kernels_dir = Path(kernels_dir) if kernels_dir else None
+        self.max_kernels_per_user = max_kernels_per_user
+        self.min_allocation_mb = min_allocation_mb
+
+    # -- kernelspecs ----------------------------------------------------------------------------------
+    @staticmethod
+    def may_use_spec(who: Identity, spec: dict) -> bool:
+        meta = ((spec.get("spec") or {}).get("metadata") or {}).get("yardlab")
+        if not isinstance(meta, dict):
+            return False  # only specs yardlab wrote are offered
+        visibility = meta.get("visibility", "builtin")
+        return visibility in ("builtin", "shared") or meta.get("owner") == who.name
+
+    async def kernelspecs(self, who: Identity) -> dict:
+        code, data = await self.gateway.request("GET", "/api/kernelspecs")
+        if code != 200 or not isinstance(data, dict):
+            raise PublicError(502, "the kernel gateway could not list kernelspecs")
+        specs = {n: s for n, s in (data.get("kernelspecs") or {}).items() if self.may_use_spec(who, s)}
+        default_name = data.get("default") if data.get("default") in specs else next(iter(sorted(specs)), "")
+        return {"default": default_name, "kernelspecs": specs}
+
+    async def kernelspec(self, who: Identity, name: str) -> dict:
+        if not SPEC_NAME.match(name):
+            raise PublicError(400, "that is not a kernelspec name")
+        specs = (await self.kernelspecs(who))["kernelspecs"]
+        if name not in specs:
+            raise PublicError(404, f"no kernelspec {name!r} you may use", reason="Not Found")
+        return specs[name]
+
+    # -- kernels -------------------------------------------------------------------------------------------
+    def check_kernel(self, who: Identity, kernel_id: str, admin_ok: bool = False) -> dict:
+        if not KERNEL_ID.match(kernel_id):
+            raise PublicError(400, "that is not a kernel id")
+        rec = self.ledger.get(kernel_id)
+        if rec is None or rec["state"] == "ended":
+            raise PublicError(404, f"no kernel {kernel_id}", reason="Not Found")
+        if rec["user"] != who.name and not (admin_ok and who.admin):
+            raise PublicError(403, "that kernel belongs to another user", reason="Forbidden")
+        return rec
+
+    async def list_kernels(self, who: Identity) -> list[dict]:
+        code, data = await self.gateway.request("GET", "/api/kernels")
+        if code != 200 or not isinstance(data, list):
+            raise PublicError(502, "the kernel gateway could not list kernels")
+        out = []
+        for k in data:
+            rec = self.ledger.get(k.get("id", ""))
+            if rec and (rec["user"] == who.name or who.admin):
+                out.append(k)
+        return out
+
+    def requested_resources(self, spec: dict) -> dict:
+        meta = ((spec.get("spec") or {}).get("metadata") or {}).get("yardlab") or {}
+        props = self._spark_properties(spec)
+        queue = props.get("spark.yarn.queue", meta.get("queue", "default"))
+        driver = container_mb(_mb(props.get("spark.driver.memory"), 1024), props.get("spark.driver.memoryOverhead"),
+                              self.min_allocation_mb)
+        executor = container_mb(_mb(props.get("spark.executor.memory"), 1024),
+                                props.get("spark.executor.memoryOverhead"), self.min_allocation_mb)
+        if props.get("spark.dynamicAllocation.enabled", "false") == "true":
+            instances = int(props.get("spark.dynamicAllocation.initialExecutors",
+                                      props.get("spark.dynamicAllocation.minExecutors", "0")) or 0)
+        else:
+            instances = int(props.get("spark.executor.instances", "2") or 0)
+        vcores = int(props.get("spark.driver.cores", "1")) + instances * int(props.get("spark.executor.cores", "1"))
+        return {"queue": queue, "driverMB": driver, "executorMB": executor, "executors": instances,
+                "needMB": driver + instances * executor, "needVCores": vcores,
+                "largestMB": max(driver, executor if instances else 0)}
+
+    def _spark_properties(self, spec: dict) -> dict[str, str]:
+        if not self.kernels_dir:
+            return {}
+        name = spec.get("name", "")
+        path = self.kernels_dir / name / "spark.properties"
+        props: dict[str, str] = {}
+        try:
+            for line in path.read_text().splitlines():
+                if line.strip() and not line.startswith("#"):
+                    key, _, value = line.strip().partition(" ")
+                    props[key] = value.strip()
+        except OSError:
+            pass
+        return props
+
+    def queue_check(self, need: dict) -> dict:
+        """Refuse what can never fit; describe what will have to wait."""
+        cluster = self.snapshot.cluster or {}
+        queues = [q for q in cluster.get("queues", []) if q.get("leaf") and queue_matches(q["path"], need["queue"])]
+        if not queues:
+            known = ", ".join(q["name"] for q in cluster.get("queues", []) if q.get("leaf")) or "none known yet"
+            raise PublicError(400, f"queue {need['queue']!r} does not exist (queues: {known})")
+        q = queues[0]
+        largest_node = max([n.get("totalMB", 0) for n in cluster.get("nodes", {}).get("list", [])] or [0])
+        if need["needMB"] > q["maxMB"] or (largest_node and need["largestMB"] > largest_node):
+            raise PublicError(400, (
+                f"this kernel needs {need['needMB'] / 1024:.1f} GB in queue {q['name']} "
+                f"(driver {need['driverMB']} MB + {need['executors']} x {need['executorMB']} MB executors), "
+                f"but the queue can never hold more than {q['maxMB'] / 1024:.1f} GB"
+                + (f" and the largest node has {largest_node / 1024:.1f} GB" if largest_node else "")
+                + "; choose smaller resources"), reason="Bad Request")
+        free = max(0, min(q["maxMB"] - q["usedMB"], cluster.get("memory", {}).get("availableMB", 0)))
+        return {"queue": q["name"], "freeMB": free, "mustWait": need["needMB"] > free}
+
+    async def start_kernel(self, who: Identity, body: Any) -> dict:
+        if not isinstance(body, dict):
+            raise PublicError(400, 'the body must be a JSON object like {"name": "<kernelspec>", "env": {...}}')
+        name = body.get("name") or ""
+        if not isinstance(name, str):
+            raise PublicError(400, "`name` must be a kernelspec name")
+        env_in = body.get("env") or {}
+        if not isinstance(env_in, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env_in.items()):
+            raise PublicError(400, "`env` must map names to strings")
+        claimed = env_in.get("KERNEL_USERNAME")
+        if claimed is not None and claimed != who.name:
+            self.audit.record("launch", who.name, "denied-username", kernelspec=name, claimed=claimed[:100])
+            raise PublicError(403, f"KERNEL_USERNAME {claimed[:100]!r} is not you; kernels always run as the "
+                                   "user of the token", reason="Forbidden")
+        env = {"KERNEL_USERNAME": who.name}
+        for key, value in env_in.items():
+            if key not in self.ALLOWED_ENV:
+                continue  # everything else (other KERNEL_*, plain variables) is dropped
+            if len(value) > 4096 or "\x00" in value:
+                raise PublicError(400, f"{key} is too long or contains a NUL character")
+            if key == "KERNEL_LAUNCH_TIMEOUT":
+                if not value.isdigit() or not 1 <= int(value) <= self.gateway.launch_timeout:
+                    raise PublicError(400, f"KERNEL_LAUNCH_TIMEOUT must be 1..{self.gateway.launch_timeout} seconds")
+            env[key] = value
+        env.setdefault("KERNEL_LAUNCH_TIMEOUT", str(self.gateway.launch_timeout))
+        spec = await self.kernelspec(who, name or (await self.kernelspecs(who))["default"])
+        live = [k for k in self.ledger.live_for(who.name)]
+        eg_ids = await self.gateway.kernel_ids()
+        if eg_ids is not None:
+            live = [k for k in live if k["id"] in eg_ids or k["state"] == "starting"]
+        if len(live) >= self.max_kernels_per_user:
+            raise PublicError(429, f"you already have {len(live)} kernels running (the limit is "
+                                   f"{self.max_kernels_per_user}); shut one down first", reason="Too Many Requests")
+        need = self.requested_resources(spec)
+        self.snapshot.require_fresh()
+        placement = self.queue_check(need)
+        kernel_id = str(uuid.uuid4())
+        env["KERNEL_ID"] = kernel_id
+        meta = ((spec.get("spec") or {}).get("metadata") or {}).get("yardlab") or {}
+        self.ledger.add(id=kernel_id, user=who.name, kernelspec=spec["name"],
+                        environment=str(meta.get("environment", "builtin")), notebook=env.get("KERNEL_WORKING_DIR"),
+                        queue=placement["queue"], need_mb=need["needMB"], need_vcores=need["needVCores"])
+        started = monotonic()
+        try:
+            code, data = await self.gateway.request("POST", "/api/kernels", {"name": spec["name"], "env": env},
+                                                    timeout=self.gateway.launch_timeout + 30)
+        except PublicError:
+            self.ledger.end(kernel_id, "launch-failed")
+            raise
+        if code != 201 or not isinstance(data, dict):
+            self.ledger.end(kernel_id, "launch-failed")
+            reason = (data or {}).get("reason") or (data or {}).get("message") or f"HTTP {code}"
+            self.audit.record("launch", who.name, "failed", kernel=kernel_id, kernelspec=spec["name"])
+            raise PublicError(502 if code >= 500 else code, f"the kernel did not start: {str(reason)[:500]}")
+        self.ledger.update(kernel_id, state="running")
+        metrics.KERNEL_LAUNCH_SECONDS.observe(monotonic() - started)
+        self.audit.record("launch", who.name, "started", kernel=kernel_id, kernelspec=spec["name"],
+                          queue=placement["queue"], need_mb=need["needMB"])
+        return data
+
+    async def shutdown_kernel(self, who: Identity, kernel_id: str) -> int:
+        rec = self.check_kernel(who, kernel_id, admin_ok=True)
+        code, _ = await self.gateway.request("DELETE", f"/api/kernels/{kernel_id}", timeout=120)
+        if code in (204, 404):
+            self.ledger.end(kernel_id, "shutdown" if rec["user"] == who.name else "shutdown-by-admin")
+            self.audit.record("shutdown", who.name, "done", kernel=kernel_id, owner=rec["user"])
+        return code
+
+    def waiting_message(self, rec: dict, app: dict) -> str | None:
+        if app.get("state") != "ACCEPTED":
+            return None
+        cluster = self.snapshot.cluster or {}
+        q = next((q for q in cluster.get("queues", []) if q.get("leaf") and queue_matches(q["path"], rec["queue"])),
+                 None)
+        free = max(0, min(q["maxMB"] - q["usedMB"], cluster.get("memory", {}).get("availableMB", 0))) if q else 0
+        return (f"waiting in queue {rec['queue']} (ACCEPTED): needs {rec['need_mb'] / 1024:.1f} GB, "
+                f"{free / 1024:.1f} GB free")

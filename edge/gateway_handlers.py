@@ -1,0 +1,189 @@
+"""/gateway/: the kernel gateway API (as jupyter_server's GatewayClient uses it), with policy applied."""
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from tornado import websocket
+from tornado.httpclient import HTTPRequest
+
+from .errors import PublicError
+from .gateway import KernelService
+from .handlers import AuthenticatedHandler
+
+
+class GatewayHandler(AuthenticatedHandler):
+    """Base: the kernel service and a JSON body reader."""
+
+    @property
+    def kernels(self) -> KernelService:
+        return self.settings["kernels"]
+
+    def json_body(self) -> Any:
+        if len(self.request.body) > 64 * 1024:
+            raise PublicError(413, "request body too large")
+        try:
+            return json.loads(self.request.body or b"{}")
+        except ValueError as e:
+            raise PublicError(400, "the body is not valid JSON") from e
+
+
+class GatewayRootHandler(GatewayHandler):
+    """GET /gateway/api: version information (GatewayClient probes it)."""
+
+    async def get(self) -> None:
+        code, data = await self.kernels.gateway.request("GET", "/api")
+        self.write_json(data or {}, code if code < 500 else 502)
+
+
+class KernelSpecsHandler(GatewayHandler):
+    """GET /gateway/api/kernelspecs: only the specs this user may use."""
+
+    async def get(self) -> None:
+        self.write_json(await self.kernels.kernelspecs(self.me))
+
+
+class KernelSpecHandler(GatewayHandler):
+    """GET /gateway/api/kernelspecs/<name>."""
+
+    async def get(self, name: str) -> None:
+        self.write_json(await self.kernels.kernelspec(self.me, name))
+
+
+class KernelSpecResourceHandler(GatewayHandler):
+    """GET /gateway/kernelspecs/<name>/<file>: logos and the like, for specs the user may use."""
+
+    async def get(self, name: str, resource: str) -> None:
+        await self.kernels.kernelspec(self.me, name)
+        raise PublicError(404, f"kernelspec {name} has no resource {resource[:50]!r}", reason="Not Found")
+
+
+class KernelsHandler(GatewayHandler):
+    """GET: the caller's kernels; POST: start one, as the caller."""
+
+    async def get(self) -> None:
+        self.write_json(await self.kernels.list_kernels(self.me))
+
+    async def post(self) -> None:
+        data = await self.kernels.start_kernel(self.me, self.json_body())
+        self.set_header("Location", f"{self.settings['base_url']}gateway/api/kernels/{data['id']}")
+        self.write_json(data, 201)
+
+
+class KernelHandler(GatewayHandler):
+    """GET /gateway/api/kernels/<id>: own kernels (admins: any); DELETE: shut down (owner or admin)."""
+
+    async def get(self, kernel_id: str) -> None:
+        self.kernels.check_kernel(self.me, kernel_id, admin_ok=True)
+        code, data = await self.kernels.gateway.request("GET", f"/api/kernels/{kernel_id}")
+        self.write_json(data or {"message": "no such kernel"}, code)
+
+    async def delete(self, kernel_id: str) -> None:
+        code = await self.kernels.shutdown_kernel(self.me, kernel_id)
+        self.set_status(204 if code in (204, 404) else 502)
+        self.finish()
+
+
+class KernelActionHandler(GatewayHandler):
+    """POST /gateway/api/kernels/<id>/(interrupt|restart): the owner only."""
+
+    async def post(self, kernel_id: str, action: str) -> None:
+        self.kernels.check_kernel(self.me, kernel_id)
+        code, data = await self.kernels.gateway.request("POST", f"/api/kernels/{kernel_id}/{action}", {},
+                                                        timeout=self.kernels.gateway.launch_timeout + 30)
+        if code == 204 or data is None:
+            self.set_status(code)
+            self.finish()
+        else:
+            self.write_json(data, code)
+
+
+class KernelChannelsHandler(websocket.WebSocketHandler):
+    """The kernel's websocket (/gateway/api/kernels/<id>/channels), relayed to EG for the owner only."""
+
+    upstream: websocket.WebSocketClientConnection | None = None
+
+    @property
+    def kernels(self) -> KernelService:
+        return self.settings["kernels"]
+
+    async def get(self, kernel_id: str) -> None:
+        try:
+            who = await self.settings["identifier"].identify(self.request.headers.get("Authorization"))
+            self.kernels.check_kernel(who, kernel_id)
+        except PublicError as e:
+            self.set_status(e.status)
+            self.set_header("Content-Type", "application/json; charset=UTF-8")
+            self.finish(json.dumps({"message": e.message, "reason": e.reason or ""}))
+            return
+        gw = self.kernels.gateway
+        url = gw.url.replace("http", "ws", 1) + f"/api/kernels/{kernel_id}/channels"
+        if self.request.query:
+            url += "?" + self.request.query
+        try:
+            self.upstream = await websocket.websocket_connect(
+                HTTPRequest(url, headers=gw.headers, connect_timeout=10, request_timeout=60),
+                max_message_size=256 * 1024 * 1024)
+        except Exception as e:  # noqa: BLE001 - EG refused or is down: tell the client plainly
+            self.set_status(502)
+            self.finish(json.dumps({"message": f"could not reach the kernel: {e}", "reason": "Bad Gateway"}))
+            return
+        self.kernel_id = kernel_id
+        self.settings["channels"].setdefault(kernel_id, set()).add(self)
+        await super().get(kernel_id)
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        return None  # EG 3.3 speaks the original JSON protocol only
+
+    def open(self, kernel_id: str) -> None:  # noqa: ARG002
+        asyncio.ensure_future(self._pump())
+
+    async def _pump(self) -> None:
+        assert self.upstream is not None
+        while True:
+            msg = await self.upstream.read_message()
+            if msg is None:
+                break
+            try:
+                await self.write_message(msg, binary=isinstance(msg, bytes))
+            except websocket.WebSocketClosedError:
+                break
+        self.close()
+
+    async def on_message(self, message: str | bytes) -> None:
+        if self.upstream is not None:
+            await self.upstream.write_message(message, binary=isinstance(message, bytes))
+
+    def on_close(self) -> None:
+        if self.upstream is not None:
+            self.upstream.close()
+        self.settings["channels"].get(getattr(self, "kernel_id", ""), set()).discard(self)
+
+    def report_dead(self) -> None:
+        """Tell the client its kernel is dead (its YARN application ended), then close."""
+        status = {"header": {"msg_type": "status", "msg_id": f"yardlab-dead-{self.kernel_id}", "username": "",
+                             "session": "", "date": "", "version": "5.3"},
+                  "msg_id": f"yardlab-dead-{self.kernel_id}", "msg_type": "status", "parent_header": {},
+                  "metadata": {}, "content": {"execution_state": "dead"}, "buffers": [], "channel": "iopub"}
+        try:
+            self.write_message(json.dumps(status))
+        except websocket.WebSocketClosedError:
+            pass
+        self.close(1000, "kernel died: its YARN application ended")
+
+
+def gateway_routes(base: str) -> list[tuple]:
+    gw = base.rstrip("/") + "/gateway"
+    kid = r"([^/]+)"
+    return [
+        (gw + "/api", GatewayRootHandler),
+        (gw + "/api/kernelspecs", KernelSpecsHandler),
+        (gw + r"/api/kernelspecs/([^/]+)", KernelSpecHandler),
+        (gw + r"/kernelspecs/([^/]+)/(.+)", KernelSpecResourceHandler),
+        (gw + "/api/kernels", KernelsHandler),
+        (gw + f"/api/kernels/{kid}", KernelHandler),
+        (gw + f"/api/kernels/{kid}/(interrupt|restart)", KernelActionHandler),
+        (gw + f"/api/kernels/{kid}/channels", KernelChannelsHandler),
+    ]
+

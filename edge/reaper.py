@@ -1,0 +1,119 @@
+"""The reaper: kills YARN applications whose kernel no longer exists, and reports dead kernels.
+
+A kernel's application is recognised through the ledger (its name is the kernel id and the RM's
+user must be the ledger's user), never through tags alone.  An application counts as orphaned
+when Enterprise Gateway no longer knows its kernel; after a grace period (including apps still
+ACCEPTED) it is killed as its owner and recorded.  The other way round, a kernel whose YARN
+application has ended is shut down in EG, so its clients see it dead instead of hanging.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable
+
+from traitlets import Float
+from traitlets.config import LoggingConfigurable
+
+from . import metrics
+from .audit import AuditLog
+from .gateway import GatewaySupervisor
+from .ledger import KernelLedger
+from .snapshot import AppSnapshot
+from .utils import monotonic
+from .yarn import ACTIVE_STATES, FINAL_STATES, ResourceManagerClient, RMError, RMUnavailable
+
+
+class Reaper(LoggingConfigurable):
+    """Periodically reconciles YARN, the ledger and Enterprise Gateway."""
+
+    interval = Float(10.0, help="Seconds between reaper rounds.").tag(config=True)
+    grace = Float(120.0, help="Seconds an application may be without its kernel before it is killed.").tag(config=True)
+
+    def __init__(self, rm: ResourceManagerClient, snapshot: AppSnapshot, ledger: KernelLedger,
+                 gateway: GatewaySupervisor, audit: AuditLog, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rm, self.snapshot, self.ledger, self.gateway, self.audit = rm, snapshot, ledger, gateway, audit
+        self.orphan_since: dict[str, float] = {}
+        self.on_dead_kernel: list[Callable[[str], None]] = []
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.round()
+            except Exception:  # noqa: BLE001 - the reaper must keep going
+                self.log.exception("reaper round failed")
+
+    async def round(self) -> None:
+        if self.snapshot.last_error is not None or self.snapshot.last_success is None:
+            return  # never act on a picture of YARN we cannot trust
+        eg_ids = await self.gateway.kernel_ids()
+        if eg_ids is None:
+            return  # nor when EG cannot be asked which kernels exist
+        now = monotonic()
+        seen: set[str] = set()
+        for app in list(self.snapshot.apps.values()):
+            if "yardlab" not in app.get("tags", []):
+                continue
+            rec = self.ledger.for_app(app)
+            if rec is None:
+                continue  # tags alone prove nothing
+            if rec.get("app_id") != app["id"]:
+                self.ledger.update(rec["id"], app_id=app["id"])
+            if app["state"] in FINAL_STATES:
+                if rec["id"] in eg_ids and rec["state"] != "ended":
+                    await self._kernel_lost(rec, app)
+                elif rec["state"] != "ended":
+                    self.ledger.end(rec["id"], f"yarn-{app['state'].lower()}")
+                continue
+            if app["state"] not in ACTIVE_STATES:
+                continue
+            if rec["id"] in eg_ids:
+                self.orphan_since.pop(app["id"], None)
+                continue
+            seen.add(app["id"])
+            since = self.orphan_since.setdefault(app["id"], now)
+            if now - since >= self.grace:
+                await self._reap(rec, app)
+        for app_id in list(self.orphan_since):
+            if app_id not in seen:
+                self.orphan_since.pop(app_id, None)
+        # kernels the ledger thinks alive that EG no longer has and whose app is gone
+        for rec in self.ledger.live():
+            if rec["id"] not in eg_ids and rec["state"] == "running" and not rec.get("app_id"):
+                if now - self.gateway.started_at > self.grace:
+                    self.ledger.end(rec["id"], "gone")
+
+    async def _reap(self, rec: dict, app: dict) -> None:
+        try:
+            await self.rm.kill(app["id"], as_user=app["user"])
+            outcome = "killed"
+        except (RMUnavailable, RMError) as e:
+            self.log.warning("reaper could not kill %s: %s", app["id"], e)
+            outcome = "kill-failed"
+        metrics.REAPED.labels(app["state"]).inc()
+        self.audit.record("reap", "yardlab-edge", outcome, app=app["id"], owner=app["user"], kernel=rec["id"],
+                          app_state=app["state"])
+        self.ledger.end(rec["id"], "reaped")
+        self.orphan_since.pop(app["id"], None)
+
+    async def _kernel_lost(self, rec: dict, app: dict) -> None:
+        self.log.warning("kernel %s of %s lost its YARN application %s (%s)", rec["id"], rec["user"], app["id"],
+                         app["state"])
+        for listener in self.on_dead_kernel:
+            listener(rec["id"])
+        try:
+            await self.gateway.request("DELETE", f"/api/kernels/{rec['id']}", timeout=60)
+        except Exception:  # noqa: BLE001 - best effort: EG may be gone too
+            pass
+        self.ledger.end(rec["id"], f"yarn-{app['state'].lower()}")
+        self.audit.record("kernel-dead", "yardlab-edge", "reported", kernel=rec["id"], owner=rec["user"],
+                          app=app["id"], app_state=app["state"])
