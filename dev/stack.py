@@ -235,6 +235,8 @@ class Piece:
     cwd: Path | None = None
     timeout: float = 180.0
     proc: subprocess.Popen | None = None
+    #: restarted by the launcher when it exits (the edge: a new one adopts the running EG)
+    restartable: bool = False
 
 
 class Stack:
@@ -579,7 +581,8 @@ class Stack:
         # the edge service (registered in the hub as the external service yardlab-edge)
         (self.state / "edge").mkdir(exist_ok=True)
         edge = Piece("edge", [str(VENV / "bin" / "yardlab-edge"), "--config", str(ROOT / "dev" / "edge_config.py")],
-                     self.edge_ready, env={"YARDLAB_STACK_JSON": str(self.info_path)}, cwd=self.state / "edge")
+                     self.edge_ready, env={"YARDLAB_STACK_JSON": str(self.info_path)}, cwd=self.state / "edge",
+                     restartable=True)
         self.start_piece(edge)
 
         # JupyterHub (starts configurable-http-proxy itself)
@@ -611,6 +614,21 @@ class Stack:
         overrides = {"@jupyterlab/apputils-extension:notification": {"fetchNews": "false",
                                                                     "checkForUpdates": False}}
         (settings / "overrides.json").write_text(json.dumps(overrides, indent=2) + "\n")
+
+    def restart_piece(self, name: str) -> None:
+        """Stop one piece (if running) and start it again, waiting until it is ready."""
+        piece = next(p for p in self.pieces if p.name == name)
+        if piece.proc and piece.proc.poll() is None:
+            os.killpg(piece.proc.pid, signal.SIGTERM)
+            try:
+                piece.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(piece.proc.pid, signal.SIGKILL)
+                piece.proc.wait(timeout=5)
+        self.pieces.remove(piece)
+        self.start_piece(piece)
+        self.wait_ready(piece)
+        self.save_info()
 
     def stop_gateway(self) -> None:
         """EG outlives the edge on purpose (a restarted edge adopts it); the stack stops it here, so
@@ -796,8 +814,12 @@ def main(argv: list[str] | None = None) -> int:
         info = stack.start()
         print(banner(info), flush=True)
         while True:
-            for piece in stack.pieces:
+            for piece in list(stack.pieces):
                 if piece.proc and piece.proc.poll() is not None:
+                    if piece.restartable:
+                        log(f"{piece.name} exited ({piece.proc.returncode}); starting it again")
+                        stack.restart_piece(piece.name)
+                        continue
                     raise StackError(f"{piece.name} stopped unexpectedly (exit {piece.proc.returncode}); "
                                      f"see {stack.logs / (piece.name + '.log')}")
             time.sleep(1)

@@ -366,8 +366,14 @@ class KernelService:
             if len(value) > 4096 or "\x00" in value:
                 raise PublicError(400, f"{key} is too long or contains a NUL character")
             if key == "KERNEL_LAUNCH_TIMEOUT":
-                if not value.isdigit() or not 1 <= int(value) <= self.gateway.launch_timeout:
-                    raise PublicError(400, f"KERNEL_LAUNCH_TIMEOUT must be 1..{self.gateway.launch_timeout} seconds")
+                # jupyter_server sends its own wait budget (e.g. "318.0"): clamp it to what YARN may take
+                try:
+                    seconds = float(value)
+                except ValueError:
+                    seconds = -1.0
+                if not seconds > 0 or seconds != seconds:
+                    raise PublicError(400, "KERNEL_LAUNCH_TIMEOUT must be a positive number of seconds")
+                value = str(int(min(max(seconds, 1), self.gateway.launch_timeout)))
             env[key] = value
         env.setdefault("KERNEL_LAUNCH_TIMEOUT", str(self.gateway.launch_timeout))
         spec = await self.kernelspec(who, name or (await self.kernelspecs(who))["default"])

@@ -142,7 +142,9 @@ def test_rename_target_is_checked_too(edge_as, name):
 
 
 def edge_peak_rss_kb(stack) -> int:
-    pid = stack["pids"]["edge"]
+    import json
+
+    pid = json.loads(Path(stack["state_dir"], "stack.json").read_text())["pids"]["edge"]
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1])

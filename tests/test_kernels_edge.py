@@ -1,0 +1,291 @@
+"""Kernels through the edge on the real stack: identity enforced, own kernels only, queue-aware starts,
+the reaper after Enterprise Gateway dies.  Lab servers' GatewayClient points at the edge."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import FINAL_STATES
+from jupyter_ws import KernelConnection
+from test_hub import wait_server_ready
+
+
+def gw(stack) -> str:
+    return stack["edge_url"] + "/gateway"
+
+
+def auth(stack, user: str) -> dict:
+    return {"Authorization": f"token {stack['user_tokens'][user]}"}
+
+
+@pytest.fixture
+def edge_kernel(stack):
+    """Factory: kernels started through the edge's /gateway/ with a user's hub token."""
+    made: list[KernelConnection] = []
+
+    def start(user: str, kernelspec: str = "yardlab_pyspark", env: dict | None = None) -> KernelConnection:
+        kc = KernelConnection.start(gw(stack), stack["user_tokens"][user], kernelspec, env=env or {},
+                                    username=user)
+        made.append(kc)
+        return kc
+
+    yield start
+    for kc in made:
+        try:
+            kc.shutdown()
+        except requests.RequestException:
+            pass
+
+
+def test_alice_runs_spark_through_her_lab_server_and_the_edge(stack, hub, rm, edge_as):
+    """The real path: browser -> Lab server (GatewayClient) -> edge /gateway/ -> EG -> YARN."""
+    hub("POST", "/users/alice/server")
+    wait_server_ready(hub, "alice")
+    base = f"{stack['hub_url']}user/alice"
+    h = auth(stack, "alice")
+    requests.put(f"{base}/api/contents/work", json={"type": "directory"}, headers=h, timeout=60)
+    # as JupyterLab opens a notebook: a session for its path, whose kernel starts in its folder
+    session = requests.post(f"{base}/api/sessions", headers=h, timeout=330, json={
+        "path": "work/analysis.ipynb", "name": "analysis.ipynb", "type": "notebook",
+        "kernel": {"name": "yardlab_pyspark"}})
+    assert session.status_code == 201, session.text
+    kc = KernelConnection(base, stack["user_tokens"]["alice"], session.json()["kernel"]["id"], "alice")
+    kc.connect()
+    try:
+        reply = kc.execute("print(spark.range(1000).count())\nprint(spark.sparkContext.sparkUser())")
+        assert reply.status == "ok", reply.error
+        assert reply.stdout.split() == ["1000", "alice"]
+        (app,) = rm.apps_tagged(f"kernel:{kc.kernel_id}")
+        assert app["user"] == "alice" and app["state"] == "RUNNING"
+        assert {"yardlab", "user:alice", f"kernel:{kc.kernel_id}", "env:builtin"} <= set(app["applicationTags"].split(","))
+        # the jobs API links the application to its kernel and where it was started
+        deadline = time.monotonic() + 20
+        while True:
+            apps = {a["id"]: a for a in edge_as("alice").get("/apps").json()["apps"]}
+            if app["id"] in apps:
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        assert apps[app["id"]]["kernel"] == kc.kernel_id
+        assert apps[app["id"]]["environment"] == "builtin"
+        assert apps[app["id"]]["notebook"].endswith("/work")  # the notebook's folder (KERNEL_WORKING_DIR)
+    finally:
+        requests.delete(f"{base}/api/sessions/{session.json()['id']}", headers=h, timeout=120)
+        kc.shutdown()
+    rm.wait_state(app["id"], FINAL_STATES, timeout=60)
+
+
+def test_spoofed_kernel_username_is_refused_and_starts_nothing(stack, rm):
+    before = {a["id"] for a in rm.apps()}
+    r = requests.post(f"{gw(stack)}/api/kernels", headers=auth(stack, "bob"), timeout=60,
+                      json={"name": "yardlab_pyspark", "env": {"KERNEL_USERNAME": "alice"}})
+    assert r.status_code == 403
+    assert "is not you" in r.json()["message"]
+    time.sleep(3)
+    assert {a["id"] for a in rm.apps()} == before
+
+
+def test_users_reach_only_their_own_kernels(stack, edge_kernel):
+    kc = edge_kernel("alice")
+    bob = auth(stack, "bob")
+    base = f"{gw(stack)}/api/kernels/{kc.kernel_id}"
+    assert requests.get(base, headers=bob, timeout=30).status_code == 403
+    assert requests.post(f"{base}/interrupt", headers=bob, timeout=30).status_code == 403
+    assert requests.post(f"{base}/restart", headers=bob, timeout=30).status_code == 403
+    assert requests.delete(base, headers=bob, timeout=30).status_code == 403
+    with pytest.raises(Exception, match="403"):
+        KernelConnection(gw(stack), stack["user_tokens"]["bob"], kc.kernel_id).connect()
+    assert kc.kernel_id not in [k["id"] for k in requests.get(f"{gw(stack)}/api/kernels", headers=bob,
+                                                               timeout=30).json()]
+    assert kc.kernel_id in [k["id"] for k in requests.get(f"{gw(stack)}/api/kernels", headers=auth(stack, "alice"),
+                                                           timeout=30).json()]
+    # no token at all
+    assert requests.get(base, timeout=30).status_code == 401
+    # alice still has her kernel, and an admin may shut it down
+    assert kc.execute("print(6 * 7)").stdout.strip() == "42"
+    r = requests.delete(base, headers=auth(stack, "admin"), timeout=120)
+    assert r.status_code == 204
+
+
+@pytest.mark.parametrize("body,status,needle", [
+    ("not json", 400, "not valid JSON"),
+    ({"name": "../../etc/passwd"}, 400, "not a kernelspec name"),
+    ({"name": "no_such_spec"}, 404, "no kernelspec"),
+    ({"name": "yardlab_pyspark", "env": {"KERNEL_LAUNCH_TIMEOUT": "soon"}}, 400, "KERNEL_LAUNCH_TIMEOUT"),
+    ({"name": "yardlab_pyspark", "env": {"KERNEL_LAUNCH_TIMEOUT": "-5"}}, 400, "KERNEL_LAUNCH_TIMEOUT"),
+    ({"name": "yardlab_pyspark", "env": {"KERNEL_WORKING_DIR": 5}}, 400, "strings"),
+    ({"name": "yardlab_pyspark", "env": ["KERNEL_USERNAME"]}, 400, "strings"),
+])
+def test_bad_kernel_requests(stack, body, status, needle):
+    data = body if isinstance(body, str) else json.dumps(body)
+    r = requests.post(f"{gw(stack)}/api/kernels", headers=auth(stack, "guest"), data=data, timeout=30)
+    assert r.status_code == status, r.text
+    assert needle in r.json()["message"]
+
+
+def test_kernelspecs_list_only_what_the_user_may_use(stack):
+    specs = requests.get(f"{gw(stack)}/api/kernelspecs", headers=auth(stack, "bob"), timeout=30).json()
+    assert set(specs["kernelspecs"]) >= {"yardlab_pyspark", "yardlab_python"}
+    assert specs["default"] in specs["kernelspecs"]
+
+
+@pytest.fixture
+def big_kernelspec(stack):
+    """A kernelspec asking for more than the queue can ever hold (4 x 3 GB executors)."""
+    from yardlab.edge.kernelspecs import KernelSpecRequest, write_kernelspec
+
+    src = json.loads(Path(stack["kernels_dir"], "yardlab_pyspark", "kernel.json").read_text())
+    name = f"yltest_big_{uuid.uuid4().hex[:6]}"
+    site = _site_from(stack, src)
+    path = write_kernelspec(stack["kernels_dir"], site, KernelSpecRequest(
+        name=name, display_name="too big", spark_conf={"spark.executor.memory": "3g",
+                                                       "spark.executor.instances": "4"}))
+    yield name
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _site_from(stack, spec: dict):
+    from yardlab.edge.kernelspecs import KernelSite
+
+    env = spec["env"]
+    launchers = next(Path(stack["state_dir"]).parent.glob(".venv-eg/lib/python3*/site-packages/gateway_provisioners/"
+                                                          "kernel-launchers"), None)
+    return KernelSite(spark_home=env["SPARK_HOME"], java_home=env["JAVA_HOME"], hadoop_conf_dir=env["HADOOP_CONF_DIR"],
+                      yarn_endpoint=spec["metadata"]["process_proxy"]["config"]["yarn_endpoint"],
+                      launchers_dir=str(launchers), python=env["PYSPARK_PYTHON"], kernel_ip="127.0.0.1",
+                      webhdfs_url=env.get("YARDLAB_WEBHDFS_URL", ""),
+                      spark_conf={"spark.yarn.jars": f"local:{env['SPARK_HOME']}/jars/*",
+                                  "spark.yarn.appMasterEnv.SPARK_LOCAL_IP": "127.0.0.1",
+                                  "spark.executorEnv.SPARK_LOCAL_IP": "127.0.0.1",
+                                  "spark.driver.bindAddress": "127.0.0.1"})
+
+
+def test_a_kernel_too_big_for_its_queue_is_refused_with_numbers(stack, rm, big_kernelspec):
+    before = {a["id"] for a in rm.apps()}
+    r = requests.post(f"{gw(stack)}/api/kernels", headers=auth(stack, "alice"), timeout=60,
+                      json={"name": big_kernelspec})
+    assert r.status_code == 400, r.text
+    message = r.json()["message"]
+    assert re.search(r"needs 15\.0 GB in queue default .* never hold more than 8\.0 GB", message), message
+    assert {a["id"] for a in rm.apps()} == before
+
+
+FILLER = """
+import time
+from pyspark.sql import SparkSession
+spark = SparkSession.builder.getOrCreate()
+time.sleep(900)
+"""
+
+
+def test_full_queue_shows_accepted_with_the_reason_then_runs(stack, spark_env, rm, edge_as, edge_kernel, tmp_path):
+    """Fill the cluster (8 GB) with one application, start a kernel: it waits in ACCEPTED, visibly."""
+    script = tmp_path / "filler.py"
+    script.write_text(FILLER)
+    # 1 GB ApplicationMaster + 2 x (3200 MB + 384 MB overhead = 3.5 GB) executors = all 8 GB
+    cmd = [f"{stack['spark_home']}/bin/spark-submit", "--master", "yarn", "--deploy-mode", "cluster",
+           "--proxy-user", "bob", "--name", "yl-filler", "--conf", "spark.executor.instances=2",
+           "--conf", "spark.executor.memory=3200m", "--conf", "spark.yarn.submit.waitAppCompletion=false",
+           str(script)]
+    done = subprocess.run(cmd, env=spark_env, capture_output=True, text=True, timeout=300)
+    filler = re.findall(r"application_\d+_\d+", done.stderr)[0]
+    try:
+        deadline = time.monotonic() + 180
+        while rm.get("/metrics")["clusterMetrics"]["availableMB"] > 512:
+            assert time.monotonic() < deadline, "the filler never took the whole cluster"
+            time.sleep(1)
+        started: dict = {}
+
+        def start() -> None:
+            try:
+                started["kc"] = edge_kernel("alice")
+            except Exception as e:  # noqa: BLE001 - reported by the assertion below
+                started["error"] = e
+
+        t = threading.Thread(target=start)
+        t.start()
+        waiting = None
+        deadline = time.monotonic() + 120
+        while waiting is None:
+            assert time.monotonic() < deadline, "no ACCEPTED kernel application with a reason"
+            for app in edge_as("alice").get("/apps", params={"state": "ACCEPTED"}).json()["apps"]:
+                if app.get("waiting"):
+                    waiting = app
+            time.sleep(1)
+        assert re.match(r"waiting in queue default \(ACCEPTED\): needs 2\.0 GB, \d+\.\d GB free", waiting["waiting"])
+        assert waiting["kernel"]
+        requests.put(f"{rm.base}/apps/{filler}/state", params={"user.name": rm.service_user},
+                     json={"state": "KILLED"}, timeout=30)
+        t.join(timeout=300)
+        assert "error" not in started, started.get("error")
+        kc = started["kc"]
+        assert kc.kernel_id == waiting["kernel"]
+        assert kc.execute("print(spark.range(10).count())").stdout.strip() == "10"
+    finally:
+        requests.put(f"{rm.base}/apps/{filler}/state", params={"user.name": rm.service_user},
+                     json={"state": "KILLED"}, timeout=30)
+
+
+def test_enterprise_gateway_killed_is_restarted_and_orphans_are_reaped(stack, edge_kernel, rm):
+    kc = edge_kernel("bob", "yardlab_python")
+    assert kc.execute("print(1)").stdout.strip() == "1"
+    (app,) = rm.apps_tagged(f"kernel:{kc.kernel_id}")
+    state_file = Path(stack["eg_state_file"])
+    old = json.loads(state_file.read_text())
+    os.kill(old["pid"], signal.SIGKILL)
+    # the edge notices and starts a new Enterprise Gateway
+    deadline = time.monotonic() + 60
+    while True:
+        new = json.loads(state_file.read_text())
+        if new["pid"] != old["pid"] and requests.get(f"{gw(stack)}/api/kernelspecs", headers=auth(stack, "bob"),
+                                                     timeout=10).status_code == 200:
+            break
+        assert time.monotonic() < deadline, "Enterprise Gateway was not restarted"
+        time.sleep(1)
+    # the kernel's YARN application outlived EG; the reaper kills it after its grace period (30 s here)
+    ended = rm.wait_state(app["id"], FINAL_STATES, timeout=30 + 5 + 2 + 20)
+    assert ended["state"] == "KILLED"
+    audit = [json.loads(line) for line in Path(stack["edge_audit_log"]).read_text().splitlines()]
+    assert any(e["action"] == "reap" and e["app"] == app["id"] and e["owner"] == "bob" for e in audit)
+    # new kernels work on the new gateway
+    kc2 = edge_kernel("bob", "yardlab_python")
+    assert kc2.execute("print(2)").stdout.strip() == "2"
+
+
+def test_restarting_the_edge_kills_no_kernel(stack, stack_control, edge_kernel, rm):
+    kc = edge_kernel("alice", "yardlab_python")
+    assert kc.execute("x = 20").status == "ok"
+    (app,) = rm.apps_tagged(f"kernel:{kc.kernel_id}")
+    info_path = Path(stack["state_dir"], "stack.json")
+    old_pid = json.loads(info_path.read_text())["pids"]["edge"]
+    if stack_control.owned:
+        stack_control.stack.restart_piece("edge")
+    else:  # a `make demo` launcher owns it: it restarts the edge when it exits
+        os.kill(old_pid, signal.SIGTERM)
+    deadline = time.monotonic() + 90
+    while True:
+        new_pid = json.loads(info_path.read_text())["pids"]["edge"]
+        try:
+            healthy = requests.get(f"{stack['edge_url']}/health", timeout=5).status_code == 200
+        except requests.ConnectionError:
+            healthy = False
+        if new_pid != old_pid and healthy:
+            break
+        assert time.monotonic() < deadline, "the edge did not come back"
+        time.sleep(0.5)
+    # the same kernel, same state, same YARN application, reached through the new edge
+    kc.connect()
+    assert kc.execute("print(x + 22)").stdout.strip() == "42"
+    assert rm.app(app["id"])["state"] == "RUNNING"
