@@ -45,7 +45,7 @@ def _data_files() -> list[tuple[str, list[str]]]:
 
 packages, package_dir = _packages()
 
-EDGE = ["tornado>=6.4", "traitlets>=5.14", "jupyterhub>=5.2", "prometheus_client>=0.20",
+EDGE = ["tornado>=6.4", "traitlets>=5.14", "jupyterhub>=5.2", "prometheus_client>=0.20", "uvloop>=0.19",
         "SQLAlchemy>=2.0", "hdfs>=2.7", "packaging>=24", "requests>=2.31"]
 HUB = ["jupyterhub>=5.2", "tornado>=6.4", "traitlets>=5.14", "SQLAlchemy>=2.0", "requests>=2.31"]
 LAB = ["jupyter_server>=2.14", "jupyterlab>=4.2,<5", "tornado>=6.4"]

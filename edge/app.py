@@ -152,7 +152,12 @@ class EdgeApp(Application):
         if self.generate_config:
             self.write_default_config()
             return
-        asyncio.run(self.serve())
+        try:
+            import uvloop  # a faster event loop when installed (the edge extra installs it)
+
+            uvloop.run(self.serve())
+        except ImportError:
+            asyncio.run(self.serve())
 
     def write_default_config(self) -> None:
         path = os.path.abspath(self.config_file_name)

@@ -5,6 +5,7 @@ Admin power is the custom scope ``custom:yardlab:admin``, granted to hub admins 
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ from traitlets import Integer, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from .errors import PublicError
+from .utils import monotonic
 
 ADMIN_SCOPE = "custom:yardlab:admin"
 _AUTH_HEADER = re.compile(r"^(?:token|bearer)\s+([\x21-\x7e]{1,512})\s*$", re.IGNORECASE)
@@ -73,6 +75,8 @@ class TokenIdentifier(LoggingConfigurable):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # resolved identities by token hash: the hub is asked at most once per token per cache_max_age
+        self._identities: dict[bytes, tuple[float, Identity]] = {}
         self.hub_auth = HubAuth(api_url=self.hub_api_url, api_token=self.hub_api_token,
                                 cache_max_age=self.cache_max_age,
                                 access_scopes={f"access:services!service={self.service_name}"},
@@ -91,6 +95,17 @@ class TokenIdentifier(LoggingConfigurable):
 
     async def identify(self, authorization: str | None) -> Identity:
         token = self.token_from_header(authorization)
+        key = hashlib.sha256(token.encode()).digest()
+        cached = self._identities.get(key)
+        if cached is not None and cached[0] > monotonic():
+            return cached[1]
+        identity = await self._identify(token)
+        if len(self._identities) > 100_000:
+            self._identities.clear()
+        self._identities[key] = (monotonic() + self.cache_max_age, identity)
+        return identity
+
+    async def _identify(self, token: str) -> Identity:
         try:
             model = await self.hub_auth.user_for_token(token, use_cache=True, sync=False)
         except (HTTPClientError, HTTPError, OSError) as e:

@@ -210,11 +210,17 @@ class AppsHandler(AuthenticatedHandler):
         snap = self.jobs.snapshot
         snap.require_fresh()
         key = json.dumps([user, sorted(states or []), queue, search, limit, cursor])
-        if self.not_modified(self.jobs.apps_etag(user, key)):
+        etag = self.jobs.apps_etag(user, key)
+        self.set_header("X-Snapshot-Age", f"{snap.age or 0.0:.3f}")
+        if self.not_modified(etag):
             return
-        page, next_cursor = snap.query(user, states, queue, search, limit, cursor)
-        self.write_json({"apps": [self.jobs.public_app(a) for a in page], "next_cursor": next_cursor,
-                         "user": user or "*", "snapshot_age": round(snap.age or 0.0, 3)})
+        body = self.jobs.cached_body(etag)
+        if body is None:
+            page, next_cursor = snap.query(user, states, queue, search, limit, cursor)
+            body = json.dumps({"apps": [self.jobs.public_app(a) for a in page], "next_cursor": next_cursor,
+                               "user": user or "*"}, separators=(",", ":"))
+            self.jobs.cache_body(etag, body)
+        self.finish(body)
 
 
 class AppHandler(AuthenticatedHandler):

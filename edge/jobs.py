@@ -28,6 +28,9 @@ class JobService:
                  waiting: Callable[[dict, dict], str | None] | None = None) -> None:
         self.ledger = ledger
         self.waiting = waiting
+        # serialized /apps pages by ETag: identical until the ETag changes (it covers the
+        # snapshot generation, the ledger, the cluster view and the query)
+        self._bodies: dict[str, str] = {}
         self.rm = rm
         self.snapshot = snapshot
         self.audit = audit
@@ -43,6 +46,14 @@ class JobService:
         out["environment"] = rec["environment"] if rec else None
         out["waiting"] = self.waiting(rec, app) if rec and self.waiting else None
         return out
+
+    def cached_body(self, etag: str) -> str | None:
+        return self._bodies.get(etag)
+
+    def cache_body(self, etag: str, body: str) -> None:
+        if len(self._bodies) >= 20_000:
+            self._bodies.clear()
+        self._bodies[etag] = body
 
     def apps_etag(self, user: str | None, query_key: str) -> str:
         # kernel links and waiting messages come from the ledger and the cluster view
