@@ -240,8 +240,11 @@ def test_full_queue_shows_accepted_with_the_reason_then_runs(stack, spark_env, r
 
 def test_enterprise_gateway_killed_is_restarted_and_orphans_are_reaped(stack, edge_kernel, rm):
     kc = edge_kernel("bob", "yardlab_python")
-    assert kc.execute("print(1)").stdout.strip() == "1"
-    (app,) = rm.apps_tagged(f"kernel:{kc.kernel_id}")
+    reply = kc.execute("print(1)")
+    assert reply.stdout.strip() == "1", (reply.status, reply.stdout, reply.stderr[-1000:], reply.error)
+    apps = rm.apps_tagged(f"kernel:{kc.kernel_id}")
+    assert len(apps) == 1, apps
+    app = apps[0]
     state_file = Path(stack["eg_state_file"])
     old = json.loads(state_file.read_text())
     os.kill(old["pid"], signal.SIGKILL)
@@ -255,7 +258,8 @@ def test_enterprise_gateway_killed_is_restarted_and_orphans_are_reaped(stack, ed
         assert time.monotonic() < deadline, "Enterprise Gateway was not restarted"
         time.sleep(1)
     # the kernel's YARN application outlived EG; the reaper kills it after its grace period (30 s here)
-    ended = rm.wait_state(app["id"], FINAL_STATES, timeout=30 + 5 + 2 + 20)
+    # grace 30 s + one reaper round (5 s) + one snapshot poll (2 s), counted from EG's return, + slack
+    ended = rm.wait_state(app["id"], FINAL_STATES, timeout=30 + 5 + 2 + 30)
     assert ended["state"] == "KILLED"
     audit = [json.loads(line) for line in Path(stack["edge_audit_log"]).read_text().splitlines()]
     assert any(e["action"] == "reap" and e["app"] == app["id"] and e["owner"] == "bob" for e in audit)
