@@ -293,3 +293,34 @@ def test_restarting_the_edge_kills_no_kernel(stack, stack_control, edge_kernel, 
     kc.connect()
     assert kc.execute("print(x + 22)").stdout.strip() == "42"
     assert rm.app(app["id"])["state"] == "RUNNING"
+
+
+def test_a_kernel_whose_yarn_application_died_is_reported_dead(stack, edge_kernel, rm):
+    kc = edge_kernel("alice", "yardlab_python")
+    assert kc.execute("print('up')").stdout.strip() == "up"
+    (app,) = rm.apps_tagged(f"kernel:{kc.kernel_id}")
+    # the application dies under the kernel (killed on the RM directly, as an operator might)
+    requests.put(f"{rm.base}/apps/{app['id']}/state", params={"user.name": rm.service_user},
+                 json={"state": "KILLED"}, timeout=30)
+    # the client hears "dead" on its websocket, which is then closed
+    assert kc.ws is not None
+    kc.ws.settimeout(60)
+    dead = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            msg = json.loads(kc.ws.recv())
+        except Exception:  # noqa: BLE001 - the close that follows the report
+            break
+        if msg.get("msg_type") == "status" and msg["content"].get("execution_state") == "dead":
+            dead = True
+            break
+    assert dead, "no execution_state=dead reached the client"
+    # and the kernel is gone from the gateway and the ledger
+    deadline = time.monotonic() + 30
+    while kc.kernel_id in [k["id"] for k in requests.get(f"{gw(stack)}/api/kernels", headers=auth(stack, "alice"),
+                                                         timeout=30).json()]:
+        assert time.monotonic() < deadline, "the dead kernel is still listed"
+        time.sleep(1)
+    audit = [json.loads(line) for line in Path(stack["edge_audit_log"]).read_text().splitlines()]
+    assert any(e["action"] == "kernel-dead" and e["kernel"] == kc.kernel_id for e in audit)
