@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -25,17 +26,34 @@ def page(artifacts):
         browser.close()
 
 
-def test_guest_sees_the_yardlab_sidebar(stack, page, artifacts):
+def open_side_panel(page, stack, user: str, panel_id: str):
+    """Log in through the hub (password = user name), wait for JupyterLab, show a left-side panel.
+
+    JupyterLab restores the last layout, so the panel may already be open; clicking an open
+    panel's tab collapses it.  Click until it is visible.
+    """
     page.goto(f"{stack['hub_url']}hub/login")
-    page.fill("input[name=username]", "guest")
-    page.fill("input[name=password]", "guest")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", user)
     page.click("input[type=submit], button[type=submit]")
-    page.wait_for_url("**/user/guest/lab**", timeout=180_000)
-    tab = page.locator('.jp-SideBar [data-id="yardlab-sidebar"]')
+    page.wait_for_url(f"**/user/{user}/lab**", timeout=180_000)
+    tab = page.locator(f'.jp-SideBar [data-id="{panel_id}"]')
     tab.wait_for(timeout=120_000)
-    tab.click()
-    panel = page.locator("#yardlab-sidebar")
-    panel.wait_for(state="visible", timeout=30_000)
+    panel = page.locator(f"#{panel_id}")
+    for _ in range(3):
+        if panel.is_visible():
+            break
+        tab.click()
+        try:
+            panel.wait_for(state="visible", timeout=10_000)
+        except PlaywrightTimeout:
+            continue
+    panel.wait_for(state="visible", timeout=5_000)
+    return panel
+
+
+def test_guest_sees_the_yardlab_sidebar(stack, page, artifacts):
+    panel = open_side_panel(page, stack, "guest", "yardlab-sidebar")
     for heading in ("Jobs", "Environments", "Storage"):
         assert panel.get_by_text(heading, exact=True).first.is_visible()
     page.screenshot(path=str(artifacts / "lab-sidebar-guest.png"))
@@ -48,16 +66,7 @@ def test_guest_saves_a_notebook_on_hdfs_and_opens_it_again(stack, page, artifact
 
     name = f"ui-{uuid.uuid4().hex[:6]}"
     hub("DELETE", "/users/guest/server")  # a fresh server serves the freshly installed extension
-    page.goto(f"{stack['hub_url']}hub/login")
-    page.fill("input[name=username]", "guest")
-    page.fill("input[name=password]", "guest")
-    page.click("input[type=submit], button[type=submit]")
-    page.wait_for_url("**/user/guest/lab**", timeout=180_000)
-    tab = page.locator('.jp-SideBar [data-id="yardlab-hdfs-browser"]')
-    tab.wait_for(timeout=120_000)
-    tab.click()
-    browser = page.locator("#yardlab-hdfs-browser")
-    browser.wait_for(state="visible", timeout=30_000)
+    browser = open_side_panel(page, stack, "guest", "yardlab-hdfs-browser")
     browser.locator('.jp-DirListing-item[title^="Name: Personal"]').dblclick()
     browser.locator('.jp-BreadCrumbs-item[data-path="user/guest"]').wait_for(timeout=30_000)
 
