@@ -46,7 +46,9 @@ def _data_files() -> list[tuple[str, list[str]]]:
 packages, package_dir = _packages()
 
 EDGE = ["tornado>=6.4", "traitlets>=5.14", "jupyterhub>=5.2", "prometheus_client>=0.20", "uvloop>=0.19",
-        "SQLAlchemy>=2.0", "hdfs>=2.7", "packaging>=24", "requests>=2.31"]
+        "SQLAlchemy>=2.0", "hdfs>=2.7", "packaging>=24", "requests>=2.31",
+        # environments: uv resolves and installs, venv-pack packs, py-rattler solves conda specs
+        "uv>=0.5", "venv-pack>=0.2", "py-rattler>=0.20", "tqdm>=4.66"]
 HUB = ["jupyterhub>=5.2", "tornado>=6.4", "traitlets>=5.14", "SQLAlchemy>=2.0", "requests>=2.31"]
 LAB = ["jupyter_server>=2.14", "jupyterlab>=4.2,<5", "tornado>=6.4"]
 STACK = ["pyspark==4.0.1", "jupyterhub==6.1.1", "jupyterlab==4.6.6", "ipykernel>=6.29",

@@ -28,3 +28,16 @@ c.GatewaySupervisor.log_file = str(Path(info["logs"]) / "enterprise-gateway.log"
 # short enough for the test suite to watch an orphan being reaped
 c.Reaper.grace = 30.0
 c.Reaper.interval = 5.0
+
+# environments: built under the state folder, packed archives in HDFS /yardlab/envs
+c.EnvironmentService.kernel_site = info["kernel_site"]
+c.EnvironmentService.builds_dir = str(state / "edge" / "envs")
+# the local conda channel (file://); the test suite writes a small package into it
+c.EnvironmentService.conda_channels = [Path(info["conda_channel"]).as_uri()]
+# one build for the shipped environment and one for a user at the same time
+c.EnvironmentService.max_concurrent_builds = 2
+c.EnvironmentService.predefined = [{
+    "name": "spark-pandas", "display_name": "PySpark with pandas and pyarrow", "kind": "pyspark",
+    "resources": {"driver_memory_mb": 1024, "executor_memory_mb": 1024, "executor_instances": 1},
+    "packages": {"pip": ["pandas>=2.2", "pyarrow>=17"]},
+}]

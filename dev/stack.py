@@ -13,6 +13,7 @@ and demo tokens go to ``<state>/stack.json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import secrets
@@ -440,6 +441,9 @@ class Stack:
                         **LOOPBACK_SPARK_CONF})
         for path in install_builtin(self.kernels_dir, site):
             log(f"kernelspec {path.name} written")
+        # the edge writes users' environment kernelspecs for the same site
+        self.info["kernel_site"] = dataclasses.asdict(site)
+        self.info["conda_channel"] = str(self.state / "conda-channel")
 
     # -- start ---------------------------------------------------------------------------------------
     def java_piece(self, name: str, main: str, args: list[str], heap: str, ready: Callable[[], bool],

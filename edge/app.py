@@ -14,6 +14,7 @@ from traitlets.config import Application, catch_config_error
 from . import __version__
 from .audit import AuditLog
 from .auth import TokenIdentifier
+from .environments import EnvironmentService
 from .gateway import GatewaySupervisor, KernelService
 from .ledger import KernelLedger
 from .reaper import Reaper
@@ -64,7 +65,7 @@ class EdgeApp(Application):
     max_kernels_per_user = Integer(4, help="Kernels one user may have at once.").tag(config=True)
 
     classes = [ResourceManagerClient, AppSnapshot, TokenIdentifier, AuditLog, HDFSStorage, GatewaySupervisor,
-               KernelLedger, Reaper]
+               KernelLedger, Reaper, EnvironmentService]
 
     rm = Instance(ResourceManagerClient, allow_none=True)
     snapshot = Instance(AppSnapshot, allow_none=True)
@@ -95,6 +96,9 @@ class EdgeApp(Application):
                                 max_kernels_per_user=self.max_kernels_per_user)
         jobs = JobService(self.rm, self.snapshot, audit, kill_timeout=self.kill_timeout, ledger=self.ledger,
                           waiting=kernels.waiting_message)
+        storage = HDFSStorage(parent=self)
+        self.environments = EnvironmentService(self.ledger, storage, self.snapshot, audit, self.kernels_dir,
+                                               parent=self)
         self.reaper = Reaper(self.rm, self.snapshot, self.ledger, self.gateway, audit, parent=self)
         channels: dict[str, set] = {}
 
@@ -111,7 +115,8 @@ class EdgeApp(Application):
             "gateway": self.gateway,
             "channels": channels,
             "base_url": base,
-            "storage": HDFSStorage(parent=self),
+            "storage": storage,
+            "environments": self.environments,
             "metrics_require_auth": self.metrics_require_auth,
             "log_function": self._log_request,
             "xsrf_cookies": False,  # token auth only: no cookies are read
@@ -135,6 +140,7 @@ class EdgeApp(Application):
         await self.gateway.start()
         if self.gateway.enabled:
             self.reaper.start()
+        await self.environments.start()
         self.log.info("yardlab edge %s listening on http://%s:%d%s (RM: %s)", self.version, self.ip, self.port,
                       self.base_url, ", ".join(self.rm.urls if self.rm else []))
         stop = asyncio.Event()
@@ -145,6 +151,7 @@ class EdgeApp(Application):
         self.log.info("stopping")
         server.stop()
         await self.reaper.stop()
+        await self.environments.stop()
         await self.gateway.stop()  # Enterprise Gateway keeps running: the next edge adopts it
         await self.snapshot.stop()
 

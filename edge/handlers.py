@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tornado import web
+from tornado.iostream import StreamClosedError
 from tornado.log import app_log
 
 from . import metrics
@@ -62,6 +63,8 @@ class BaseHandler(web.RequestHandler):
         if isinstance(exc, PublicError):
             self.set_status(exc.status)
             body = {"message": exc.message, "reason": exc.reason or self._reason}
+            if hasattr(exc, "field"):
+                body["field"] = exc.field
         elif isinstance(exc, web.HTTPError):
             body = {"message": exc.log_message or self._reason, "reason": self._reason}
         else:
@@ -365,6 +368,93 @@ class NotFoundHandler(BaseHandler):
         raise PublicError(404, "no such yardlab API endpoint", reason="Not Found")
 
 
+class EnvironmentBase(AuthenticatedHandler):
+    """Shared plumbing of the environment handlers."""
+
+    @property
+    def envs(self):  # noqa: ANN201
+        envs = self.settings.get("environments")
+        if envs is None:
+            raise PublicError(503, "environments are not configured on this edge")
+        return envs
+
+    def json_body(self) -> Any:
+        if not self.request.body:
+            raise PublicError(400, "a JSON body is required")
+        try:
+            return json.loads(self.request.body)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise PublicError(400, f"the body is not valid JSON: {str(e)[:120]}") from e
+
+
+class EnvironmentsHandler(EnvironmentBase):
+    """GET /api/v1/environments (own + shared; ?owner=all for admins), POST creates one."""
+
+    def get(self) -> None:
+        owner = self.arg("owner", 100)
+        if owner not in (None, "", "all", "*"):
+            raise PublicError(400, "`owner` can only be all (admins)")
+        self.write_json({"environments": self.envs.list(self.me, everyone=owner in ("all", "*"))})
+
+    async def post(self) -> None:
+        env = await self.envs.create(self.me, self.json_body())
+        self.set_header("Location", f"{self.request.path.rstrip('/')}/{quote(env['owner'], safe='')}/{env['name']}")
+        self.write_json(env, 202)
+
+
+class EnvironmentHandler(EnvironmentBase):
+    """GET / PATCH / DELETE /api/v1/environments/{owner}/{name}."""
+
+    def get(self, owner: str, name: str) -> None:
+        self.write_json(self.envs.show(self.me, owner, name))
+
+    async def patch(self, owner: str, name: str) -> None:
+        self.write_json(await self.envs.update(self.me, owner, name, self.json_body()))
+
+    async def delete(self, owner: str, name: str) -> None:
+        await self.envs.delete(self.me, owner, name)
+        self.write_json({"deleted": True})
+
+
+class EnvironmentLogHandler(EnvironmentBase):
+    """GET /api/v1/environments/{owner}/{name}/log: the whole build log as text."""
+
+    async def get(self, owner: str, name: str) -> None:
+        path = self.envs.read_log(self.me, owner, name)
+        self.set_header("Content-Type", "text/plain; charset=UTF-8")
+        if path is None:
+            self.finish("")
+            return
+        with open(path, "rb") as f:
+            while chunk := f.read(256 * 1024):
+                self.write(chunk)
+                await self.flush()
+        self.finish()
+
+
+class EnvironmentEventsHandler(EnvironmentBase):
+    """GET /api/v1/environments/{owner}/{name}/events: progress and log lines as Server-Sent Events."""
+
+    async def get(self, owner: str, name: str) -> None:
+        events = self.envs.events(self.me, owner, name)
+        first = await events.__anext__()  # 404s before any byte of the stream is sent
+        self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
+        self.set_header("X-Accel-Buffering", "no")
+        try:
+            await self._send(*first)
+            async for event, data in events:
+                await self._send(event, data)
+        except (StreamClosedError, asyncio.CancelledError):
+            return
+        finally:
+            await events.aclose()
+        self.finish()
+
+    async def _send(self, event: str, data: dict) -> None:
+        self.write(f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n")
+        await self.flush()
+
+
 def routes(base_url: str) -> list[tuple[str, type, dict] | tuple[str, type]]:
     from .gateway_handlers import gateway_routes
 
@@ -377,6 +467,10 @@ def routes(base_url: str) -> list[tuple[str, type, dict] | tuple[str, type]]:
         (api + "/apps", AppsHandler),
         (api + r"/apps/([^/]+)", AppHandler),
         (api + "/storage", StorageHandler),
+        (api + "/environments/?", EnvironmentsHandler),
+        (api + r"/environments/([^/]+)/([^/]+)/log", EnvironmentLogHandler),
+        (api + r"/environments/([^/]+)/([^/]+)/events", EnvironmentEventsHandler),
+        (api + r"/environments/([^/]+)/([^/]+)/?", EnvironmentHandler),
         (api + r"/files/?(.*)", FilesHandler),
         (base_url.rstrip("/") + r"/.*", NotFoundHandler),
     ]

