@@ -799,9 +799,9 @@ class EnvironmentService(LoggingConfigurable):
             assert data is not None
             name = self._write_kernelspec(data)
             seconds = round(time.monotonic() - started, 2)
+            sink.line(f"ready in {seconds} s: kernel {name}")
             self._update(key, status="ready", phase="ready", progress=100, error=None, kernel_name=name,
                          build_seconds=seconds)
-            sink.line(f"ready in {seconds} s: kernel {name}")
         except asyncio.CancelledError:
             sink.line("build stopped")
             raise

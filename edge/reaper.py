@@ -20,6 +20,7 @@ from .gateway import GatewaySupervisor
 from .ledger import KernelLedger
 from .snapshot import AppSnapshot
 from .utils import monotonic
+from .utils import now as now_wall
 from .yarn import ACTIVE_STATES, FINAL_STATES, ResourceManagerClient, RMError, RMUnavailable
 
 
@@ -76,7 +77,7 @@ class Reaper(LoggingConfigurable):
                 continue
             if app["state"] not in ACTIVE_STATES:
                 continue
-            if rec["id"] in eg_ids:
+            if rec["id"] in eg_ids or self._launching(rec):
                 self.orphan_since.pop(app["id"], None)
                 continue
             seen.add(app["id"])
@@ -91,6 +92,10 @@ class Reaper(LoggingConfigurable):
             if rec["id"] not in eg_ids and rec["state"] == "running" and not rec.get("app_id"):
                 if now - self.gateway.started_at > self.grace:
                     self.ledger.end(rec["id"], "gone")
+
+    def _launching(self, rec: dict) -> bool:
+        """A kernel whose start is still in flight: EG lists it only once its launch returns."""
+        return rec["state"] == "starting" and now_wall() - rec["created"] < self.gateway.launch_timeout + self.grace
 
     async def _reap(self, rec: dict, app: dict) -> None:
         try:
