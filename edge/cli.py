@@ -1,4 +1,4 @@
-"""`yardlab`: the command line for scripts and terminals (whoami, cluster, apps, kill).
+"""`yardlab`: the command line for scripts and terminals (whoami, cluster, apps, kill, env).
 
 The edge URL and the token come from flags or the usual environment: $YARDLAB_EDGE_URL or
 $JUPYTERHUB_API_URL, and $JUPYTERHUB_API_TOKEN (inside a JupyterLab terminal both are set).
@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     apps.add_argument("--limit", type=int, default=None, help="at most this many")
     kill = sub.add_parser("kill", help="kill an application and wait until YARN confirms")
     kill.add_argument("app_id")
+    from . import cli_env
+
+    cli_env.add_parser(sub)
     return p
 
 
@@ -128,6 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             else:
                 data = client.all_apps(**filters)
             text = show_apps(data, with_user=bool(user))
+        elif args.command == "env":
+            from . import cli_env
+
+            data, text, code = cli_env.run(client, args)
+            print(json.dumps(data, indent=2) if args.json else text)
+            return code
         else:
             data = client.kill(args.app_id)
             text = f"{data['id']} of {data['user']}: {data['state']}"

@@ -69,11 +69,46 @@ class EdgeClient:
         self.session.headers["Authorization"] = f"token {token_from_env(token)}"
         self.timeout = timeout
 
-    def request(self, method: str, path: str, **params: Any) -> Any:
-        r = self.session.request(method, f"{self.url}/api/v1{path}", params=params or None, timeout=self.timeout)
+    def request(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        r = self.session.request(method, f"{self.url}/api/v1{path}", params=params or None, timeout=self.timeout,
+                                 json=body)
         if r.status_code >= 400:
             raise _error(r.status_code, r.content)
-        return r.json() if r.content else None
+        if not r.content:
+            return None
+        return r.json() if r.headers.get("Content-Type", "").startswith("application/json") else r.text
+
+    # -- environments -------------------------------------------------------------------------------
+    def environments(self, everyone: bool = False) -> list[dict]:
+        return self.request("GET", "/environments", **({"owner": "all"} if everyone else {}))["environments"]
+
+    def environment(self, owner: str, name: str) -> dict:
+        return self.request("GET", f"/environments/{quote(owner, safe='')}/{quote(name, safe='')}")
+
+    def environment_log(self, owner: str, name: str) -> str:
+        return self.request("GET", f"/environments/{quote(owner, safe='')}/{quote(name, safe='')}/log") or ""
+
+    def create_environment(self, spec: dict) -> dict:
+        return self.request("POST", "/environments", body=spec)
+
+    def update_environment(self, owner: str, name: str, changes: dict) -> dict:
+        return self.request("PATCH", f"/environments/{quote(owner, safe='')}/{quote(name, safe='')}", body=changes)
+
+    def delete_environment(self, owner: str, name: str) -> None:
+        self.request("DELETE", f"/environments/{quote(owner, safe='')}/{quote(name, safe='')}")
+
+    def environment_events(self, owner: str, name: str):  # noqa: ANN201 - a generator of (event, data)
+        """Server-sent progress and log events of a build, until it ends."""
+        url = f"{self.url}/api/v1/environments/{quote(owner, safe='')}/{quote(name, safe='')}/events"
+        with self.session.get(url, stream=True, timeout=(10, 3600)) as r:
+            if r.status_code >= 400:
+                raise _error(r.status_code, r.content)
+            event = "message"
+            for line in r.iter_lines(decode_unicode=True):
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    yield event, json.loads(line[6:])
 
     def me(self) -> dict:
         return self.request("GET", "/me")

@@ -345,3 +345,23 @@ def test_an_edge_restart_during_a_build_resumes_it_and_leaves_no_junk(stack, sta
     assert os.listdir(work) == []
     assert not [n for n in hdfs_list(stack, "/yardlab/envs") if n.startswith(".")]
     assert alice("DELETE", "/environments/alice/restart").status_code == 200
+
+
+def test_the_cli_creates_follows_shows_lists_and_deletes(stack, tab_env, edge_as):
+    from test_edge_cli import run
+
+    run(stack, "alice", "env", "delete", "cli-tab")
+    done = run(stack, "alice", "env", "create", "cli-tab", "--pip", TABULATE, "--executor-memory", "1g",
+               "--queue", "default", "--display-name", "From the CLI")
+    assert done.returncode == 0, done.stderr
+    assert "status:    ready" in done.stdout and "kernel:    yl-alice-cli-tab" in done.stdout
+    assert "100%" in done.stderr and "ready" in done.stderr  # the progress bar reached its end
+    listed = run(stack, "alice", "env", "list")
+    assert "alice/cli-tab" in listed.stdout and "yardlab/spark-pandas" in listed.stdout
+    shown = json.loads(run(stack, "alice", "--json", "env", "show", "cli-tab").stdout)
+    assert shown["resources"]["executor_memory_mb"] == 1024 and shown["display_name"] == "From the CLI"
+    refused = run(stack, "alice", "env", "create", "cli-bad", "--pip", "-r /etc/passwd")
+    assert refused.returncode == 2 and "pip options" in refused.stderr
+    assert run(stack, "bob", "env", "show", "alice/cli-tab").returncode == 2
+    assert run(stack, "alice", "env", "delete", "cli-tab").returncode == 0
+    assert "alice/cli-tab" not in run(stack, "alice", "env", "list").stdout
