@@ -365,3 +365,25 @@ def test_the_cli_creates_follows_shows_lists_and_deletes(stack, tab_env, edge_as
     assert run(stack, "bob", "env", "show", "alice/cli-tab").returncode == 2
     assert run(stack, "alice", "env", "delete", "cli-tab").returncode == 0
     assert "alice/cli-tab" not in run(stack, "alice", "env", "list").stdout
+
+
+def test_admins_share_environments_everyone_sees_and_only_admins_change(stack, tab_env, edge_as):
+    admin, bob = edge_as("admin"), edge_as("bob")
+    delete_if_there(admin, "admin", "team-tab")
+    r = admin("POST", "/environments", json={"name": "team-tab", "visibility": "shared",
+                                             "display_name": "Team: tabulate", "packages": {"pip": [TABULATE]}})
+    assert r.status_code == 202, r.text
+    assert wait_env(admin, "admin", "team-tab", timeout=120)["status"] == "ready"
+    listed = {(e["owner"], e["name"]): e for e in bob.get("/environments").json()["environments"]}
+    assert listed[("admin", "team-tab")]["can_edit"] is False
+    assert ("yardlab", "spark-pandas") in listed  # the one the local stack ships
+    specs = bob.session.get(f"{stack['edge_url']}/gateway/api/kernelspecs", timeout=30).json()["kernelspecs"]
+    assert "yl-admin-team-tab" in specs
+    assert bob("DELETE", "/environments/admin/team-tab").status_code == 403
+    assert bob("PATCH", "/environments/admin/team-tab", json={"display_name": "mine"}).status_code == 403
+    everyone = admin.get("/environments", params={"owner": "all"}).json()["environments"]
+    assert ("alice", "tab") in {(e["owner"], e["name"]) for e in everyone}
+    assert bob.get("/environments", params={"owner": "all"}).status_code == 403
+    assert admin("DELETE", "/environments/admin/team-tab").status_code == 200
+    assert "yl-admin-team-tab" not in bob.session.get(f"{stack['edge_url']}/gateway/api/kernelspecs",
+                                                      timeout=30).json()["kernelspecs"]
