@@ -686,16 +686,16 @@ class EnvironmentService(LoggingConfigurable):
             task = asyncio.create_task(self._build(key))
             self.running[key] = task
             try:
-                await asyncio.wait_for(asyncio.shield(task), self.build_timeout)
-            except asyncio.TimeoutError:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-                self._fail(key, f"the build took longer than {self.build_timeout:.0f} s and was stopped")
+                # asyncio.wait, not wait_for: Python 3.11's wait_for swallows a cancellation that
+                # arrives as the build ends, and the worker would then never stop
+                done, _ = await asyncio.wait({task}, timeout=self.build_timeout)
+                if not done:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                    self._fail(key, f"the build took longer than {self.build_timeout:.0f} s and was stopped")
             except asyncio.CancelledError:
                 task.cancel()
                 raise
-            except Exception:  # noqa: BLE001 - _build reports its own failures
-                pass
             finally:
                 self.running.pop(key, None)
 
