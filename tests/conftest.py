@@ -16,8 +16,10 @@
 """
 from __future__ import annotations
 
+import json
 import os
 import re
+import signal
 import subprocess
 import uuid
 import sys
@@ -54,6 +56,25 @@ class StackControl:
         self.owned = True
         print("\nstack timings (s):", self.info["timings"])
         return self.info
+
+    def restart_edge(self, timeout: float = 90) -> None:
+        """Restart the edge service and wait until a new process answers /health."""
+        info_path = Path(self.info["state_dir"], "stack.json")
+        old_pid = json.loads(info_path.read_text())["pids"]["edge"]
+        if self.owned:
+            self.stack.restart_piece("edge")
+        else:  # a `make demo` launcher owns it: it restarts the edge when it exits
+            os.kill(old_pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if (json.loads(info_path.read_text())["pids"]["edge"] != old_pid
+                        and requests.get(f"{self.info['edge_url']}/health", timeout=5).status_code == 200):
+                    return
+            except (requests.ConnectionError, ValueError):
+                pass
+            assert time.monotonic() < deadline, "the edge did not come back"
+            time.sleep(0.5)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ import hashlib
 import io
 import json
 import os
-import signal
 import sqlite3
 import tarfile
 import time
@@ -322,22 +321,7 @@ def test_an_edge_restart_during_a_build_resumes_it_and_leaves_no_junk(stack, sta
     while alice.get("/environments/alice/restart").json()["phase"] not in ("installing", "packing", "uploading"):
         assert time.monotonic() < deadline, "the build never got going"
         time.sleep(0.2)
-    info_path = Path(stack["state_dir"], "stack.json")
-    old_pid = json.loads(info_path.read_text())["pids"]["edge"]
-    if stack_control.owned:
-        stack_control.stack.restart_piece("edge")
-    else:  # a `make demo` launcher owns it: it restarts the edge when it exits
-        os.kill(old_pid, signal.SIGTERM)
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if (json.loads(info_path.read_text())["pids"]["edge"] != old_pid
-                    and requests.get(f"{stack['edge_url']}/health", timeout=5).status_code == 200):
-                break
-        except (requests.ConnectionError, ValueError):
-            pass
-        assert time.monotonic() < deadline, "the edge did not come back"
-        time.sleep(0.5)
+    stack_control.restart_edge()
     env = wait_env(alice, "alice", "restart", timeout=300)
     assert env["status"] == "ready", env["error"]
     assert "restarted during this build" in alice.get("/environments/alice/restart/log").text
