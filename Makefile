@@ -75,7 +75,14 @@ $(LABEXT): node_modules/.done $(VENV)/.deps $(LABEXT_SOURCES) tsconfig.json
 
 lab: $(LABEXT)
 
-install: $(VENV)/.deps $(EG_VENV)/.deps $(HADOOP_LIB)/.done $(LABEXT)
+# the hub service's chart library, from node_modules (package.json pins it) into its static folder
+CHARTJS := hub_service/static/vendor/chart.umd.min.js
+$(CHARTJS): node_modules/.done
+	@mkdir -p $(@D)
+	cp node_modules/chart.js/dist/chart.umd.min.js $@
+	cp node_modules/chart.js/LICENSE.md $(@D)/chart.js.LICENSE.md
+
+install: $(VENV)/.deps $(EG_VENV)/.deps $(HADOOP_LIB)/.done $(LABEXT) $(CHARTJS)
 	@# the project itself, freshly built each time (a wheel: it carries the prebuilt lab extension)
 	$(UV) pip install -q --python $(VENV)/bin/python --reinstall-package yardlab --no-deps .
 

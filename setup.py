@@ -49,7 +49,7 @@ EDGE = ["tornado>=6.4", "traitlets>=5.14", "jupyterhub>=5.2", "prometheus_client
         "SQLAlchemy>=2.0", "hdfs>=2.7", "packaging>=24", "requests>=2.31",
         # environments: uv resolves and installs, venv-pack packs, py-rattler solves conda specs
         "uv>=0.5", "venv-pack>=0.2", "py-rattler>=0.20", "tqdm>=4.66"]
-HUB = ["jupyterhub>=5.2", "tornado>=6.4", "traitlets>=5.14", "SQLAlchemy>=2.0", "requests>=2.31"]
+HUB = ["jupyterhub>=5.2", "tornado>=6.4", "traitlets>=5.14", "SQLAlchemy>=2.0", "requests>=2.31", "Jinja2>=3.1"]
 LAB = ["jupyter_server>=2.14", "jupyterlab>=4.2,<5", "tornado>=6.4"]
 STACK = ["pyspark==4.0.1", "jupyterhub==6.1.1", "jupyterlab==4.6.6", "ipykernel>=6.29",
          "pycryptodomex>=3.20", "jupyter_client>=8"]
@@ -66,6 +66,9 @@ setup(
     packages=packages,
     package_dir=package_dir,
     include_package_data=True,
+    # the hub service's page templates and static files (static/vendor/ is copied from
+    # node_modules by `make install`: the chart library, bundled through package.json)
+    package_data={"yardlab.hub_service": ["templates/*.html", "static/*.js", "static/*.css", "static/vendor/*"]},
     data_files=_data_files(),
     install_requires=["traitlets>=5.14", "tornado>=6.4", "requests>=2.31"],
     extras_require={"edge": EDGE, "hub": HUB, "lab": LAB, "stack": STACK, "test": TEST,

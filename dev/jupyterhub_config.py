@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from jupyterhub.auth import Authenticator
@@ -48,11 +49,25 @@ c.Authenticator.allowed_users = set(DEMO_USERS)
 c.Authenticator.admin_users = {name for name, u in info["users"].items() if u["admin"]}
 
 EDGE = "yardlab-edge"
+SERVICE = "yardlab"
+(state / "hub-service").mkdir(exist_ok=True)
 c.JupyterHub.services = [
     # the edge service: an external service (started by the stack launcher, not by the hub);
     # the proxy routes /services/yardlab-edge/ to it
     {"name": EDGE, "url": f"http://127.0.0.1:{ports['edge_http']}", "api_token": info["edge_service_token"],
      "display": False},
+    # the admin pages and public API: a managed service (the hub starts and stops it); its
+    # OAuth tokens (browser sessions) may carry the edge's access scope and the admin scope,
+    # never more than the user has, and are forwarded to the edge as the caller's own token
+    {"name": SERVICE, "url": f"http://127.0.0.1:{ports['hub_service_http']}",
+     "command": [sys.executable, "-m", "yardlab.hub_service"],
+     "cwd": str(state / "hub-service"),
+     "environment": {"YARDLAB_EDGE_URL": info["edge_url"],
+                     "YARDLAB_SERVICE_DB_URL": f"sqlite:///{state / 'hub-service' / 'samples.sqlite'}",
+                     # short on the local stack, so the history has points within seconds
+                     "YARDLAB_SAMPLE_INTERVAL": str(info.get("sample_interval", 5))},
+     "oauth_no_confirm": True,
+     "oauth_client_allowed_scopes": [f"access:services!service={EDGE}", "custom:yardlab:admin"]},
     # used by the launcher and the test suite to make tokens and drive servers
     {"name": "yardlab-stack", "api_token": info["hub_service_token"]},
 ]
@@ -64,9 +79,11 @@ c.JupyterHub.custom_scopes = {
 ADMINS = sorted(name for name, u in info["users"].items() if u["admin"])
 c.JupyterHub.load_roles = [
     # every user may use the edge API with their tokens
-    {"name": "user", "scopes": ["self", f"access:services!service={EDGE}"]},
+    {"name": "user", "scopes": ["self", f"access:services!service={EDGE}", f"access:services!service={SERVICE}"]},
     {"name": "yardlab-admin", "scopes": ["custom:yardlab:admin"], "users": ADMINS},
     {"name": EDGE, "services": [EDGE], "scopes": ["read:users:name", "read:users:groups", "read:roles:users"]},
+    # the hub service's own token samples the whole cluster through the edge (read-only there)
+    {"name": SERVICE, "services": [SERVICE], "scopes": [f"access:services!service={EDGE}", "custom:yardlab:admin"]},
     {"name": "yardlab-stack", "services": ["yardlab-stack"],
      "scopes": ["admin:users", "tokens", "admin:servers", "access:servers", "read:users", "servers"]},
 ]
@@ -81,7 +98,7 @@ c.Spawner.http_timeout = 120
 # Lab servers' own token reaches the edge (and carries admin power for admins only: the scopes
 # are intersected with the user's own)
 c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", f"access:services!service={EDGE}",
-                                 "custom:yardlab:admin"]
+                                 f"access:services!service={SERVICE}", "custom:yardlab:admin"]
 c.Spawner.environment = {
     # kernels run on YARN through the edge's /gateway/ (Enterprise Gateway is behind it), with the
     # server's own hub token: the edge knows who the kernels are for
@@ -93,4 +110,5 @@ c.Spawner.environment = {
     "KERNEL_USERNAME": lambda spawner: spawner.user.name,
     "HADOOP_CONF_DIR": info["hadoop_conf_dir"],
     "YARDLAB_EDGE_URL": info["edge_url"],
+    "YARDLAB_SERVICE_URL": info["hub_url"].rstrip("/") + f"/services/{SERVICE}",
 }

@@ -55,6 +55,7 @@ PORTS = {
     "yarn_nm_localizer": 8040,
     "yarn_nm_http": 8042,
     "edge_http": 8765,
+    "hub_service_http": 8766,  # the managed hub service yardlab (started by the hub)
     "eg_http": 8890,
     "eg_response": 8877,
     "hub_public": 8000,  # configurable-http-proxy, the URL people open
@@ -525,6 +526,7 @@ class Stack:
             "eg_url": self.url("eg_http"),
             "edge_url": self.url("edge_http", "/services/yardlab-edge"),
             "edge_public_url": self.url("hub_public", "/services/yardlab-edge"),
+            "hub_service_url": self.url("hub_public", "/services/yardlab"),
             "edge_service_token": edge_token, "edge_audit_log": str(self.state / "edge" / "audit.jsonl"),
             "hub_service_token": svc_token, "hadoop_conf_dir": str(self.hadoop_conf),
             "spark_home": spark, "spark_conf_dir": str(spark_conf), "java_home": jhome,
@@ -605,6 +607,7 @@ class Stack:
         self.start_piece(hub)
         self.wait_ready(hub)
         self.wait_ready(edge)
+        self.wait_hub_service()
         self.info["eg_token"] = json.loads(Path(self.info["eg_state_file"]).read_text())["token"]
         self.info["user_tokens"] = self.make_user_tokens()
         self.timings["total"] = round(time.monotonic() - t0, 1)
@@ -683,6 +686,20 @@ class Stack:
     def edge_ready(self) -> bool:
         code, _ = http_get(self.url("edge_http", "/services/yardlab-edge/health"))
         return code == 200
+
+    def wait_hub_service(self, timeout: float = 60.0) -> None:
+        """The hub starts the managed service yardlab itself; wait until it answers."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            try:
+                code, _ = http_get(self.url("hub_service_http", "/services/yardlab/health"))
+            except OSError:
+                code = 0
+            if code == 200:
+                self.timings["hub-service"] = round(time.monotonic() - t0, 1)
+                return
+            time.sleep(0.3)
+        raise StackError(f"the hub service yardlab did not answer within {timeout:.0f} s; see {self.logs}/jupyterhub.log")
 
     def hub_ready(self) -> bool:
         code, _ = http_get(self.url("hub_public", "/hub/api/"))

@@ -110,13 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     from . import cli_env
 
     cli_env.add_parser(sub)
+    from yardlab.hub_service import cli_usage  # `yardlab usage` talks to the hub service
+
+    cli_usage.add_parser(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        client = EdgeClient(args.url, args.token)
+        client = EdgeClient(args.url, args.token) if args.command != "usage" else None
         if args.command == "whoami":
             data: Any = client.me()
             text = show_whoami(data)
@@ -137,6 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             data, text, code = cli_env.run(client, args)
             print(json.dumps(data, indent=2) if args.json else text)
             return code
+        elif args.command == "usage":
+            from yardlab.hub_service import cli_usage
+
+            data, text = cli_usage.run(args)
         else:
             data = client.kill(args.app_id)
             text = f"{data['id']} of {data['user']}: {data['state']}"

@@ -111,6 +111,8 @@ class KernelChannelsHandler(websocket.WebSocketHandler):
     async def get(self, kernel_id: str) -> None:
         try:
             who = await self.settings["identifier"].identify(self.request.headers.get("Authorization"))
+            if who.kind != "user":
+                raise PublicError(403, "only JupyterHub users may connect to kernels", reason="Forbidden")
             self.kernels.check_kernel(who, kernel_id)
         except PublicError as e:
             self.set_status(e.status)

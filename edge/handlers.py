@@ -97,9 +97,15 @@ class BaseHandler(web.RequestHandler):
 class AuthenticatedHandler(BaseHandler):
     """Every API handler: the caller is whoever the hub says the token belongs to."""
 
+    #: whether a hub service with the admin scope (the hub service's sampler) may GET this
+    services_may_read = False
+
     async def prepare(self) -> None:
         super().prepare()
         self.identity = await self.settings["identifier"].identify(self.request.headers.get("Authorization"))
+        if self.identity.kind == "service" and not (self.services_may_read and self.request.method == "GET"):
+            raise PublicError(403, "hub services may only read the cluster and applications through the edge",
+                              reason="Forbidden")
 
     @property
     def me(self) -> Identity:
@@ -161,12 +167,16 @@ class MetricsHandler(AuthenticatedHandler):
 class MeHandler(AuthenticatedHandler):
     """GET /api/v1/me: who the token belongs to."""
 
+    services_may_read = True
+
     def get(self) -> None:
         self.write_json(self.me.to_json())
 
 
 class ClusterHandler(AuthenticatedHandler):
     """GET /api/v1/cluster: metrics, nodes, queues, snapshot age."""
+
+    services_may_read = True
 
     def get(self) -> None:
         snap = self.jobs.snapshot
@@ -178,6 +188,8 @@ class ClusterHandler(AuthenticatedHandler):
 
 class AppsHandler(AuthenticatedHandler):
     """GET /api/v1/apps: the caller's applications (admins: one user's or everyone's), filtered."""
+
+    services_may_read = True
 
     def get(self) -> None:
         scope = self.arg("user", 100)
@@ -228,6 +240,8 @@ class AppsHandler(AuthenticatedHandler):
 
 class AppHandler(AuthenticatedHandler):
     """GET /api/v1/apps/{id}: one application; DELETE kills it (owner or admin), confirmed."""
+
+    services_may_read = True
 
     async def get(self, app_id: str) -> None:
         app = await self.jobs.app_for(self.me, valid_app_id(app_id))

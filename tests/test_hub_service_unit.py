@@ -1,0 +1,110 @@
+"""Unit tests of the hub service's pure parts: redirect targets, usage deltas and windows, the sample store."""
+from __future__ import annotations
+
+import pytest
+
+from yardlab.hub_service.app import YardlabHubOAuth
+from yardlab.hub_service.security import CONTENT_SECURITY_POLICY, safe_next
+from yardlab.hub_service.store import UsageStore
+from yardlab.hub_service.usage import parse_since, usage_deltas
+
+PREFIX = "/services/yardlab/"
+
+
+@pytest.mark.parametrize("target", [
+    "//evil.example", "///evil.example", "\\\\evil.example", "/\\evil.example", "\\/evil.example",
+    "https://evil.example/services/yardlab/", "http:/services/yardlab/", "javascript:alert(1)",
+    "/\t/evil.example", "/services/yardlab/\n//evil", " /services/yardlab/", "evil.example",
+    "/hub/admin", "/services/yardlab-edge/api/v1/apps", "/services/yardlab/../../hub/admin",
+    "/services/yardlab/%2e%2e/%2e%2e/hub", "/services/yardlab//evil.example", "", None,
+])
+def test_unsafe_next_targets_are_refused(target):
+    assert safe_next(target, PREFIX) is None
+
+
+@pytest.mark.parametrize("target", ["/services/yardlab/", "/services/yardlab", "/services/yardlab/jobs",
+                                    "/services/yardlab/jobs?state=RUNNING&user=bob"])
+def test_paths_of_the_service_are_kept(target):
+    assert safe_next(target, PREFIX) == target
+
+
+@pytest.mark.parametrize("evil", ["//evil.example", "///evil.example", "\\\\evil.example"])
+def test_oauth_callback_redirect_never_leaves_the_service(evil):
+    auth = YardlabHubOAuth(api_token="x", api_url="http://127.0.0.1:1/hub/api", base_url=PREFIX,
+                           oauth_client_id="service-yardlab", oauth_redirect_uri="http://h/services/yardlab/oauth_callback")
+    state = auth.generate_state(next_url=evil)
+    assert auth.get_next_url(state) == PREFIX
+    good = auth.generate_state(next_url="/services/yardlab/history")
+    assert auth.get_next_url(good) == "/services/yardlab/history"
+
+
+def test_csp_allows_no_inline_script_or_style():
+    directives = dict(d.strip().split(" ", 1) for d in CONTENT_SECURITY_POLICY.split(";"))
+    assert directives["default-src"] == "'none'"
+    assert directives["script-src"] == "'self'" and directives["style-src"] == "'self'"
+    assert "unsafe" not in CONTENT_SECURITY_POLICY
+
+
+def test_parse_since():
+    assert parse_since("90m") == 5400 and parse_since("24h") == 86400 and parse_since("2w") == 14 * 86400
+    for bad in ("", "7", "d7", "-1d", "0h", "400d", "7 days", "1e3s"):
+        with pytest.raises(ValueError):
+            parse_since(bad)
+
+
+def app(app_id, user, ms, vs, state="RUNNING", mb=0, vc=0):
+    return {"id": app_id, "user": user, "memorySeconds": ms, "vcoreSeconds": vs, "state": state,
+            "allocatedMB": mb, "allocatedVCores": vc}
+
+
+def test_usage_deltas_count_new_apps_in_full_then_only_growth():
+    first = usage_deltas({}, [app("a1", "alice", 1000, 10, mb=1024, vc=1), app("b1", "bob", 500, 5, "ACCEPTED"),
+                              app("a2", "alice", 300, 3, "FINISHED")])
+    assert first.users["alice"].memory_seconds == 1300 and first.users["alice"].vcore_seconds == 13
+    assert first.users["alice"].running == 1 and first.users["alice"].allocated_mb == 1024
+    assert first.users["bob"].pending == 1 and first.users["bob"].memory_seconds == 500
+    second = usage_deltas(first.counters, [app("a1", "alice", 1600, 16), app("b1", "bob", 500, 5),
+                                           app("a2", "alice", 300, 3, "FINISHED")])
+    assert second.users["alice"].memory_seconds == 600 and second.users["alice"].vcore_seconds == 6
+    assert second.users["bob"].memory_seconds == 0
+    # a counter that went backwards (the RM forgot it) counts from zero, never negative
+    third = usage_deltas(second.counters, [app("a1", "alice", 200, 2)])
+    assert third.users["alice"].memory_seconds == 200
+
+
+def test_store_sums_usage_per_window_and_prunes(tmp_path):
+    store = UsageStore(f"sqlite:///{tmp_path / 's.sqlite'}")
+    cluster = {"memory": {"usedMB": 2048, "totalMB": 8192}, "vcores": {"used": 2, "total": 8},
+               "appsByState": {"RUNNING": 2, "ACCEPTED": 1}, "nodes": {"active": 1, "unhealthy": 0}}
+    day = 86400.0
+    now = 100 * day
+    counters: dict = {}
+    # alice: 1000 MB-s ten days ago, 500 two days ago, 100 an hour ago; bob: 40 days ago only
+    for ts, apps in [(now - 40 * day, [app("b", "bob", 7000, 70)]),
+                     (now - 10 * day, [app("a", "alice", 1000, 10)]),
+                     (now - 2 * day, [app("a", "alice", 1500, 15)]),
+                     (now - 3600, [app("a", "alice", 1600, 16, mb=512, vc=1)])]:
+        delta = usage_deltas(counters, apps)
+        store.record(ts, cluster, delta)
+        counters.update(delta.counters)
+    windows = {"24h": day, "7d": 7 * day, "30d": 30 * day}
+    usage = store.usage(windows, now)
+    alice = usage["alice"]["windows"]
+    assert alice["24h"]["memorySeconds"] == 100 and alice["7d"]["memorySeconds"] == 600
+    assert alice["30d"]["memorySeconds"] == 1600 and alice["30d"]["vcoreSeconds"] == 16
+    assert usage["alice"]["current"] == {"running": 1, "pending": 0, "allocatedMB": 512, "allocatedVCores": 1}
+    assert "bob" not in usage  # nothing within 30 days
+    assert store.usage(windows, now, user="bob")["bob"]["windows"]["30d"]["memorySeconds"] == 0
+    assert len(store.history(now - 3 * day)) == 2
+    assert store.history(0)[0]["memoryUsedMB"] == 2048 and store.history(0)[0]["appsPending"] == 1
+    store.prune(before=now - 30 * day, counters_before=now - 3 * day)
+    assert store.sample_count() == 3 and set(store.counters()) == {"a"}
+
+
+def test_history_is_thinned_evenly(tmp_path):
+    store = UsageStore(f"sqlite:///{tmp_path / 's.sqlite'}")
+    delta = usage_deltas({}, [])
+    for i in range(50):
+        store.record(float(i), {}, delta)
+    points = store.history(0, max_points=10)
+    assert len(points) == 10 and points[0]["ts"] == 0.0 and points[-1]["ts"] == 45.0
