@@ -50,7 +50,6 @@ c.Authenticator.admin_users = {name for name, u in info["users"].items() if u["a
 
 EDGE = "yardlab-edge"
 SERVICE = "yardlab"
-(state / "hub-service").mkdir(exist_ok=True)
 c.JupyterHub.services = [
     # the edge service: an external service (started by the stack launcher, not by the hub);
     # the proxy routes /services/yardlab-edge/ to it
@@ -110,5 +109,6 @@ c.Spawner.environment = {
     "KERNEL_USERNAME": lambda spawner: spawner.user.name,
     "HADOOP_CONF_DIR": info["hadoop_conf_dir"],
     "YARDLAB_EDGE_URL": info["edge_url"],
-    "YARDLAB_SERVICE_URL": info["hub_url"].rstrip("/") + f"/services/{SERVICE}",
+    # `yardlab usage` in a Lab terminal reaches the hub service through the hub's proxy
+    "YARDLAB_SERVICE_URL": f"http://127.0.0.1:{ports['hub_public']}/services/{SERVICE}",
 }

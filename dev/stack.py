@@ -595,6 +595,7 @@ class Stack:
         self.write_lab_overrides()
         hub_dir = self.state / "hub"
         hub_dir.mkdir(exist_ok=True)
+        (self.state / "hub-service").mkdir(exist_ok=True)  # the managed service's working folder
         (self.state / "home").mkdir(exist_ok=True)
         hub_env = {
             "YARDLAB_STACK_JSON": str(self.info_path),

@@ -258,7 +258,11 @@ def test_custom_scope_and_roles(values):
         "description": load_roles[EDGE]["description"],
         "scopes": ["read:users:name", "read:users:groups", "read:roles:users"], "services": [EDGE]}
     assert config["KubeSpawner"]["server_token_scopes"] == [
-        "users:activity!user", "access:servers!server", f"access:services!service={EDGE}", ADMIN_SCOPE]
+        "users:activity!user", "access:servers!server", f"access:services!service={EDGE}",
+        "access:services!service=yardlab", ADMIN_SCOPE]
+    assert load_roles["yardlab"] == {
+        "description": load_roles["yardlab"]["description"],
+        "scopes": [f"access:services!service={EDGE}", ADMIN_SCOPE], "services": ["yardlab"]}
 
     # JupyterHub's own checks: the custom scope definition, then every role (name, scopes and
     # filters) as the hub creates it at startup, and the server token and OAuth client scopes
@@ -365,7 +369,7 @@ def test_network_policies_let_user_pods_reach_the_edge(values, edge_url):
 LOCAL_STACK_INFO = {
     "state_dir": "/nonexistent/state", "eg_url": "http://127.0.0.1:1", "eg_token": "t", "hadoop_conf_dir": "/x",
     "edge_url": "http://127.0.0.1:2/services/yardlab-edge", "edge_service_token": "t", "hub_service_token": "t",
-    "ports": {"hub_public": 1, "hub_internal": 2, "hub_proxy_api": 3, "edge_http": 4},
+    "ports": {"hub_public": 1, "hub_internal": 2, "hub_proxy_api": 3, "edge_http": 4, "hub_service_http": 5},
     "users": {"admin": {"password": "p", "admin": True}, "guest": {"password": "p", "admin": False}},
 }
 
@@ -385,11 +389,13 @@ def test_values_agree_with_the_local_stack(values, tmp_path, monkeypatch):
     assert local.JupyterHub.custom_scopes == hub["config"]["JupyterHub"]["custom_scopes"]
     assert local.Spawner.server_token_scopes == hub["config"]["KubeSpawner"]["server_token_scopes"]
     local_roles = {r["name"]: r for r in local.JupyterHub.load_roles}
-    for name in ("user", "yardlab-admin", EDGE):
-        # the local stack has no yardlab hub service yet, so its user role may have less
-        assert set(local_roles[name]["scopes"]) <= set(hub["loadRoles"][name]["scopes"]), name
-    assert local_roles[EDGE]["scopes"] == hub["loadRoles"][EDGE]["scopes"]
-    assert local_roles[EDGE]["services"] == hub["loadRoles"][EDGE]["services"]
+    for name in ("user", "yardlab-admin", EDGE, "yardlab"):
+        assert set(local_roles[name]["scopes"]) == set(hub["loadRoles"][name]["scopes"]), name
+    for name in (EDGE, "yardlab"):
+        assert local_roles[name]["services"] == hub["loadRoles"][name]["services"], name
+    local_service = next(s for s in local.JupyterHub.services if s["name"] == "yardlab")
+    assert local_service["oauth_client_allowed_scopes"] == hub["services"]["yardlab"]["oauth_client_allowed_scopes"]
+    assert local_service["command"][1:] == hub["services"]["yardlab"]["command"][1:]  # -m yardlab.hub_service
     local_edge = next(s for s in local.JupyterHub.services if s["name"] == EDGE)
     assert local_edge["display"] == hub["services"][EDGE]["display"]
     local_env = local.Spawner.environment

@@ -1,0 +1,242 @@
+"""The hub service yardlab on the real stack: token API for scripts, admin-only pages and APIs,
+safe redirects, and in headless Chromium the admin's jobs page (names as text, kill confirmed by
+the RM), the overview, users and history pages."""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import uuid
+
+import pytest
+import requests
+from playwright.sync_api import sync_playwright
+
+from conftest import ROOT
+from test_ui import CHROMIUM, CHROMIUM_ARGS
+
+XSS_NAME = "<img src=x onerror=alert(1)>"
+
+
+def svc(stack) -> str:
+    return stack["hub_service_url"].rstrip("/")
+
+
+def as_user(stack, user: str) -> requests.Session:
+    s = requests.Session()
+    s.headers["Authorization"] = f"token {stack['user_tokens'][user]}"
+    return s
+
+
+def script_token(stack, user: str) -> str:
+    """A token made the way /hub/token makes one: the user's own request to the hub API."""
+    r = as_user(stack, user).post(f"{stack['hub_api']}/users/{user}/tokens",
+                                  json={"note": "yardlab test script", "expires_in": 600}, timeout=30)
+    assert r.status_code == 201, r.text
+    return r.json()["token"]
+
+
+def test_a_hub_token_works_for_the_api_from_plain_requests(stack):
+    token = script_token(stack, "alice")
+    headers = {"Authorization": f"token {token}"}
+    me = requests.get(f"{svc(stack)}/api/v1/me", headers=headers, timeout=30)
+    assert me.status_code == 200, me.text
+    assert me.json() == {"name": "alice", "admin": False}
+    apps = requests.get(f"{svc(stack)}/api/v1/apps", headers=headers, params={"limit": 50}, timeout=30)
+    assert apps.status_code == 200, apps.text
+    assert all(a["user"] == "alice" for a in apps.json()["apps"])
+    usage = requests.get(f"{svc(stack)}/api/v1/usage", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert usage.status_code == 200, usage.text
+    assert [u["user"] for u in usage.json()["users"]] == ["alice"]
+    assert usage.json()["windows"] == ["24h", "7d", "30d"]
+    # no token, a garbage token: JSON 401s, never a login redirect for the API
+    for h in ({}, {"Authorization": "token not-a-real-token"}):
+        r = requests.get(f"{svc(stack)}/api/v1/apps", headers=h, timeout=30, allow_redirects=False)
+        assert r.status_code == 401, (h, r.status_code, r.text)
+        assert "token" in r.json()["message"]
+
+
+def test_guest_gets_403_on_admin_pages_and_apis(stack):
+    guest = as_user(stack, "guest")
+    for path, params in [("cluster", {}), ("history", {}), ("apps", {"user": "*"}), ("apps", {"user": "bob"}),
+                         ("usage", {"user": "bob"}), ("usage", {"user": "*"})]:
+        r = guest.get(f"{svc(stack)}/api/v1/{path}", params=params, timeout=30)
+        assert r.status_code == 403, (path, params, r.status_code, r.text)
+        assert r.headers["Content-Type"].startswith("application/json") and r.json()["message"]
+    for page in ("overview", "history"):
+        r = guest.get(f"{svc(stack)}/{page}", timeout=30, allow_redirects=False)
+        assert r.status_code == 403, (page, r.status_code)
+        assert "for yardlab admins" in r.text
+    # the pages everyone has show the caller's own data
+    r = guest.get(f"{svc(stack)}/jobs", timeout=30)
+    assert r.status_code == 200 and "Your applications" in r.text
+    assert guest.get(f"{svc(stack)}/api/v1/usage", timeout=30).json()["users"][0]["user"] == "guest"
+    # the admin's token passes the same checks
+    admin = as_user(stack, "admin")
+    assert admin.get(f"{svc(stack)}/api/v1/cluster", timeout=30).status_code == 200
+    assert admin.get(f"{svc(stack)}/overview", timeout=30).status_code == 200
+
+
+def test_bad_input_gets_clear_4xx_json(stack):
+    admin = as_user(stack, "admin")
+    for path, params, status in [("usage", {"since": "forever"}, 400), ("history", {"since": "0h"}, 400),
+                                 ("apps", {"state": "BOGUS"}, 400), ("apps", {"limit": "lots"}, 400),
+                                 ("apps/not-an-app-id", {}, 400), ("no-such-thing", {}, 404),
+                                 ("usage", {"user": "x" * 500}, 400)]:
+        r = admin.get(f"{svc(stack)}/api/v1/{path}", params=params, timeout=30)
+        assert r.status_code == status, (path, params, r.status_code, r.text)
+        assert r.json()["message"], r.text
+
+
+def test_pages_carry_security_headers(stack):
+    r = as_user(stack, "admin").get(f"{svc(stack)}/jobs", timeout=30)
+    csp = r.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "default-src 'none'" in csp and "unsafe-inline" not in csp
+    assert r.headers["X-Content-Type-Options"] == "nosniff" and r.headers["X-Frame-Options"] == "DENY"
+    assert "<script>" not in r.text  # every script is a file of the service
+
+
+@pytest.mark.parametrize("target", ["//evil.example", "///evil.example", "\\\\evil.example", "/\\evil.example",
+                                    "https://evil.example/", "/hub/admin"])
+def test_unsafe_next_is_refused(stack, target):
+    r = requests.get(f"{svc(stack)}/login", params={"next": target}, timeout=30, allow_redirects=False)
+    assert r.status_code == 400, (target, r.status_code, r.headers.get("Location"))
+    assert "refused redirect target" in r.text
+    assert "evil.example" not in r.headers.get("Location", "")
+
+
+def test_safe_next_starts_the_hub_login(stack):
+    r = requests.get(f"{svc(stack)}/login", params={"next": "/services/yardlab/history"}, timeout=30,
+                     allow_redirects=False)
+    assert r.status_code == 302 and "/hub/api/oauth2/authorize" in r.headers["Location"]
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def browser_page():
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1500, "height": 1000})
+        page = context.new_page()
+        page.dialogs = []  # type: ignore[attr-defined]
+        page.problems = []  # type: ignore[attr-defined]
+
+        def on_dialog(d):
+            page.dialogs.append(d.message)
+            d.dismiss()
+
+        page.on("dialog", on_dialog)
+        page.on("pageerror", lambda exc: page.problems.append(str(exc)))
+        page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
+        yield page
+        context.close()
+        browser.close()
+
+
+def login_to_service(page, stack, user: str, path: str) -> None:
+    """Hub login with next= the service page: OAuth (no confirmation) brings the browser back to it."""
+    page.goto(f"{stack['hub_url']}hub/login?next=/services/yardlab/{path}")
+    page.fill("input[name=username]", user)
+    page.fill("input[name=password]", user)
+    page.click("input[type=submit], button[type=submit]")
+    page.wait_for_url(f"**/services/yardlab/{path}", timeout=60_000)
+
+
+def test_admin_sees_everyones_jobs_as_text_and_kills_bobs_from_the_page(stack, yarn_app, rm, browser_page,
+                                                                          artifacts):
+    page = browser_page
+    alice_app = yarn_app("alice", name=XSS_NAME)
+    bob_app = yarn_app("bob", name=f"yl-hub-kill-{uuid.uuid4().hex[:6]}")
+    login_to_service(page, stack, "admin", "jobs")
+
+    def both_listed():
+        page.reload()
+        page.wait_for_selector("#yl-count:not(:empty)", timeout=30_000)
+        return (page.locator(f'tr[data-app="{alice_app}"]').count() == 1
+                and page.locator(f'tr[data-app="{bob_app}"]').count() == 1)
+
+    wait_for(both_listed, 60, "alice's and bob's applications on the admin's jobs page", interval=2)
+    alice_row = page.locator(f'tr[data-app="{alice_app}"]')
+    assert alice_row.locator("td.yl-name").inner_text() == XSS_NAME  # shown as text ...
+    assert page.locator("#yl-jobs img").count() == 0  # ... never parsed as markup
+    assert alice_row.locator("td").nth(1).inner_text() == "alice"
+    assert page.locator(f'tr[data-app="{bob_app}"] td').nth(1).inner_text() == "bob"
+    page.screenshot(path=str(artifacts / "hub-service-jobs.png"), full_page=True)
+
+    # kill bob's application: a confirmation first, then YARN's answer
+    page.locator(f'tr[data-app="{bob_app}"] button', has_text="Kill").click()
+    dialog = page.locator("#yl-kill-dialog")
+    dialog.wait_for(state="visible")
+    assert page.locator("#yl-kill-id").inner_text() == bob_app
+    assert page.locator("#yl-kill-user").inner_text() == "bob"
+    page.screenshot(path=str(artifacts / "hub-service-kill-confirm.png"))
+    page.locator("#yl-kill-confirm").click()
+    page.wait_for_selector("#yl-toast.alert-success", timeout=90_000)
+    assert f"{bob_app} of bob: KILLED" in page.locator("#yl-toast").inner_text()
+    assert rm.app(bob_app)["state"] == "KILLED"
+    assert rm.app(alice_app)["state"] == "RUNNING"
+    assert page.dialogs == [], page.dialogs  # the <img onerror> never ran
+    assert not [p for p in page.problems if "Content Security Policy" in p], page.problems
+
+
+def test_overview_users_and_history_pages(stack, browser_page, artifacts):
+    page = browser_page
+    login_to_service(page, stack, "admin", "overview")
+    page.wait_for_function("document.getElementById('yl-mem-text').textContent.includes('used of')",
+                           timeout=30_000)
+    assert page.locator("#yl-queues tbody tr").count() >= 2  # default and interactive (and root's children)
+    assert page.locator("#yl-nodes-healthy").inner_text() == "1"
+    page.screenshot(path=str(artifacts / "hub-service-overview.png"), full_page=True)
+
+    # the history chart: points from the service's own samples (every few seconds on the stack)
+    page.goto(f"{svc(stack)}/history")
+    points = "() => { const c = Chart.getChart(document.getElementById('yl-chart-memory'));" \
+             " return c ? c.data.datasets[0].data.length : 0; }"
+    n = wait_for(lambda: (page.reload(), page.wait_for_timeout(1500), page.evaluate(points))[-1] >= 2 and
+                 page.evaluate(points), 60, "two samples in the history chart", interval=3)
+    assert n >= 2
+    history = as_user(stack, "admin").get(f"{svc(stack)}/api/v1/history", params={"since": "1h"}, timeout=30).json()
+    assert len(history["samples"]) >= n - 1 and history["samples"][-1]["memoryTotalMB"] > 0
+    page.screenshot(path=str(artifacts / "hub-service-history.png"), full_page=True)
+
+    page.goto(f"{svc(stack)}/users")
+    page.wait_for_selector("#yl-users tbody tr", timeout=30_000)
+    page.screenshot(path=str(artifacts / "hub-service-users.png"), full_page=True)
+    page.goto(f"{svc(stack)}/environments")
+    page.wait_for_function("document.querySelector('#yl-envs tbody tr') ||"
+                           " !document.getElementById('yl-envs-empty').classList.contains('d-none')", timeout=30_000)
+    page.screenshot(path=str(artifacts / "hub-service-environments.png"), full_page=True)
+    assert page.dialogs == []
+    assert not [p for p in page.problems if "Content Security Policy" in p], page.problems
+
+
+def test_usage_cli(stack):
+    def run(user: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(ROOT / ".venv" / "bin" / "yardlab"), "--token", stack["user_tokens"][user],
+                               "usage", "--service-url", svc(stack), *args],
+                              capture_output=True, text=True, timeout=60)
+
+    api = as_user(stack, "admin").get(f"{svc(stack)}/api/v1/usage", params={"since": "7d"}, timeout=30).json()
+    done = run("admin", "--since", "7d")
+    assert done.returncode == 0, done.stderr
+    assert "GB·h 7d" in done.stdout
+    for u in api["users"]:
+        assert u["user"] in done.stdout
+    mine = subprocess.run([str(ROOT / ".venv" / "bin" / "yardlab"), "--json", "--token", stack["user_tokens"]["guest"],
+                           "usage", "--service-url", svc(stack)], capture_output=True, text=True, timeout=60)
+    assert mine.returncode == 0, mine.stderr
+    assert [u["user"] for u in json.loads(mine.stdout)["users"]] == ["guest"]
+    refused = run("guest", "--user", "bob")
+    assert refused.returncode == 2 and "only yardlab admins" in refused.stderr
+    bad = run("guest", "--since", "forever")
+    assert bad.returncode == 2 and "since" in bad.stderr
