@@ -41,16 +41,23 @@ BENCH = Path(__file__).resolve().parent
 ADMIN = {"Authorization": "token tok-admin"}
 
 
-def seed_database(url: str, days: int, users: int, interval: float = 60.0) -> int:
-    """Cluster samples every ``interval`` s for ``days`` days, ``users`` users active in each."""
+def seed_database(url: str, days: int, users: int, interval: float = 60.0) -> tuple[int, int, int]:
+    """What the sampler leaves after ``days`` days at one sample per ``interval`` s with ``users`` users
+    active in each: cluster samples for every day, per-user hourly sums for every day, raw per-user
+    samples for the last two days (the sampler's pruning keeps no more)."""
+    from collections import Counter
+
     from sqlalchemy import insert
     from sqlalchemy.orm import Session
 
-    from yardlab.hub_service.store import ClusterSample, UsageStore, UserSample
+    from yardlab.hub_service.store import ClusterSample, UsageStore, UserHour, UserSample
 
     store = UsageStore(url)
     now = time.time()
     n = int(days * 86400 / interval)
+    raw_from = now - 2 * 86400
+    hours: Counter = Counter()
+    n_raw = 0
     with Session(store.engine) as s, s.begin():
         cluster, per_user = [], []
         for i in range(n):
@@ -59,18 +66,17 @@ def seed_database(url: str, days: int, users: int, interval: float = 60.0) -> in
                             "vcores_used": 10 + i % 50, "vcores_total": 2000, "apps_running": 400,
                             "apps_pending": 100, "nodes_active": 250, "nodes_unhealthy": 0})
             for u in range(users):
-                per_user.append({"ts": ts, "user": f"user{(u * 7 + i) % 1000:04d}", "running": 1, "pending": 0,
-                                 "allocated_mb": 1024, "allocated_vcores": 1, "memory_seconds": 61440,
-                                 "vcore_seconds": 60})
-            if len(per_user) >= 200_000:
-                s.execute(insert(UserSample), per_user)
-                per_user = []
+                name = f"user{(u * 7 + i // 60) % 1000:04d}"
+                hours[(int(ts // 3600 * 3600), name)] += 1
+                if ts >= raw_from:
+                    per_user.append({"ts": ts, "user": name, "running": 1, "pending": 0, "allocated_mb": 1024,
+                                     "allocated_vcores": 1, "memory_seconds": 61440, "vcore_seconds": 60})
         s.execute(insert(ClusterSample), cluster)
-        if per_user:
-            s.execute(insert(UserSample), per_user)
-    return n
-
-
+        s.execute(insert(UserSample), per_user)
+        n_raw = len(per_user)
+        s.execute(insert(UserHour), [{"hour": h, "user": u, "memory_seconds": 61440 * k, "vcore_seconds": 60 * k}
+                                     for (h, u), k in hours.items()])
+    return n, len(hours), n_raw
 def start_hub_service(edge_url: str, hub_url: str, db_url: str, log_dir: Path) -> tuple[str, ServerProcess]:
     port = server_process.free_port()
     base = f"http://127.0.0.1:{port}/services/yardlab"
@@ -134,15 +140,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=200, help="requests per measured URL")
     p.add_argument("--days", type=int, default=30, help="days of one-minute samples seeded into the database")
-    p.add_argument("--users", type=int, default=40, help="users active in each seeded sample")
+    p.add_argument("--users", type=int, default=40, help="users active in each seeded sample (they rotate hourly)")
     p.add_argument("--apps", type=int, default=10000)
     args = p.parse_args()
     log_dir = Path(tempfile.mkdtemp(prefix="yardlab-bench-hub-service-"))
     print(f"logs in {log_dir}; machine {machine()}")
     db_url = f"sqlite:///{log_dir / 'samples.sqlite'}"
     t0 = time.monotonic()
-    n_samples = seed_database(db_url, args.days, args.users)
-    print(f"seeded {n_samples} cluster samples and {n_samples * args.users} user rows in {time.monotonic() - t0:.1f} s")
+    n_samples, n_hours, n_raw = seed_database(db_url, args.days, args.users)
+    print(f"seeded {n_samples} cluster samples, {n_hours} user-hours and {n_raw} raw user samples "
+          f"in {time.monotonic() - t0:.1f} s")
     handles: list[ServerProcess] = []
     try:
         rm_url, rm = rm_replay.start_replay(args.apps, 1000, churn_per_min=0, log_dir=log_dir)
@@ -211,7 +218,7 @@ def main() -> None:
           f"then {', '.join(f'{x:.2f}' for x in passes[1:])} s")
     out = BENCH / "results" / f"hub-service-{datetime.date.today().isoformat()}.json"
     out.write_text(json.dumps({"machine": machine(), "apps": args.apps, "seeded_samples": n_samples,
-                               "seeded_user_rows": n_samples * args.users, "results": results, "ratios": ratios,
+                               "seeded_user_hours": n_hours, "seeded_raw_user_samples": n_raw, "results": results, "ratios": ratios,
                                "sampler_pass_s": passes}, indent=2) + "\n")
     print(f"written {out}")
 

@@ -17,7 +17,7 @@ from traitlets.config import Application
 
 from yardlab.edge.client import AsyncEdgeClient
 
-from .handlers import routes
+from .handlers import PageNotFoundHandler, routes
 from .sampler import ClusterSampler
 from .security import safe_next
 from .store import UsageStore
@@ -27,6 +27,10 @@ HERE = Path(__file__).parent
 
 class YardlabHubOAuth(HubOAuth):
     """HubOAuth whose post-login redirect only ever goes to a path of this service."""
+
+    @default("allow_token_in_url")
+    def _no_token_in_url(self) -> bool:
+        return False  # tokens in URLs end up in logs and Referer headers: header or cookie only
 
     def get_next_url(self, state_id: str = "", /) -> str:
         target = super().get_next_url(state_id)
@@ -118,7 +122,7 @@ class HubServiceApp(Application):
             "login_url": hub_auth.login_url,
             "log_function": self._log_request,
         }
-        return web.Application(routes(base), **settings)
+        return web.Application(routes(base), default_handler_class=PageNotFoundHandler, **settings)
 
     def _log_request(self, handler: web.RequestHandler) -> None:
         status = handler.get_status()

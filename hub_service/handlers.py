@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated, UserNotAllowed
 from tornado import web
@@ -104,6 +104,37 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
             raise PublicError(e.status or 503, e.message) from e
         except ValueError as e:
             raise PublicError(502, "the yardlab edge service answered with something that is not JSON") from e
+
+    async def edge_relay(self, method: str, path: str, **params: Any) -> None:
+        """Answer with the edge's own answer to the caller's request: status, ETag and body bytes
+        unchanged (no re-encoding), 304 when the caller already has that version."""
+        from tornado.httpclient import HTTPRequest
+
+        params = {k: v for k, v in params.items() if v is not None}
+        query = f"?{urlencode(params)}" if params else ""
+        headers = {"Authorization": f"token {self.token}"}
+        if self.request.headers.get("If-None-Match"):
+            headers["If-None-Match"] = self.request.headers["If-None-Match"]
+        req = HTTPRequest(f"{self.edge.url}/api/v1{path}{query}", method=method, headers=headers,
+                          request_timeout=self.edge.timeout, allow_nonstandard_methods=True)
+        resp = await self.edge.http.fetch(req, raise_error=False)
+        if resp.code == 599:
+            raise PublicError(503, f"the yardlab edge service is unreachable: {resp.error}")
+        if resp.code >= 500 and not resp.headers.get("Content-Type", "").startswith("application/json"):
+            raise PublicError(502, f"the yardlab edge service answered HTTP {resp.code}")
+        self.set_status(resp.code)
+        if resp.headers.get("ETag"):
+            self.set_header("ETag", resp.headers["ETag"])
+        if resp.code == 304:
+            self.finish()
+            return
+        self.finish(resp.body or b"{}")
+
+    def check_etag_header(self) -> bool:
+        return False  # ETags are the edge's, relayed as they are
+
+    def compute_etag(self) -> None:
+        return None
 
     def arg(self, name: str, max_len: int = 200) -> str | None:
         values = self.request.query_arguments.get(name)
@@ -254,8 +285,7 @@ class ClusterAPIHandler(ApiHandler):
 
     async def get(self) -> None:
         await self.require_admin()
-        status, _, data = await self.edge_call("GET", "/cluster")
-        self.relay(status, data)
+        await self.edge_relay("GET", "/cluster")
 
 
 class AppsAPIHandler(ApiHandler):
@@ -263,37 +293,31 @@ class AppsAPIHandler(ApiHandler):
 
     async def get(self) -> None:
         params = {k: self.arg(k) for k in ("user", "state", "queue", "search", "limit", "cursor")}
-        status, _, data = await self.edge_call("GET", "/apps", **params)
-        self.relay(status, data)
+        await self.edge_relay("GET", "/apps", **params)
 
 
 class AppAPIHandler(ApiHandler):
     """GET / DELETE /api/v1/apps/{id}: one application; kill it (owner or admin; the edge confirms)."""
 
     async def get(self, app_id: str) -> None:
-        status, _, data = await self.edge_call("GET", f"/apps/{quote(app_id, safe='')}")
-        self.relay(status, data)
+        await self.edge_relay("GET", f"/apps/{quote(app_id, safe='')}")
 
     async def delete(self, app_id: str) -> None:
-        status, _, data = await self.edge_call("DELETE", f"/apps/{quote(app_id, safe='')}")
-        self.relay(status, data)
+        await self.edge_relay("DELETE", f"/apps/{quote(app_id, safe='')}")
 
 
 class EnvironmentsAPIHandler(ApiHandler):
     """GET /api/v1/environments: own and shared (admins: `owner=all` for everyone's)."""
 
     async def get(self) -> None:
-        status, _, data = await self.edge_call("GET", "/environments", owner=self.arg("owner", 100))
-        self.relay(status, data)
+        await self.edge_relay("GET", "/environments", owner=self.arg("owner", 100))
 
 
 class EnvironmentAPIHandler(ApiHandler):
     """DELETE /api/v1/environments/{owner}/{name}: the edge decides who may (owners; admins for shared)."""
 
     async def delete(self, owner: str, name: str) -> None:
-        path = f"/environments/{quote(owner, safe='')}/{quote(name, safe='')}"
-        status, _, data = await self.edge_call("DELETE", path)
-        self.relay(status, data)
+        await self.edge_relay("DELETE", f"/environments/{quote(owner, safe='')}/{quote(name, safe='')}")
 
 
 class UsageAPIHandler(ApiHandler):
@@ -350,6 +374,13 @@ class NotFoundHandler(ApiHandler):
         raise PublicError(404, "no such yardlab API endpoint", reason="Not Found")
 
 
+class PageNotFoundHandler(BaseHandler):
+    """Any other path: a 404 page with the same headers as every page."""
+
+    async def prepare(self) -> None:
+        raise PublicError(404, "there is no such page in the yardlab service", reason="Not Found")
+
+
 def _message(data: Any, status: int) -> str:
     if isinstance(data, dict) and isinstance(data.get("message"), str):
         return data["message"]
@@ -361,6 +392,7 @@ def routes(base: str) -> list[tuple]:
     pages = [("overview", True), ("jobs", False), ("users", False), ("environments", False), ("history", True)]
     return [
         (base, RootHandler),
+        (base.rstrip("/"), RootHandler),
         (base + "login", LoginHandler),
         (base + "oauth_callback", CallbackHandler),
         *[(base + name, PageHandler, {"template": f"{name}.html", "admin_only": admin}) for name, admin in pages],

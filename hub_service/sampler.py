@@ -92,11 +92,12 @@ class ClusterSampler(LoggingConfigurable):
         if self._counters is None:
             self._counters = await run_blocking(self.store.counters)
         delta = usage_deltas(self._counters, apps)
-        await run_blocking(self.store.record, now, cluster, delta)
+        await run_blocking(self.store.record, now, cluster, delta, self._counters)
         self._counters.update(delta.counters)
         self.last_sample = now
         keep = self.retention_days * 86400
-        await run_blocking(self.store.prune, now - keep, now - max(keep, 3 * 86400))
+        # raw per-user samples: only the latest and the current hour are read (hourly sums hold the rest)
+        await run_blocking(self.store.prune, now - keep, now - max(keep, 3 * 86400), now - 2 * 86400)
         self._samples = getattr(self, "_samples", 0) + 1
         if self._samples % 100 == 0:
             # the database dropped counters of long-gone applications: forget them here too

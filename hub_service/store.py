@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, Integer, String, create_engine, delete, func, select
+from sqlalchemy import BigInteger, Float, Integer, String, cast, create_engine, delete, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from .usage import SampleDelta
@@ -44,6 +44,16 @@ class UserSample(Base):
     vcore_seconds: Mapped[int] = mapped_column(BigInteger)
 
 
+class UserHour(Base):
+    """One user's memory/vcore-seconds within one clock hour: usage windows sum these, not raw samples."""
+
+    __tablename__ = "user_hours"
+    hour: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # epoch seconds at the hour's start
+    user: Mapped[str] = mapped_column(String(255), primary_key=True)
+    memory_seconds: Mapped[int] = mapped_column(BigInteger)
+    vcore_seconds: Mapped[int] = mapped_column(BigInteger)
+
+
 class AppCounter(Base):
     """YARN's cumulative counters of one application as last sampled (to turn them into deltas)."""
 
@@ -66,7 +76,9 @@ class UsageStore:
         with Session(self.engine) as s:
             return {c.app_id: (c.user, c.memory_seconds, c.vcore_seconds) for c in s.scalars(select(AppCounter))}
 
-    def record(self, ts: float, cluster: dict, delta: SampleDelta) -> None:
+    def record(self, ts: float, cluster: dict, delta: SampleDelta,
+               previous: dict[str, tuple[str, int, int]] | None = None) -> None:
+        """Store one sample; ``previous`` (the counters before it) spares rewriting unchanged counters."""
         mem, vc, nodes = cluster.get("memory", {}), cluster.get("vcores", {}), cluster.get("nodes", {})
         by_state = cluster.get("appsByState", {})
         with Session(self.engine) as s, s.begin():
@@ -76,30 +88,57 @@ class UsageStore:
                 apps_running=by_state.get("RUNNING", 0),
                 apps_pending=sum(by_state.get(k, 0) for k in ("NEW", "NEW_SAVING", "SUBMITTED", "ACCEPTED")),
                 nodes_active=nodes.get("active", 0), nodes_unhealthy=nodes.get("unhealthy", 0)))
+            hour = int(ts // 3600 * 3600)
             for user, use in delta.users.items():
+                if use.memory_seconds or use.vcore_seconds:
+                    row = s.get(UserHour, (hour, user))
+                    if row is None:
+                        s.add(UserHour(hour=hour, user=user, memory_seconds=use.memory_seconds,
+                                       vcore_seconds=use.vcore_seconds))
+                    else:
+                        row.memory_seconds += use.memory_seconds
+                        row.vcore_seconds += use.vcore_seconds
                 s.add(UserSample(ts=ts, user=user, running=use.running, pending=use.pending,
                                  allocated_mb=use.allocated_mb, allocated_vcores=use.allocated_vcores,
                                  memory_seconds=use.memory_seconds, vcore_seconds=use.vcore_seconds))
             for app_id, (user, ms, vs) in delta.counters.items():
+                if previous is not None and previous.get(app_id) == (user, ms, vs):
+                    # unchanged (finished applications): last_seen stays the time of the last change; the
+                    # edge lists a finished application for a day, counters are pruned after three
+                    continue
                 s.merge(AppCounter(app_id=app_id, user=user, memory_seconds=ms, vcore_seconds=vs, last_seen=ts))
 
-    def prune(self, before: float, counters_before: float) -> None:
+
+    def prune(self, before: float, counters_before: float, samples_before: float | None = None) -> None:
+        """Drop cluster samples and hourly usage before ``before``, raw per-user samples before
+        ``samples_before`` (only the latest and the current hour are read), counters of applications
+        last seen before ``counters_before``."""
         with Session(self.engine) as s, s.begin():
             s.execute(delete(ClusterSample).where(ClusterSample.ts < before))
-            s.execute(delete(UserSample).where(UserSample.ts < before))
+            s.execute(delete(UserHour).where(UserHour.hour < before - 3600))
+            s.execute(delete(UserSample).where(UserSample.ts < (samples_before if samples_before is not None else before)))
             s.execute(delete(AppCounter).where(AppCounter.last_seen < counters_before))
 
     def history(self, since: float, max_points: int = 2000) -> list[dict[str, Any]]:
-        """Cluster samples since ``since``, thinned evenly to at most ``max_points``."""
+        """Cluster samples since ``since``; more than ``max_points`` are averaged into equal time buckets."""
+        c = ClusterSample
         with Session(self.engine) as s:
-            rows = list(s.scalars(select(ClusterSample).where(ClusterSample.ts >= since).order_by(ClusterSample.ts)))
-        if len(rows) > max_points:
-            step = len(rows) / max_points
-            rows = [rows[int(i * step)] for i in range(max_points)]
-        return [{"ts": r.ts, "memoryUsedMB": r.memory_used_mb, "memoryTotalMB": r.memory_total_mb,
-                 "vcoresUsed": r.vcores_used, "vcoresTotal": r.vcores_total, "appsRunning": r.apps_running,
-                 "appsPending": r.apps_pending, "nodesActive": r.nodes_active, "nodesUnhealthy": r.nodes_unhealthy}
-                for r in rows]
+            first, last, n = s.execute(select(func.min(c.ts), func.max(c.ts), func.count(c.id))
+                                       .where(c.ts >= since)).one()
+            if not n:
+                return []
+            cols = [c.memory_used_mb, c.memory_total_mb, c.vcores_used, c.vcores_total, c.apps_running,
+                    c.apps_pending, c.nodes_active, c.nodes_unhealthy]
+            if n <= max_points:
+                rows = s.execute(select(c.ts, *cols).where(c.ts >= since).order_by(c.ts)).all()
+            else:
+                width = (last - first) / max_points * (1 + 1e-9)
+                bucket = cast((c.ts - first) / width, Integer)
+                rows = s.execute(select(func.max(c.ts), *[func.avg(col) for col in cols])
+                                 .where(c.ts >= since).group_by(bucket).order_by(bucket)).all()
+        keys = ("memoryUsedMB", "memoryTotalMB", "vcoresUsed", "vcoresTotal", "appsRunning", "appsPending",
+                "nodesActive", "nodesUnhealthy")
+        return [{"ts": r[0], **{k: round(float(v or 0), 1) for k, v in zip(keys, r[1:])}} for r in rows]
 
     def usage(self, windows: dict[str, float], now: float, user: str | None = None) -> dict[str, dict]:
         """Per user: current use (latest sample) and memory/vcore-seconds summed over each window."""
@@ -107,10 +146,19 @@ class UsageStore:
         with Session(self.engine) as s:
             latest = s.scalar(select(func.max(ClusterSample.ts)))
             for label, seconds in windows.items():
-                q = (select(UserSample.user, func.sum(UserSample.memory_seconds), func.sum(UserSample.vcore_seconds))
-                     .where(UserSample.ts >= now - seconds).group_by(UserSample.user))
+                start = now - seconds
+                whole = int(-(-start // 3600) * 3600)  # the first whole hour inside the window
+                # whole hours from the hourly sums, the partial first hour from the raw samples
+                parts = [select(UserHour.user.label("u"), UserHour.memory_seconds.label("ms"),
+                                UserHour.vcore_seconds.label("vs")).where(UserHour.hour >= whole),
+                         select(UserSample.user.label("u"), UserSample.memory_seconds.label("ms"),
+                                UserSample.vcore_seconds.label("vs"))
+                         .where(UserSample.ts >= start, UserSample.ts < whole)]
                 if user is not None:
-                    q = q.where(UserSample.user == user)
+                    parts[0] = parts[0].where(UserHour.user == user)
+                    parts[1] = parts[1].where(UserSample.user == user)
+                both = parts[0].union_all(parts[1]).subquery()
+                q = select(both.c.u, func.sum(both.c.ms), func.sum(both.c.vs)).group_by(both.c.u)
                 for name, ms, vs in s.execute(q):
                     entry = out.setdefault(name, _empty(name, windows))
                     entry["windows"][label] = {"memorySeconds": int(ms or 0), "vcoreSeconds": int(vs or 0)}

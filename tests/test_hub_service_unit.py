@@ -97,14 +97,23 @@ def test_store_sums_usage_per_window_and_prunes(tmp_path):
     assert store.usage(windows, now, user="bob")["bob"]["windows"]["30d"]["memorySeconds"] == 0
     assert len(store.history(now - 3 * day)) == 2
     assert store.history(0)[0]["memoryUsedMB"] == 2048 and store.history(0)[0]["appsPending"] == 1
-    store.prune(before=now - 30 * day, counters_before=now - 3 * day)
+    # windows that start mid-hour take the whole hours from the hourly sums and the rest from raw samples
+    assert store.usage({"90m": 5400.0}, now + 1800)["alice"]["windows"]["90m"]["memorySeconds"] == 100
+    store.prune(before=now - 30 * day, counters_before=now - 3 * day, samples_before=now - 2 * day)
     assert store.sample_count() == 3 and set(store.counters()) == {"a"}
+    # raw samples older than two days are gone; the hourly sums still answer the long windows
+    after = store.usage(windows, now)["alice"]["windows"]
+    assert after["7d"]["memorySeconds"] == 600 and after["30d"]["memorySeconds"] == 1600
 
 
-def test_history_is_thinned_evenly(tmp_path):
+def test_history_is_averaged_into_equal_buckets(tmp_path):
     store = UsageStore(f"sqlite:///{tmp_path / 's.sqlite'}")
     delta = usage_deltas({}, [])
     for i in range(50):
-        store.record(float(i), {}, delta)
+        store.record(float(i), {"memory": {"usedMB": i, "totalMB": 100}}, delta)
+    assert [p["memoryUsedMB"] for p in store.history(40)] == [40, 41, 42, 43, 44, 45, 46, 47, 48, 49]
     points = store.history(0, max_points=10)
-    assert len(points) == 10 and points[0]["ts"] == 0.0 and points[-1]["ts"] == 45.0
+    # ten buckets of five samples: each stamped with its last sample, values averaged
+    assert [p["ts"] for p in points] == [4.0 + 5 * k for k in range(10)]
+    assert [p["memoryUsedMB"] for p in points] == [2.0 + 5 * k for k in range(10)]
+    assert all(p["memoryTotalMB"] == 100 for p in points)
