@@ -7,9 +7,8 @@
 
   async function api(path, options) {
     const opts = Object.assign({ method: 'GET', credentials: 'same-origin', headers: {} }, options || {});
-    if (opts.method !== 'GET') {
-      opts.headers['X-XSRFToken'] = meta('yardlab-xsrf');
-    }
+    // JupyterHub checks XSRF on every cookie-authenticated fetch(), GETs included
+    opts.headers['X-XSRFToken'] = meta('yardlab-xsrf');
     const resp = await fetch(base + 'api/v1/' + path, opts);
     let body = null;
     try { body = await resp.json(); } catch (e) { body = null; }
