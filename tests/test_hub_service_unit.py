@@ -117,3 +117,39 @@ def test_history_is_averaged_into_equal_buckets(tmp_path):
     assert [p["ts"] for p in points] == [4.0 + 5 * k for k in range(10)]
     assert [p["memoryUsedMB"] for p in points] == [2.0 + 5 * k for k in range(10)]
     assert all(p["memoryTotalMB"] == 100 for p in points)
+
+
+# --- the edge's side: an admin-scoped hub service (the sampler) may read, nothing else --------------
+
+def _identifier(model):
+    import asyncio
+
+    from yardlab.edge.auth import TokenIdentifier
+
+    ident = TokenIdentifier(hub_api_url="http://127.0.0.1:1/hub/api", hub_api_token="x")
+
+    async def user_for_token(token, use_cache=True, sync=False):  # noqa: ARG001
+        return model
+
+    ident.hub_auth.user_for_token = user_for_token
+    return lambda: asyncio.run(ident._identify("tok"))
+
+
+def test_edge_accepts_a_hub_service_only_with_the_admin_scope():
+    from yardlab.edge.errors import PublicError
+
+    access = "access:services!service=yardlab-edge"
+    who = _identifier({"kind": "service", "name": "yardlab", "scopes": [access, "custom:yardlab:admin"]})()
+    assert who.kind == "service" and who.admin and who.name == "yardlab"
+    with pytest.raises(PublicError) as e:
+        _identifier({"kind": "service", "name": "other", "scopes": [access]})()
+    assert e.value.status == 403
+
+
+def test_edge_lets_services_read_only_cluster_and_apps():
+    from yardlab.edge import handlers
+    from yardlab.edge.gateway_handlers import gateway_routes
+
+    readable = {cls.__name__ for _, cls, *_ in handlers.routes("/x/") if getattr(cls, "services_may_read", False)}
+    assert readable == {"MeHandler", "ClusterHandler", "AppsHandler", "AppHandler"}
+    assert not any(getattr(r[1], "services_may_read", False) for r in gateway_routes("/x/"))
