@@ -50,7 +50,10 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         # resolve the hub user without blocking the loop (HubAuthenticated's default is sync)
         try:
             model = await self.hub_auth.get_user(self, sync=False)
-        except web.HTTPError:
+        except web.HTTPError as e:
+            if e.status_code >= 500:  # HubAuth's way of saying the hub did not answer
+                raise PublicError(503, "JupyterHub could not be asked who this is; try again shortly",
+                                  reason="Hub unavailable") from e
             model = None
         user = None
         if model:
