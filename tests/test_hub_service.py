@@ -230,6 +230,39 @@ def test_overview_users_and_history_pages(stack, browser_page, artifacts):
     assert not [p for p in page.problems if "Content Security Policy" in p], page.problems
 
 
+def test_admin_deletes_a_shared_environment_from_the_page(stack, browser_page, artifacts):
+    admin, guest = as_user(stack, "admin"), as_user(stack, "guest")
+    edge = stack["edge_url"] + "/api/v1"
+    name = f"hub-shared-{uuid.uuid4().hex[:6]}"
+    r = admin.post(f"{edge}/environments", json={"name": name, "visibility": "shared", "display_name": XSS_NAME,
+                                                 "kind": "python", "packages": {"pip": []}}, timeout=60)
+    assert r.status_code == 202, r.text
+    try:
+        env = wait_for(lambda: (lambda e: e if e["status"] in ("ready", "failed") else None)(
+            admin.get(f"{edge}/environments/admin/{name}", timeout=30).json()), 300, f"the build of {name}", 2)
+        assert env["status"] == "ready", env
+        # a user sees the shared environment through the service, and may not manage it
+        mine = guest.get(f"{svc(stack)}/api/v1/environments", timeout=30).json()["environments"]
+        assert [e["can_edit"] for e in mine if e["owner"] == "admin" and e["name"] == name] == [False]
+        assert guest.delete(f"{svc(stack)}/api/v1/environments/admin/{name}", timeout=30).status_code == 403
+
+        page = browser_page
+        login_to_service(page, stack, "admin", "environments")
+        row = page.locator(f'tr[data-env="admin/{name}"]')
+        row.wait_for(timeout=30_000)
+        assert row.locator("td").nth(2).inner_text() == XSS_NAME and page.locator("#yl-envs img").count() == 0
+        page.screenshot(path=str(artifacts / "hub-service-environments-shared.png"), full_page=True)
+        row.locator("button", has_text="Delete").click()
+        page.locator("#yl-env-dialog").wait_for(state="visible")
+        assert page.locator("#yl-env-target").inner_text() == f"admin/{name}"
+        page.locator('#yl-env-dialog button[value="delete"]').click()
+        row.wait_for(state="detached", timeout=60_000)
+        assert admin.get(f"{edge}/environments/admin/{name}", timeout=30).status_code == 404
+        assert page.dialogs == [] and page.locator("#yl-error").inner_text() == ""
+    finally:
+        admin.delete(f"{edge}/environments/admin/{name}", timeout=60)
+
+
 def test_usage_cli(stack):
     def run(user: str, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([str(ROOT / ".venv" / "bin" / "yardlab"), "--token", stack["user_tokens"][user],

@@ -27,7 +27,7 @@
     try {
       const data = await api('environments' + (isAdmin ? '?owner=all' : ''));
       const envs = data.environments || [];
-      tbody.replaceChildren(...envs.map((e) => el('tr', {},
+      tbody.replaceChildren(...envs.map((e) => el('tr', { dataset: { env: `${e.owner}/${e.name}` } },
         el('td', {}, e.owner), el('td', {}, el('code', {}, e.name)), el('td', {}, e.display_name || ''),
         el('td', {}, e.kind), el('td', {}, e.visibility),
         el('td', {}, e.status + (e.status === 'building' ? ` (${e.phase}, ${e.progress}%)` : ''),
