@@ -15,7 +15,9 @@ from jupyter_server.base.handlers import APIHandler
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 # response headers worth passing back from the edge
-PASS_HEADERS = ("Content-Type", "Content-Disposition", "ETag", "Content-Length")
+PASS_HEADERS = ("Content-Type", "Content-Disposition", "ETag", "Content-Length", "Cache-Control")
+# the edge paths the sidebar may reach
+EDGE_PATHS = ("me", "cluster", "storage", "apps", "files", "environments")
 
 
 class StatusHandler(APIHandler):
@@ -27,12 +29,17 @@ class StatusHandler(APIHandler):
                      "edge_url": self.settings["yardlab_edge_url"]})
 
 
+class ClientGone(Exception):
+    """The browser closed the connection while the edge was still sending."""
+
+
 @tornado.web.stream_request_body
 class EdgeForwardHandler(APIHandler):
     """Forwards /yardlab/api/<edge path> to the edge's /api/v1/<edge path>, streaming both ways."""
 
     _queue: asyncio.Queue | None = None
     _fetch: asyncio.Future | None = None
+    _client_gone = False
 
     async def prepare(self) -> None:
         await super().prepare()
@@ -84,16 +91,34 @@ class EdgeForwardHandler(APIHandler):
             name, value = line.split(":", 1)
             if name.strip().title() in PASS_HEADERS:
                 self.set_header(name.strip(), value.strip())
+                if value.strip().startswith("text/event-stream"):
+                    # no proxy in between may hold events back
+                    self.set_header("X-Accel-Buffering", "no")
 
     def _stream_back(self, chunk: bytes) -> None:
+        if self._client_gone:
+            # raising here makes the HTTP client drop the edge connection (an endless event stream)
+            raise ClientGone()
+        # every chunk is flushed at once: downloads stream, and Server-Sent Events arrive as sent
         self.write(chunk)
         self.flush()
+
+    def on_connection_close(self) -> None:
+        self._client_gone = True
+        if self._queue is not None and not self._queue.full():
+            self._queue.put_nowait(None)  # end an upload the browser abandoned
+        super().on_connection_close()
 
     async def _forward(self) -> None:
         if self._queue is not None:
             await self._queue.put(None)
         assert self._fetch is not None
-        resp = await self._fetch
+        try:
+            resp = await self._fetch
+        except ClientGone:
+            return
+        if self._client_gone:
+            return
         if resp.code == 599:
             self.clear()
             self.set_status(503)
@@ -125,5 +150,5 @@ class EdgeForwardHandler(APIHandler):
 
 default_handlers: list[tuple[str, type[APIHandler]]] = [
     (r"/yardlab/api/status", StatusHandler),
-    (r"/yardlab/api/((?:me|cluster|storage|apps|files)(?:/.*)?)", EdgeForwardHandler),
+    (rf"/yardlab/api/((?:{'|'.join(EDGE_PATHS)})(?:/.*)?)", EdgeForwardHandler),
 ]
