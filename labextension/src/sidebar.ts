@@ -3,12 +3,19 @@ import {
   ToolbarButton,
   refreshIcon
 } from '@jupyterlab/ui-components';
-import { Widget } from '@lumino/widgets';
+import { AccordionPanel, Panel, Widget } from '@lumino/widgets';
 
+import { CapacityLine, ClusterModel } from './capacity';
+import { EnvironmentsModel } from './environments/model';
+import { EnvironmentsView } from './environments/view';
+import { StorageUsageModel, StorageUsageView } from './hdfs/usage';
+import { JobsModel } from './jobs/model';
+import { JobsView } from './jobs/view';
 import { StatusModel } from './model';
 
 /**
- * The yardlab sidebar: a header, a status toolbar and one section per topic.
+ * The yardlab sidebar: a header with the capacity line, a status toolbar, and the Jobs,
+ * Environments and Storage sections.
  */
 export class YardlabSidebar extends SidePanel {
   constructor(options: YardlabSidebar.IOptions) {
@@ -19,6 +26,9 @@ export class YardlabSidebar extends SidePanel {
     title.addClass('jp-yardlab-title');
     title.node.textContent = 'yardlab';
     this.header.addWidget(title);
+    this.header.addWidget(
+      new CapacityLine({ cluster: options.cluster, jobs: options.jobs })
+    );
 
     const { model } = options;
     this.toolbar.addItem('status', new StatusLine({ model }));
@@ -26,15 +36,38 @@ export class YardlabSidebar extends SidePanel {
       'refresh',
       new ToolbarButton({
         icon: refreshIcon,
-        tooltip: 'Check the server extension again',
-        onClick: () => void model.refresh()
+        tooltip: 'Refresh jobs, environments, storage and capacity',
+        onClick: () => void options.onRefresh()
       })
     );
 
-    for (const label of ['Jobs', 'Environments', 'Storage']) {
-      this.addWidget(Private.createPlaceholder(label));
+    this._jobs = new JobsView({ model: options.jobs });
+    this._environments = new EnvironmentsView({
+      model: options.environments,
+      isAdmin: options.isAdmin
+    });
+    const storage = new Panel();
+    storage.addClass('jp-yardlab-section');
+    storage.addClass('jp-yardlab-storage');
+    storage.title.label = 'Storage';
+    storage.addWidget(new StorageUsageView({ model: options.storage }));
+    for (const section of [this._jobs, this._environments, storage]) {
+      this.addWidget(section);
     }
   }
+
+  /** Expand the Environments section and open its create form. */
+  openCreateForm(): void {
+    const index = this.widgets.indexOf(this._environments);
+    const accordion = this.content as AccordionPanel;
+    if (index >= 0 && this._environments.isHidden) {
+      accordion.expand(index);
+    }
+    this._environments.openForm();
+  }
+
+  private _jobs: JobsView;
+  private _environments: EnvironmentsView;
 }
 
 /**
@@ -47,6 +80,18 @@ export namespace YardlabSidebar {
   export interface IOptions {
     /** The server status shown in the toolbar. */
     model: StatusModel;
+    /** The user's YARN applications. */
+    jobs: JobsModel;
+    /** The user's environments. */
+    environments: EnvironmentsModel;
+    /** Cluster capacity. */
+    cluster: ClusterModel;
+    /** HDFS usage. */
+    storage: StorageUsageModel;
+    /** Whether the user is an admin. */
+    isAdmin: () => boolean;
+    /** Refresh everything (the toolbar button and the palette command). */
+    onRefresh: () => Promise<void>;
   }
 }
 
@@ -90,21 +135,5 @@ export namespace StatusLine {
   export interface IOptions {
     /** The status to display. */
     model: StatusModel;
-  }
-}
-
-namespace Private {
-  /**
-   * A section that says its topic is not available yet.
-   */
-  export function createPlaceholder(label: string): Widget {
-    const section = new Widget();
-    section.addClass('jp-yardlab-section');
-    section.title.label = label;
-    const text = document.createElement('p');
-    text.className = 'jp-yardlab-placeholder';
-    text.textContent = 'Coming soon';
-    section.node.appendChild(text);
-    return section;
   }
 }

@@ -73,3 +73,165 @@ export interface IHdfsEntry {
   /** For a directory, its entries (without their own `content`). */
   content?: IHdfsEntry[];
 }
+
+/**
+ * One YARN application as the edge describes it, from `GET /yardlab/api/apps`.
+ */
+export interface IApp {
+  /** YARN application id, e.g. `application_1700000000000_0001`. */
+  id: string;
+  /** Application name, as the submitter chose it (any text: always rendered as text). */
+  name: string;
+  /** The user who owns it. */
+  user: string;
+  /** The scheduler queue it runs in. */
+  queue: string;
+  /** YARN state: NEW, NEW_SAVING, SUBMITTED, ACCEPTED, RUNNING, FINISHED, FAILED or KILLED. */
+  state: string;
+  /** YARN final status: UNDEFINED while it runs, then SUCCEEDED, FAILED or KILLED. */
+  finalStatus: string;
+  /** Progress reported by the application master, 0–100. */
+  progress: number;
+  /** Start time, ms since the epoch. */
+  startedTime: number;
+  /** End time, ms since the epoch, or `null` while it runs. */
+  finishedTime: number | null;
+  /** Milliseconds it has been running (or ran). */
+  elapsedTime: number;
+  /** Memory its containers hold now, in MB. */
+  allocatedMB: number;
+  /** Virtual cores its containers hold now. */
+  allocatedVCores: number;
+  /** Number of its containers running now. */
+  runningContainers: number;
+  /** URL of its tracking UI (the Spark UI for Spark applications), or an empty string. */
+  trackingUrl: string;
+  /** YARN application type, e.g. `SPARK`. */
+  applicationType: string;
+  /** YARN diagnostics text (why it failed or waits). */
+  diagnostics: string;
+  /** Id of the Jupyter kernel that started it, or `null` if no kernel did. */
+  kernel: string | null;
+  /** Path of the notebook that kernel serves, or `null` when unknown. */
+  notebook: string | null;
+  /** The yardlab environment of that kernel, or `null`. */
+  environment: string | null;
+  /** Why it waits in ACCEPTED (queue and resources), or `null`. */
+  waiting: string | null;
+}
+
+/**
+ * The reply of `GET /yardlab/api/apps`.
+ */
+export interface IAppsReply {
+  /** The user's applications, newest first. */
+  apps: IApp[];
+  /** Cursor of the next page, or `null` on the last one. */
+  next_cursor: string | null;
+}
+
+/**
+ * The reply of `DELETE /yardlab/api/apps/<id>`: the kill, confirmed by the edge.
+ */
+export interface IKillReply {
+  /** The application id. */
+  id: string;
+  /** Its state after the kill, normally KILLED. */
+  state: string;
+  /** Whether YARN reports it KILLED (it may also have ended on its own meanwhile). */
+  killed: boolean;
+}
+
+/**
+ * The reply of `GET /yardlab/api/cluster` (the parts the sidebar shows).
+ */
+export interface IClusterInfo {
+  /** Cluster memory in MB. */
+  memory: { usedMB: number; totalMB: number; availableMB: number };
+  /** Cluster virtual cores. */
+  vcores: { used: number; total: number; available: number };
+}
+
+/**
+ * Spark resources of an environment's kernels.
+ */
+export interface IEnvResources {
+  /** Driver memory, MB. */
+  driver_memory_mb?: number;
+  /** Driver cores. */
+  driver_cores?: number;
+  /** Memory of each executor, MB. */
+  executor_memory_mb?: number;
+  /** Cores of each executor. */
+  executor_cores?: number;
+  /** Number of executors (ignored with dynamic allocation). */
+  executor_instances?: number;
+  /** Dynamic allocation bounds, or `null` for a fixed number of executors. */
+  dynamic_allocation?: { min: number; max: number } | null;
+  /** YARN queue. */
+  queue?: string;
+}
+
+/**
+ * The body of `POST /yardlab/api/environments`.
+ */
+export interface IEnvRequest {
+  /** Name, unique per owner: `^[a-z][a-z0-9-]{0,39}$`. */
+  name: string;
+  /** Name shown in the Launcher. */
+  display_name?: string;
+  /** `pyspark` (a Spark driver on YARN) or `python` (plain Python). */
+  kind: 'pyspark' | 'python';
+  /** Spark resources; omitted fields take the site defaults. */
+  resources: IEnvResources;
+  /** Extra packages to install. */
+  packages: { pip: string[]; conda: string[] };
+  /** `personal`, or `shared` with every user (admins only). */
+  visibility: 'personal' | 'shared';
+}
+
+/**
+ * An environment as the edge describes it.
+ */
+export interface IEnvironment extends IEnvRequest {
+  /** The user who made it. */
+  owner: string;
+  /** Build status. */
+  status: 'queued' | 'building' | 'ready' | 'failed';
+  /** Build step: queued, resolving, installing, packing, uploading, kernelspec, ready or failed. */
+  phase: string;
+  /** Build progress, 0–100. */
+  progress: number;
+  /** Why the build failed, or `null`. */
+  error: string | null;
+  /** Name of its kernelspec once ready (the kernel in the Launcher), else `null`. */
+  kernel_name: string | null;
+  /** Creation time, ISO-8601. */
+  created: string;
+  /** Last change, ISO-8601. */
+  updated: string;
+  /** How long the build took, or `null`. */
+  build_seconds: number | null;
+  /** Whether the caller may change or delete it. */
+  can_edit: boolean;
+  /** The last lines of the build log (only in `GET .../<owner>/<name>`). */
+  log_tail?: string[] | string;
+}
+
+/**
+ * The reply of `GET /yardlab/api/environments`.
+ */
+export interface IEnvironmentList {
+  /** The caller's own environments and the shared ones. */
+  environments: IEnvironment[];
+}
+
+/**
+ * The reply of `GET /yardlab/api/me`.
+ */
+export interface IMe {
+  /** User name. */
+  name: string;
+  /** Whether the user is a yardlab admin. */
+  admin: boolean;
+}

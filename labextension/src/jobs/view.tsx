@@ -1,0 +1,244 @@
+import { Dialog, Notification, showDialog } from '@jupyterlab/apputils';
+import {
+  Button,
+  ReactWidget,
+  UseSignal,
+  closeIcon,
+  launchIcon
+} from '@jupyterlab/ui-components';
+import type { ReadonlyJSONObject } from '@lumino/coreutils';
+import { Message } from '@lumino/messaging';
+import * as React from 'react';
+
+import type { IApp, IKillReply } from '../tokens';
+import { JobsModel, formatElapsed, formatMemory } from './model';
+
+/**
+ * How often elapsed times are redrawn while the list is visible, in ms.
+ */
+const TICK = 1000;
+
+/**
+ * The Jobs section: the user's YARN applications, live, with kill buttons; ended ones in a
+ * collapsible group. Every string from YARN is rendered as text.
+ */
+export class JobsView extends ReactWidget {
+  constructor(options: JobsView.IOptions) {
+    super();
+    this._model = options.model;
+    this.addClass('jp-yardlab-section');
+    this.addClass('jp-yardlab-jobs');
+    this.title.label = 'Jobs';
+  }
+
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    this._model.visible = true;
+    this._timer = window.setInterval(() => this.update(), TICK);
+  }
+
+  protected onAfterHide(msg: Message): void {
+    super.onAfterHide(msg);
+    this._model.visible = false;
+    window.clearInterval(this._timer);
+  }
+
+  dispose(): void {
+    window.clearInterval(this._timer);
+    super.dispose();
+  }
+
+  render(): JSX.Element {
+    return (
+      <UseSignal signal={this._model.changed}>
+        {() => <JobList model={this._model} />}
+      </UseSignal>
+    );
+  }
+
+  private _model: JobsModel;
+  private _timer = 0;
+}
+
+/**
+ * The namespace for `JobsView` statics.
+ */
+export namespace JobsView {
+  /**
+   * Options to create a `JobsView`.
+   */
+  export interface IOptions {
+    /** The applications to show. */
+    model: JobsModel;
+  }
+}
+
+/**
+ * Ask, kill, and follow the kill with a notification until YARN confirms it.
+ */
+export async function confirmAndKill(
+  model: JobsModel,
+  app: IApp
+): Promise<void> {
+  const answer = await showDialog({
+    title: 'Kill YARN application?',
+    body: `${app.name || app.id} (${app.id}) will be killed; whatever it computes is lost.`,
+    buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Kill' })]
+  });
+  if (!answer.button.accept) {
+    return;
+  }
+  const killing = model.kill(app.id);
+  // the reply is plain JSON from the edge
+  Notification.promise(killing as Promise<unknown> as Promise<ReadonlyJSONObject>, {
+    pending: { message: `Killing ${app.id}…`, options: { autoClose: false } },
+    success: {
+      message: result => {
+        const reply = result as IKillReply;
+        return reply.killed
+          ? `${app.id} was killed.`
+          : `${app.id} had already ended (${reply.state}).`;
+      },
+      options: { autoClose: 5000 }
+    },
+    error: {
+      message: reason =>
+        `Could not kill ${app.id}: ${reason instanceof Error ? reason.message : String(reason)}`
+    }
+  });
+  await killing.catch(() => undefined);
+}
+
+function JobList(props: { model: JobsModel }): JSX.Element {
+  const { model } = props;
+  const active = model.active;
+  const finished = model.finished;
+  return (
+    <div className="jp-yardlab-jobList">
+      {model.error !== null && (
+        <p className="jp-yardlab-error" role="alert">
+          Jobs unavailable: {model.error}
+        </p>
+      )}
+      {!model.loaded && model.error === null && (
+        <p className="jp-yardlab-placeholder">Loading jobs…</p>
+      )}
+      {model.loaded && active.length === 0 && (
+        <p className="jp-yardlab-placeholder">No running YARN applications.</p>
+      )}
+      <ul className="jp-yardlab-jobs-active" aria-label="Running applications">
+        {active.map(app => (
+          <JobItem key={app.id} app={app} model={model} />
+        ))}
+      </ul>
+      {finished.length > 0 && (
+        <details className="jp-yardlab-jobs-finished">
+          <summary>Ended ({finished.length})</summary>
+          <ul aria-label="Ended applications">
+            {finished.map(app => (
+              <JobItem key={app.id} app={app} model={model} />
+            ))}
+          </ul>
+        </details>
+      )}
+    </div>
+  );
+}
+
+function JobItem(props: { app: IApp; model: JobsModel }): JSX.Element {
+  const { app, model } = props;
+  const ended = app.finishedTime !== null && app.finishedTime > 0;
+  const elapsed = ended
+    ? app.elapsedTime
+    : app.startedTime > 0
+      ? Date.now() - app.startedTime
+      : app.elapsedTime;
+  const killing = model.isKilling(app.id);
+  const progress = Math.max(0, Math.min(100, app.progress));
+  const owner = app.notebook ?? (app.kernel ? `kernel ${app.kernel}` : null);
+  const link = Private.safeUrl(app.trackingUrl);
+  return (
+    <li
+      className="jp-yardlab-job"
+      data-app-id={app.id}
+      data-state={app.state}
+    >
+      <div className="jp-yardlab-job-head">
+        <span className="jp-yardlab-job-name" title={app.name}>
+          {app.name || app.id}
+        </span>
+        <span className={`jp-yardlab-badge jp-yardlab-state-${app.state}`}>
+          {killing ? 'KILLING' : app.state}
+          {app.finalStatus && app.finalStatus !== 'UNDEFINED' && app.finalStatus !== app.state
+            ? ` · ${app.finalStatus}`
+            : ''}
+        </span>
+      </div>
+      <div className="jp-yardlab-job-id">{app.id}</div>
+      {app.waiting && (
+        <div className="jp-yardlab-job-waiting">{app.waiting}</div>
+      )}
+      {!ended && (
+        <progress
+          className="jp-yardlab-progress"
+          max={100}
+          value={progress}
+          aria-label={`Progress of ${app.id}`}
+        >
+          {progress.toFixed(0)}%
+        </progress>
+      )}
+      <div className="jp-yardlab-job-meta">
+        {!ended &&
+          `${formatMemory(app.allocatedMB)} · ${app.allocatedVCores} vcore${app.allocatedVCores === 1 ? '' : 's'} · ${app.runningContainers} container${app.runningContainers === 1 ? '' : 's'} · `}
+        {formatElapsed(elapsed)} · {app.queue}
+      </div>
+      {owner && (
+        <div className="jp-yardlab-job-owner" title={owner}>
+          {app.environment ? `${owner} (${app.environment})` : owner}
+        </div>
+      )}
+      <div className="jp-yardlab-job-actions">
+        {link && (
+          <a
+            className="jp-yardlab-link"
+            href={link}
+            target="_blank"
+            rel="noopener noreferrer"
+          >
+            <launchIcon.react tag="span" className="jp-yardlab-linkIcon" />
+            {app.applicationType === 'SPARK' ? 'Spark UI' : 'Tracking UI'}
+          </a>
+        )}
+        {!ended && (
+          <Button
+            small
+            minimal
+            className="jp-yardlab-kill"
+            disabled={killing}
+            title={`Kill ${app.id}`}
+            aria-label={`Kill ${app.id}`}
+            onClick={() => void confirmAndKill(model, app)}
+          >
+            <closeIcon.react tag="span" className="jp-yardlab-buttonIcon" />
+            Kill
+          </Button>
+        )}
+      </div>
+    </li>
+  );
+}
+
+namespace Private {
+  /** Only http(s) links: a tracking URL is never allowed to run script. */
+  export function safeUrl(url: string): string | null {
+    try {
+      const parsed = new URL(url);
+      return parsed.protocol === 'http:' || parsed.protocol === 'https:'
+        ? parsed.href
+        : null;
+    } catch {
+      return null;
+    }
+  }
+}
