@@ -1,7 +1,6 @@
 import { Poll } from '@lumino/polling';
-import { Widget } from '@lumino/widgets';
 
-import { JobsModel, formatMemory } from './jobs/model';
+import { formatMemory } from './jobs/model';
 import { ReplyModel } from './model';
 import type { IClusterInfo } from './tokens';
 
@@ -65,56 +64,4 @@ export function capacityText(
     `${vcores.used} of ${vcores.total} vcores · ` +
     `yours ${formatMemory(mine.memoryMB)} · ${mine.vcores} vcore${mine.vcores === 1 ? '' : 's'}`
   );
-}
-
-/**
- * One line with the cluster's use and the user's share of it.
- */
-export class CapacityLine extends Widget {
-  constructor(options: CapacityLine.IOptions) {
-    super();
-    this.addClass('jp-yardlab-capacity');
-    this._cluster = options.cluster;
-    this._jobs = options.jobs;
-    this._cluster.changed.connect(this._render, this);
-    this._jobs.changed.connect(this._render, this);
-    this._render();
-  }
-
-  dispose(): void {
-    this._cluster.changed.disconnect(this._render, this);
-    this._jobs.changed.disconnect(this._render, this);
-    super.dispose();
-  }
-
-  private _render(): void {
-    const cluster = this._cluster.reply;
-    this.node.textContent = capacityText(cluster, this._jobs.usage, this._cluster.error);
-    this.toggleClass('jp-mod-error', cluster === null && this._cluster.error !== null);
-    if (cluster) {
-      const pct = (used: number, total: number) =>
-        total > 0 ? `${Math.round((100 * used) / total)}%` : '—';
-      this.node.title =
-        `Memory: ${pct(cluster.memory.usedMB, cluster.memory.totalMB)} used, ` +
-        `vcores: ${pct(cluster.vcores.used, cluster.vcores.total)} used`;
-    }
-  }
-
-  private _cluster: ClusterModel;
-  private _jobs: JobsModel;
-}
-
-/**
- * The namespace for `CapacityLine` statics.
- */
-export namespace CapacityLine {
-  /**
-   * Options to create a `CapacityLine`.
-   */
-  export interface IOptions {
-    /** Cluster totals. */
-    cluster: ClusterModel;
-    /** The user's applications, for their share. */
-    jobs: JobsModel;
-  }
 }

@@ -5,7 +5,7 @@ import {
 } from '@jupyterlab/ui-components';
 import { AccordionPanel, Panel, Widget } from '@lumino/widgets';
 
-import { CapacityLine, ClusterModel } from './capacity';
+import { ClusterModel, capacityText } from './capacity';
 import { EnvironmentsModel } from './environments/model';
 import { EnvironmentsView } from './environments/view';
 import { StorageUsageModel, StorageUsageView } from './hdfs/usage';
@@ -135,5 +135,57 @@ export namespace StatusLine {
   export interface IOptions {
     /** The status to display. */
     model: StatusModel;
+  }
+}
+
+/**
+ * One line with the cluster's use and the user's share of it.
+ */
+export class CapacityLine extends Widget {
+  constructor(options: CapacityLine.IOptions) {
+    super();
+    this.addClass('jp-yardlab-capacity');
+    this._cluster = options.cluster;
+    this._jobs = options.jobs;
+    this._cluster.changed.connect(this._render, this);
+    this._jobs.changed.connect(this._render, this);
+    this._render();
+  }
+
+  dispose(): void {
+    this._cluster.changed.disconnect(this._render, this);
+    this._jobs.changed.disconnect(this._render, this);
+    super.dispose();
+  }
+
+  private _render(): void {
+    const cluster = this._cluster.reply;
+    this.node.textContent = capacityText(cluster, this._jobs.usage, this._cluster.error);
+    this.toggleClass('jp-mod-error', cluster === null && this._cluster.error !== null);
+    if (cluster) {
+      const pct = (used: number, total: number) =>
+        total > 0 ? `${Math.round((100 * used) / total)}%` : '—';
+      this.node.title =
+        `Memory: ${pct(cluster.memory.usedMB, cluster.memory.totalMB)} used, ` +
+        `vcores: ${pct(cluster.vcores.used, cluster.vcores.total)} used`;
+    }
+  }
+
+  private _cluster: ClusterModel;
+  private _jobs: JobsModel;
+}
+
+/**
+ * The namespace for `CapacityLine` statics.
+ */
+export namespace CapacityLine {
+  /**
+   * Options to create a `CapacityLine`.
+   */
+  export interface IOptions {
+    /** Cluster totals. */
+    cluster: ClusterModel;
+    /** The user's applications, for their share. */
+    jobs: JobsModel;
   }
 }

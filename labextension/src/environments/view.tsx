@@ -55,6 +55,11 @@ export class EnvironmentsView extends ReactWidget {
     );
   }
 
+  protected onAfterAttach(msg: Message): void {
+    super.onAfterAttach(msg);
+    this._model.visible = this.isVisible;
+  }
+
   protected onAfterShow(msg: Message): void {
     super.onAfterShow(msg);
     this._model.visible = true;
@@ -256,6 +261,16 @@ function EnvForm(props: {
   const [form, setForm] = React.useState<IEnvFormValues>(EMPTY_FORM);
   const [errors, setErrors] = React.useState<FormErrors>({});
   const [busy, setBusy] = React.useState(false);
+  const formRef = React.useRef<HTMLFormElement>(null);
+
+  // after a refusal, take the user to the field the server complained about
+  React.useEffect(() => {
+    const node = formRef.current;
+    const invalid = node?.querySelector<HTMLElement>('[aria-invalid="true"]');
+    const message = node?.querySelector<HTMLElement>('.jp-yardlab-fieldError');
+    invalid?.focus();
+    (invalid ?? message)?.scrollIntoView({ block: 'nearest' });
+  }, [errors]);
 
   const set = (key: keyof IEnvFormValues) => (
     event: React.ChangeEvent<HTMLInputElement | HTMLTextAreaElement | HTMLSelectElement>
@@ -302,6 +317,7 @@ function EnvForm(props: {
 
   return (
     <form
+      ref={formRef}
       className="jp-yardlab-envForm"
       aria-label="New environment"
       onSubmit={event => void submit(event)}

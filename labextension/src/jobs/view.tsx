@@ -31,16 +31,38 @@ export class JobsView extends ReactWidget {
     this.title.label = 'Jobs';
   }
 
+  protected onAfterAttach(msg: Message): void {
+    super.onAfterAttach(msg);
+    this._syncVisibility();
+  }
+
+  protected onBeforeDetach(msg: Message): void {
+    this._model.visible = false;
+    window.clearInterval(this._timer);
+    this._timer = 0;
+    super.onBeforeDetach(msg);
+  }
+
   protected onAfterShow(msg: Message): void {
     super.onAfterShow(msg);
-    this._model.visible = true;
-    this._timer = window.setInterval(() => this.update(), TICK);
+    this._syncVisibility();
   }
 
   protected onAfterHide(msg: Message): void {
     super.onAfterHide(msg);
-    this._model.visible = false;
-    window.clearInterval(this._timer);
+    this._syncVisibility();
+  }
+
+  /** Poll (and redraw elapsed times) only while the section can be seen. */
+  private _syncVisibility(): void {
+    const visible = this.isVisible;
+    this._model.visible = visible;
+    if (visible && !this._timer) {
+      this._timer = window.setInterval(() => this.update(), TICK);
+    } else if (!visible && this._timer) {
+      window.clearInterval(this._timer);
+      this._timer = 0;
+    }
   }
 
   dispose(): void {

@@ -1,0 +1,22 @@
+import { capacityText } from '../capacity';
+import type { IClusterInfo } from '../tokens';
+
+const CLUSTER: IClusterInfo = {
+  memory: { usedMB: 3072, totalMB: 8192, availableMB: 5120 },
+  vcores: { used: 3, total: 8, available: 5 }
+};
+
+describe('capacityText', () => {
+  it('shows cluster use of total and the user share', () => {
+    expect(capacityText(CLUSTER, { memoryMB: 1024, vcores: 1 }, null)).toBe(
+      'Cluster 3.0 GB of 8.0 GB · 3 of 8 vcores · yours 1.0 GB · 1 vcore'
+    );
+  });
+
+  it('says when the cluster cannot be read', () => {
+    expect(capacityText(null, { memoryMB: 0, vcores: 0 }, 'Service Unavailable')).toBe(
+      'Cluster capacity unavailable: Service Unavailable'
+    );
+    expect(capacityText(null, { memoryMB: 0, vcores: 0 }, null)).toBe('Reading cluster capacity…');
+  });
+});

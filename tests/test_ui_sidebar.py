@@ -1,0 +1,112 @@
+"""The yardlab sidebar in headless Chromium on the real stack: guest's jobs, a kill, escaping, environments."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from test_ui import open_side_panel, page  # noqa: F401  (page: the browser fixture)
+
+# an application name that would run script if it ever reached innerHTML
+XSS_NAME = "<img src=x onerror=alert(1)>"
+
+
+def run_command(page, label: str) -> None:
+    """Run a command through the command palette, by keyboard."""
+    page.keyboard.press("Control+Shift+c")
+    palette = page.locator(".lm-CommandPalette-input")
+    palette.wait_for(state="visible", timeout=10_000)
+    palette.fill(label)
+    page.locator(".lm-CommandPalette-item", has_text=label).first.wait_for(timeout=10_000)
+    page.keyboard.press("Enter")
+
+
+@pytest.fixture
+def fresh_guest_server(hub):
+    """Guest's Lab server stopped first, so the login starts one that serves the installed extension."""
+    hub("DELETE", "/users/guest/server")
+
+
+def test_guest_sees_a_job_named_like_markup_as_text_and_kills_it(stack, page, artifacts, yarn_app, rm,
+                                                                fresh_guest_server):
+    fired: list[str] = []
+    page.on("dialog", lambda d: (fired.append(d.message), d.dismiss()))
+    app_id = yarn_app("guest", name=XSS_NAME)
+
+    panel = open_side_panel(page, stack, "guest", "yardlab-sidebar")
+    job = panel.locator(f'.jp-yardlab-jobs-active .jp-yardlab-job[data-app-id="{app_id}"]')
+    job.wait_for(timeout=60_000)
+    assert job.locator(".jp-yardlab-job-name").inner_text() == XSS_NAME
+    assert job.locator(".jp-yardlab-badge").inner_text().startswith("RUNNING")
+    assert job.locator("progress").count() == 1
+    assert "vcore" in job.locator(".jp-yardlab-job-meta").inner_text()
+    assert page.locator('img[src="x"]').count() == 0
+    capacity = panel.locator(".jp-yardlab-capacity")
+    capacity.filter(has_text="yours").wait_for(timeout=30_000)
+    assert "Cluster" in capacity.inner_text()
+    page.screenshot(path=str(artifacts / "sidebar-jobs-guest.png"))
+
+    job.locator(".jp-yardlab-kill").click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.wait_for(timeout=10_000)
+    assert XSS_NAME in dialog.inner_text()
+    assert dialog.locator('img[src="x"]').count() == 0
+    page.screenshot(path=str(artifacts / "sidebar-kill-dialog.png"))
+    dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
+
+    # the notification follows the kill until the edge has YARN's confirmation
+    page.get_by_text(f"{app_id} was killed.").wait_for(timeout=90_000)
+    assert rm.app(app_id)["state"] == "KILLED"
+    ended = panel.locator(f'.jp-yardlab-jobs-finished .jp-yardlab-job[data-app-id="{app_id}"]')
+    ended.wait_for(state="attached", timeout=60_000)
+    assert ended.get_attribute("data-state") == "KILLED"
+    page.screenshot(path=str(artifacts / "sidebar-job-killed.png"))
+    assert fired == []
+    assert not [e for e in page.errors if "yardlab" in e.lower()]
+
+
+def test_guest_creates_an_environment_and_its_kernel_is_in_the_launcher(stack, page, artifacts, edge_as,
+                                                                        fresh_guest_server):
+    name = f"ui-{uuid.uuid4().hex[:6]}"
+    display = f"UI tabulate {name}"
+    guest = edge_as("guest")
+    try:
+        panel = open_side_panel(page, stack, "guest", "yardlab-sidebar")
+        run_command(page, "Create yardlab environment")
+        form = panel.locator("form.jp-yardlab-envForm")
+        form.wait_for(timeout=10_000)
+
+        # the server's validation message appears beside the field it names
+        form.locator('input[name="name"]').fill("Not_A_Name")
+        form.locator(".jp-yardlab-createEnv").click()
+        error = form.locator('.jp-yardlab-fieldError[data-field="name"]')
+        error.wait_for(timeout=30_000)
+        assert error.inner_text()
+        assert form.locator('input[name="name"][aria-invalid="true"]').count() == 1
+        page.screenshot(path=str(artifacts / "sidebar-env-form-error.png"))
+
+        form.locator('input[name="name"]').fill(name)
+        form.locator('input[name="display_name"]').fill(display)
+        form.locator('textarea[name="pip"]').fill("tabulate==0.9.0")
+        form.locator(".jp-yardlab-createEnv").click()
+
+        env = panel.locator(f'.jp-yardlab-env[data-env="guest/{name}"]')
+        env.wait_for(timeout=30_000)
+        assert guest.get(f"/environments/guest/{name}").status_code == 200
+        env.locator(".jp-yardlab-log").wait_for(timeout=30_000)  # the new one is open with its log
+        if env.get_attribute("data-status") in ("queued", "building"):
+            env.locator("progress").wait_for(timeout=10_000)
+            page.screenshot(path=str(artifacts / "sidebar-env-building.png"))
+        panel.locator(f'.jp-yardlab-env[data-env="guest/{name}"][data-status="ready"]').wait_for(timeout=300_000)
+        assert "tabulate" in env.locator(".jp-yardlab-log").inner_text().lower()
+        page.screenshot(path=str(artifacts / "sidebar-env-ready.png"))
+
+        kernel_name = guest.get(f"/environments/guest/{name}").json()["kernel_name"]
+        assert kernel_name
+        # no page reload: the Launcher opened now lists the new kernel
+        run_command(page, "New Launcher")
+        card = page.locator(".jp-Launcher .jp-LauncherCard:visible", has_text=display).first
+        card.wait_for(timeout=60_000)
+        page.screenshot(path=str(artifacts / "sidebar-env-launcher.png"))
+        assert not [e for e in page.errors if "yardlab" in e.lower()]
+    finally:
+        guest("DELETE", f"/environments/guest/{name}")
