@@ -14,8 +14,8 @@ import tornado.web
 from jupyter_server.base.handlers import APIHandler
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-# response headers worth passing back from the edge
-PASS_HEADERS = ("Content-Type", "Content-Disposition", "ETag", "Content-Length", "Cache-Control")
+# response headers worth passing back from the edge (lower case: header names are case-insensitive)
+PASS_HEADERS = frozenset(("content-type", "content-disposition", "etag", "content-length", "cache-control"))
 # the edge paths the sidebar may reach
 EDGE_PATHS = ("me", "cluster", "storage", "apps", "files", "environments")
 
@@ -89,7 +89,7 @@ class EdgeForwardHandler(APIHandler):
             return
         if ":" in line:
             name, value = line.split(":", 1)
-            if name.strip().title() in PASS_HEADERS:
+            if name.strip().lower() in PASS_HEADERS:
                 self.set_header(name.strip(), value.strip())
                 if value.strip().startswith("text/event-stream"):
                     # no proxy in between may hold events back

@@ -108,7 +108,18 @@ def edge_app(edge: EdgeStandIn) -> tornado.web.Application:
         def on_connection_close(self) -> None:
             edge.stream_closed.set()
 
+    class Apps(tornado.web.RequestHandler):
+        def get(self) -> None:
+            edge.requests.append({"method": "GET", "path": self.request.path,
+                                  "if_none_match": self.request.headers.get("If-None-Match")})
+            self.set_header("ETag", '"apps-v1"')
+            if self.request.headers.get("If-None-Match") == '"apps-v1"':
+                self.set_status(304)
+                return
+            self.finish({"apps": [], "next_cursor": None})
+
     return tornado.web.Application([
+        (r"/api/v1/apps", Apps),
         (r"/api/v1/environments/([^/]+)/([^/]+)/events", Events),
         (r"/api/v1/environments(/.*)?", Environments),
     ])
@@ -152,6 +163,18 @@ async def test_environments_are_forwarded_with_the_server_token(jp_fetch, edge) 
     assert json.loads(response.body) == {"environments": []}
     assert edge.requests == [{"method": "GET", "path": "/api/v1/environments", "query": "owner=all",
                               "body": b"", "authorization": f"token {SERVER_TOKEN}"}]
+
+
+async def test_app_list_etags_pass_both_ways(jp_fetch, edge) -> None:
+    first = await jp_fetch("yardlab", "api", "apps")
+    assert first.code == 200
+    assert first.headers["ETag"] == '"apps-v1"'
+
+    with pytest.raises(HTTPClientError) as caught:
+        await jp_fetch("yardlab", "api", "apps", headers={"If-None-Match": '"apps-v1"'})
+    assert caught.value.code == 304
+    assert not caught.value.response.body
+    assert [r["if_none_match"] for r in edge.requests] == [None, '"apps-v1"']
 
 
 async def test_edge_validation_errors_pass_through_with_their_field(jp_fetch, edge) -> None:

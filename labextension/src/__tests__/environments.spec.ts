@@ -98,11 +98,24 @@ describe('formToRequest', () => {
   });
 });
 
+describe('dynamic allocation', () => {
+  it('reads min:max, and leaves other text for the server to judge', () => {
+    expect(formToRequest({ ...EMPTY_FORM, name: 'd', dynamic: '0:4' }).resources).toEqual({
+      dynamic_allocation: { min: 0, max: 4 }
+    });
+    expect(formToRequest({ ...EMPTY_FORM, name: 'd', dynamic: 'lots' }).resources).toEqual({
+      dynamic_allocation: 'lots'
+    });
+    expect(formToRequest({ ...EMPTY_FORM, name: 'd' }).resources).toEqual({});
+  });
+});
+
 describe('form error mapping', () => {
   it('maps server fields to form fields', () => {
     expect(formFieldOf('name')).toBe('name');
     expect(formFieldOf('resources.executor_memory_mb')).toBe('resources.executor_memory_mb');
     expect(formFieldOf('packages.pip[2]')).toBe('packages.pip');
+    expect(formFieldOf('resources.dynamic_allocation.max')).toBe('resources.dynamic_allocation');
     expect(formFieldOf('something.else')).toBe('');
     expect(formFieldOf(null)).toBe('');
   });

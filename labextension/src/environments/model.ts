@@ -32,6 +32,8 @@ export interface IEnvFormValues {
   executor_cores: string;
   /** Number of executors; empty for the site default. */
   executor_instances: string;
+  /** Dynamic allocation as `min:max` (e.g. `0:4`); empty for a fixed number of executors. */
+  dynamic: string;
   /** YARN queue; empty for the site default. */
   queue: string;
   /** pip requirements, one per line. */
@@ -53,6 +55,7 @@ export const EMPTY_FORM: IEnvFormValues = {
   executor_memory_mb: '',
   executor_cores: '',
   executor_instances: '',
+  dynamic: '',
   queue: '',
   pip: '',
   conda: ''
@@ -94,6 +97,14 @@ export function formToRequest(form: IEnvFormValues): IEnvRequest {
       (resources as any)[key] = Number.isFinite(n) ? n : text;
     }
   }
+  const dynamic = form.dynamic.trim();
+  if (dynamic) {
+    const bounds = /^(\d+)\s*[:\-–]\s*(\d+)$/.exec(dynamic);
+    // anything else goes as typed, for the server to explain
+    (resources as any).dynamic_allocation = bounds
+      ? { min: Number(bounds[1]), max: Number(bounds[2]) }
+      : dynamic;
+  }
   if (form.queue.trim()) {
     resources.queue = form.queue.trim();
   }
@@ -118,13 +129,17 @@ export function formFieldOf(field: string | null): string {
   if (!field) {
     return '';
   }
-  const base = field.replace(/\[\d+\]$/, '');
+  // `packages.pip[2]` and `resources.dynamic_allocation.max` belong to one input each
+  const base = field
+    .replace(/\[\d+\]$/, '')
+    .replace(/^(resources\.dynamic_allocation)\..*$/, '$1');
   const known = new Set<string>([
     'name',
     'display_name',
     'kind',
     'visibility',
     'resources.queue',
+    'resources.dynamic_allocation',
     'packages.pip',
     'packages.conda',
     ...RESOURCE_FIELDS.map(key => `resources.${key}`)

@@ -373,6 +373,9 @@ function EnvForm(props: {
             })}
           </React.Fragment>
         ))}
+        {input('dynamic', 'Dynamic executors (min:max)', 'resources.dynamic_allocation', {
+          placeholder: 'e.g. 0:4 (then Executors is ignored)'
+        })}
         {input('queue', 'Queue', 'resources.queue', { placeholder: 'default' })}
       </fieldset>
       <label className="jp-yardlab-field">
