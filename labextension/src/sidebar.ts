@@ -3,6 +3,7 @@ import {
   ToolbarButton,
   refreshIcon
 } from '@jupyterlab/ui-components';
+import type { Message } from '@lumino/messaging';
 import { AccordionPanel, Panel, Widget } from '@lumino/widgets';
 
 import { ClusterModel, capacityText } from './capacity';
@@ -54,6 +55,13 @@ export class YardlabSidebar extends SidePanel {
     for (const section of [this._jobs, this._environments, storage]) {
       this.addWidget(section);
     }
+  }
+
+  /** Redraw the sections (e.g. once the user's admin flag is known). */
+  protected onUpdateRequest(msg: Message): void {
+    super.onUpdateRequest(msg);
+    this._jobs.update();
+    this._environments.update();
   }
 
   /** Expand the Environments section and open its create form. */
