@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -28,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_snapshot import machine_facts
 from yardlab.edge.auth import Identity
 from yardlab.edge.environments import EnvironmentService
 from yardlab.edge.errors import PublicError
@@ -89,17 +89,6 @@ class NoSnapshot:
 class NoAudit:
     def record(self, *args, **kwargs) -> dict:  # noqa: ANN002, ANN003
         return {}
-
-
-def machine() -> dict:
-    cpu = ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(mem, 1), "python": platform.python_version(),
-            "system": platform.platform()}
 
 
 def site(workdir: Path) -> dict:
@@ -205,7 +194,7 @@ def main() -> None:
               "pip_over_uv_warm": med["pip_warm"] / med["uv_warm"]}
     print("\nmedians (s):", ", ".join(f"{k} {v:.3f}" for k, v in med.items()))
     print("ratios:", ", ".join(f"{k} {v:.1f}x" for k, v in ratios.items()))
-    result = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "packages": args.packages,
+    result = {"date": time.strftime("%Y-%m-%d"), "machine": machine_facts(), "packages": args.packages,
               "runs": args.runs, "seconds": {**p1, **p2}, "medians": med, "ratios": ratios}
     out = HERE / "results" / f"env-build-{time.strftime('%Y%m%d')}.json"
     out.parent.mkdir(exist_ok=True)

@@ -22,7 +22,6 @@ import asyncio
 import datetime
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -34,7 +33,7 @@ import requests
 import fake_hub  # noqa: F401  (documents the hub stand-in used)
 import rm_replay
 import server_process
-from bench_snapshot import SERVICE_TOKEN, start_edge
+from bench_snapshot import SERVICE_TOKEN, machine_facts, start_edge
 from server_process import ServerProcess
 
 BENCH = Path(__file__).resolve().parent
@@ -122,20 +121,6 @@ async def sampler_pass(edge_url: str, db_url: str, passes: int) -> list[float]:
     return out
 
 
-def machine() -> dict:
-    cpu = ""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    mem = ""
-    try:
-        mem = f"{int(open('/proc/meminfo').readline().split()[1]) / 1024 / 1024:.0f} GB"
-    except (OSError, ValueError, IndexError):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory": mem, "python": platform.python_version()}
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=200, help="requests per measured URL")
@@ -144,7 +129,7 @@ def main() -> None:
     p.add_argument("--apps", type=int, default=10000)
     args = p.parse_args()
     log_dir = Path(tempfile.mkdtemp(prefix="yardlab-bench-hub-service-"))
-    print(f"logs in {log_dir}; machine {machine()}")
+    print(f"logs in {log_dir}; machine {machine_facts()}")
     db_url = f"sqlite:///{log_dir / 'samples.sqlite'}"
     t0 = time.monotonic()
     n_samples, n_hours, n_raw = seed_database(db_url, args.days, args.users)
@@ -217,7 +202,7 @@ def main() -> None:
     print(f"\nsampler pass over {args.apps} applications: first {passes[0]:.2f} s (all new), "
           f"then {', '.join(f'{x:.2f}' for x in passes[1:])} s")
     out = BENCH / "results" / f"hub-service-{datetime.date.today().isoformat()}.json"
-    out.write_text(json.dumps({"machine": machine(), "apps": args.apps, "seeded_samples": n_samples,
+    out.write_text(json.dumps({"machine": machine_facts(), "apps": args.apps, "seeded_samples": n_samples,
                                "seeded_user_hours": n_hours, "seeded_raw_user_samples": n_raw, "results": results, "ratios": ratios,
                                "sampler_pass_s": passes}, indent=2) + "\n")
     print(f"written {out}")

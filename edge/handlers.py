@@ -14,7 +14,7 @@ from tornado.log import app_log
 
 from . import metrics
 from .auth import Identity
-from .errors import PublicError
+from .errors import PublicError, query_arg
 from .jobs import JobService
 from .storage import clean_path
 from .utils import monotonic
@@ -113,20 +113,7 @@ class AuthenticatedHandler(BaseHandler):
         return self.identity
 
     def arg(self, name: str, max_len: int = 200) -> str | None:
-        values = self.request.query_arguments.get(name)
-        if not values:
-            return None
-        if len(values) > 1:
-            raise PublicError(400, f"give `{name}` once")
-        try:
-            value = values[0].decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise PublicError(400, f"`{name}` is not valid UTF-8") from e
-        if len(value) > max_len:
-            raise PublicError(400, f"`{name}` is longer than {max_len} characters")
-        if "\x00" in value:
-            raise PublicError(400, f"`{name}` contains a NUL character")
-        return value
+        return query_arg(self.request.query_arguments, name, max_len)
 
 
 def valid_app_id(app_id: str) -> str:

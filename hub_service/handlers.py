@@ -14,7 +14,7 @@ from tornado.httputil import url_concat
 from tornado.log import app_log
 
 from yardlab.edge.client import AsyncEdgeClient, EdgeAPIError
-from yardlab.edge.errors import PublicError
+from yardlab.edge.errors import PublicError, query_arg
 
 from .sampler import run_blocking, wall_clock
 from .security import SECURITY_HEADERS, safe_next
@@ -140,18 +140,7 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
         return None
 
     def arg(self, name: str, max_len: int = 200) -> str | None:
-        values = self.request.query_arguments.get(name)
-        if not values:
-            return None
-        if len(values) > 1:
-            raise PublicError(400, f"give `{name}` once")
-        try:
-            value = values[0].decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise PublicError(400, f"`{name}` is not valid UTF-8") from e
-        if len(value) > max_len or "\x00" in value:
-            raise PublicError(400, f"`{name}` must be at most {max_len} characters, without NUL")
-        return value
+        return query_arg(self.request.query_arguments, name, max_len)
 
     def log_exception(self, typ, value, tb) -> None:  # noqa: ANN001
         if isinstance(value, PublicError):
