@@ -1,8 +1,7 @@
-import { IDisposable } from '@lumino/disposable';
-import { Poll } from '@lumino/polling';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { APIError } from '../handler';
+import { PolledModel } from '../polled';
 import type {
   IEnvironment,
   IEnvironmentList,
@@ -166,24 +165,19 @@ export function errorsFromReply(error: unknown): FormErrors {
 
 /**
  * The environments the user sees (own and shared), polled quickly while one builds.
+ * `changed` is emitted whenever the list, the selection or its log change.
  * Emits `ready` when an environment it saw building is ready, so its kernel can be offered.
  */
-export class EnvironmentsModel implements IDisposable {
+export class EnvironmentsModel extends PolledModel {
   constructor(options: EnvironmentsModel.IOptions) {
-    this._api = options.api;
-    this._fast = options.buildingInterval ?? 2000;
-    this._slow = options.idleInterval ?? 30 * 1000;
-    this._poll = new Poll({
-      factory: () => this._update(),
-      frequency: { interval: this._slow, backoff: true, max: 5 * 60 * 1000 },
-      standby: () => (this._visible ? 'when-hidden' : true),
+    const slow = options.idleInterval ?? 30 * 1000;
+    super({
+      frequency: { interval: slow, backoff: true, max: 5 * 60 * 1000 },
       name: 'yardlab:environments'
     });
-  }
-
-  /** Emitted whenever the list, the selection or its log change. */
-  get changed(): ISignal<this, void> {
-    return this._changed;
+    this._api = options.api;
+    this._fast = options.buildingInterval ?? 2000;
+    this._slow = slow;
   }
 
   /** Emitted with an environment that has just become ready. */
@@ -196,37 +190,9 @@ export class EnvironmentsModel implements IDisposable {
     return this._environments;
   }
 
-  /** Whether the first reply has arrived. */
-  get loaded(): boolean {
-    return this._loaded;
-  }
-
-  /** The message of the last failed list request, or `null`. */
-  get error(): string | null {
-    return this._error;
-  }
-
-  /** The poll behind the model. */
-  get poll(): Poll {
-    return this._poll;
-  }
-
   /** Whether any environment is queued or building. */
   get building(): boolean {
     return this._environments.some(Private.isBuilding);
-  }
-
-  /** Whether the panel showing the model is visible; the poll stands by while it is not. */
-  get visible(): boolean {
-    return this._visible;
-  }
-  set visible(visible: boolean) {
-    if (visible !== this._visible) {
-      this._visible = visible;
-      if (visible) {
-        void this.refresh();
-      }
-    }
   }
 
   /** The environment whose details and build log are open, as `owner/name`, or `null`. */
@@ -242,16 +208,6 @@ export class EnvironmentsModel implements IDisposable {
   /** The whole build log of the selected environment, once asked for. */
   get fullLog(): string | null {
     return this._fullLog;
-  }
-
-  get isDisposed(): boolean {
-    return this._poll.isDisposed;
-  }
-
-  /** Ask for the list (and the selected environment) now. */
-  async refresh(): Promise<void> {
-    await this._poll.refresh();
-    await this._poll.tick.catch(() => undefined);
   }
 
   /** Open (or, with `null`, close) an environment's details and build log. */
@@ -309,21 +265,12 @@ export class EnvironmentsModel implements IDisposable {
     void this.refresh();
   }
 
-  dispose(): void {
-    if (this.isDisposed) {
-      return;
-    }
-    this._poll.dispose();
-    Signal.clearData(this);
-  }
-
-  private async _update(): Promise<void> {
+  protected async _update(): Promise<void> {
     let reply: IEnvironmentList;
     try {
       reply = await this._api.list();
     } catch (reason) {
-      this._error = reason instanceof Error ? reason.message : String(reason);
-      this._changed.emit();
+      this._fail(reason);
       throw reason;
     }
     if (this.isDisposed) {
@@ -397,24 +344,19 @@ export class EnvironmentsModel implements IDisposable {
   /** Poll quickly while something builds, slowly otherwise. */
   private _retune(): void {
     const interval = this.building ? this._fast : this._slow;
-    if (this._poll.frequency.interval !== interval) {
-      this._poll.frequency = { ...this._poll.frequency, interval };
+    if (this.poll.frequency.interval !== interval) {
+      this.poll.frequency = { ...this.poll.frequency, interval };
     }
   }
 
   private _api: EnvironmentsModel.IApi;
   private _fast: number;
   private _slow: number;
-  private _poll: Poll;
   private _environments: IEnvironment[] = [];
   private _statuses = new Map<string, string>();
-  private _loaded = false;
-  private _error: string | null = null;
-  private _visible = true;
   private _selected: string | null = null;
   private _detail: IEnvironment | null = null;
   private _fullLog: string | null = null;
-  private _changed = new Signal<this, void>(this);
   private _ready = new Signal<this, IEnvironment>(this);
 }
 

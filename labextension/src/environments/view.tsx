@@ -315,6 +315,37 @@ function EnvForm(props: {
     </label>
   );
 
+  const select = (
+    field: 'kind' | 'visibility',
+    label: string,
+    options: { value: string; label: string }[]
+  ) => (
+    <label className="jp-yardlab-field">
+      <span className="jp-yardlab-label">{label}</span>
+      <HTMLSelect name={field} value={form[field]} onChange={set(field)} options={options} />
+      {fieldError(field)}
+    </label>
+  );
+
+  const textarea = (
+    field: 'pip' | 'conda',
+    label: string,
+    attrs: React.TextareaHTMLAttributes<HTMLTextAreaElement> = {}
+  ) => (
+    <label className="jp-yardlab-field">
+      <span className="jp-yardlab-label">{label}</span>
+      <textarea
+        className="jp-mod-styled jp-yardlab-input"
+        name={field}
+        value={form[field]}
+        onChange={set(field)}
+        aria-invalid={!!errors[`packages.${field}`]}
+        {...attrs}
+      />
+      {fieldError(`packages.${field}`)}
+    </label>
+  );
+
   return (
     <form
       ref={formRef}
@@ -335,34 +366,15 @@ function EnvForm(props: {
       {input('display_name', 'Display name', 'display_name', {
         placeholder: 'shown in the Launcher'
       })}
-      <label className="jp-yardlab-field">
-        <span className="jp-yardlab-label">Kind</span>
-        <HTMLSelect
-          name="kind"
-          value={form.kind}
-          onChange={set('kind')}
-          options={[
-            { value: 'pyspark', label: 'PySpark on YARN' },
-            { value: 'python', label: 'Python' }
-          ]}
-        />
-        {fieldError('kind')}
-      </label>
-      {isAdmin && (
-        <label className="jp-yardlab-field">
-          <span className="jp-yardlab-label">Visibility</span>
-          <HTMLSelect
-            name="visibility"
-            value={form.visibility}
-            onChange={set('visibility')}
-            options={[
-              { value: 'personal', label: 'Personal' },
-              { value: 'shared', label: 'Shared with everyone' }
-            ]}
-          />
-          {fieldError('visibility')}
-        </label>
-      )}
+      {select('kind', 'Kind', [
+        { value: 'pyspark', label: 'PySpark on YARN' },
+        { value: 'python', label: 'Python' }
+      ])}
+      {isAdmin &&
+        select('visibility', 'Visibility', [
+          { value: 'personal', label: 'Personal' },
+          { value: 'shared', label: 'Shared with everyone' }
+        ])}
       <fieldset className="jp-yardlab-fieldset">
         <legend>Resources (empty: site default)</legend>
         {Object.keys(RESOURCE_LABELS).map(key => (
@@ -378,31 +390,11 @@ function EnvForm(props: {
         })}
         {input('queue', 'Queue', 'resources.queue', { placeholder: 'default' })}
       </fieldset>
-      <label className="jp-yardlab-field">
-        <span className="jp-yardlab-label">pip packages, one per line</span>
-        <textarea
-          className="jp-mod-styled jp-yardlab-input"
-          name="pip"
-          rows={3}
-          value={form.pip}
-          onChange={set('pip')}
-          placeholder="tabulate==0.9.0"
-          aria-invalid={!!errors['packages.pip']}
-        />
-        {fieldError('packages.pip')}
-      </label>
-      <label className="jp-yardlab-field">
-        <span className="jp-yardlab-label">conda packages, one per line</span>
-        <textarea
-          className="jp-mod-styled jp-yardlab-input"
-          name="conda"
-          rows={2}
-          value={form.conda}
-          onChange={set('conda')}
-          aria-invalid={!!errors['packages.conda']}
-        />
-        {fieldError('packages.conda')}
-      </label>
+      {textarea('pip', 'pip packages, one per line', {
+        rows: 3,
+        placeholder: 'tabulate==0.9.0'
+      })}
+      {textarea('conda', 'conda packages, one per line', { rows: 2 })}
       {fieldError('')}
       <div className="jp-yardlab-formButtons">
         <Button type="button" small minimal onClick={onClose}>

@@ -1,8 +1,5 @@
-import { IDisposable } from '@lumino/disposable';
-import { Poll } from '@lumino/polling';
-import { ISignal, Signal } from '@lumino/signaling';
-
 import type { IConditionalReply } from '../handler';
+import { PolledModel } from '../polled';
 import type { IApp, IAppsReply, IKillReply } from '../tokens';
 
 /**
@@ -17,26 +14,20 @@ export const FINAL_STATES: ReadonlySet<string> = new Set([
 /**
  * The user's YARN applications, kept live by a poll that backs off on errors, stands by while
  * the panel or the page is hidden, and asks with `If-None-Match` so unchanged lists cost a 304.
+ * `changed` is emitted whenever the applications, the error or a kill in flight change.
  */
-export class JobsModel implements IDisposable {
+export class JobsModel extends PolledModel {
   constructor(options: JobsModel.IOptions) {
-    this._fetchApps = options.fetchApps;
-    this._killApp = options.killApp;
-    this._poll = new Poll({
-      factory: () => this._update(),
+    super({
       frequency: {
         interval: options.interval ?? 3000,
         backoff: true,
         max: options.maxInterval ?? 60 * 1000
       },
-      standby: () => (this._visible ? 'when-hidden' : true),
       name: 'yardlab:jobs'
     });
-  }
-
-  /** Emitted whenever the applications, the error or a kill in flight change. */
-  get changed(): ISignal<this, void> {
-    return this._changed;
+    this._fetchApps = options.fetchApps;
+    this._killApp = options.killApp;
   }
 
   /** All of the user's applications, as last reported (newest first). */
@@ -54,41 +45,9 @@ export class JobsModel implements IDisposable {
     return this._apps.filter(app => FINAL_STATES.has(app.state));
   }
 
-  /** Whether the first reply has arrived. */
-  get loaded(): boolean {
-    return this._loaded;
-  }
-
-  /** The message of the last failed request, or `null` if it succeeded. */
-  get error(): string | null {
-    return this._error;
-  }
-
   /** The ETag of the last reply, sent as `If-None-Match` with the next request. */
   get etag(): string | null {
     return this._etag;
-  }
-
-  /** The poll behind the model (its state shows the current interval and phase). */
-  get poll(): Poll {
-    return this._poll;
-  }
-
-  /**
-   * Whether the panel showing the model is visible; the poll stands by while it is not,
-   * and asks at once when it becomes visible again.
-   */
-  get visible(): boolean {
-    return this._visible;
-  }
-  set visible(visible: boolean) {
-    if (visible === this._visible) {
-      return;
-    }
-    this._visible = visible;
-    if (visible) {
-      void this.refresh();
-    }
   }
 
   /** Whether a kill of the application is in flight. */
@@ -105,18 +64,6 @@ export class JobsModel implements IDisposable {
       vcores += app.allocatedVCores;
     }
     return { memoryMB, vcores };
-  }
-
-  get isDisposed(): boolean {
-    return this._poll.isDisposed;
-  }
-
-  /**
-   * Ask for the applications now; resolves once the reply is in (errors are kept in `error`).
-   */
-  async refresh(): Promise<void> {
-    await this._poll.refresh();
-    await this._poll.tick.catch(() => undefined);
   }
 
   /**
@@ -140,21 +87,12 @@ export class JobsModel implements IDisposable {
     }
   }
 
-  dispose(): void {
-    if (this.isDisposed) {
-      return;
-    }
-    this._poll.dispose();
-    Signal.clearData(this);
-  }
-
-  private async _update(): Promise<void> {
+  protected async _update(): Promise<void> {
     let reply: IConditionalReply<IAppsReply>;
     try {
       reply = await this._fetchApps(this._etag);
     } catch (reason) {
-      this._error = reason instanceof Error ? reason.message : String(reason);
-      this._changed.emit();
+      this._fail(reason);
       throw reason; // a rejected tick makes the poll back off
     }
     if (this.isDisposed) {
@@ -176,14 +114,9 @@ export class JobsModel implements IDisposable {
 
   private _fetchApps: JobsModel.IOptions['fetchApps'];
   private _killApp: JobsModel.IOptions['killApp'];
-  private _poll: Poll;
   private _apps: IApp[] = [];
   private _etag: string | null = null;
-  private _loaded = false;
-  private _error: string | null = null;
-  private _visible = true;
   private _killing = new Set<string>();
-  private _changed = new Signal<this, void>(this);
 }
 
 /**
