@@ -133,6 +133,8 @@ class EdgeApp(Application):
 
     async def serve(self) -> None:
         app = self.make_app()
+        # unfinished builds are queued again (and leftovers removed) before any request can add one
+        await self.environments.start()
         server = HTTPServer(app, max_body_size=self.max_body_size, xheaders=False)
         server.listen(self.port, self.ip)
         assert self.snapshot is not None
@@ -140,7 +142,6 @@ class EdgeApp(Application):
         await self.gateway.start()
         if self.gateway.enabled:
             self.reaper.start()
-        await self.environments.start()
         self.log.info("yardlab edge %s listening on http://%s:%d%s (RM: %s)", self.version, self.ip, self.port,
                       self.base_url, ", ".join(self.rm.urls if self.rm else []))
         stop = asyncio.Event()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
 from typing import Any
 
 from .client import EdgeAPIError, EdgeClient
@@ -117,7 +118,15 @@ def follow(client: EdgeClient, owner: str, name: str, out=sys.stderr) -> dict:  
                 final = data
             elif event == "deleted":
                 raise EdgeAPIError(404, f"{owner}/{name} was deleted during its build")
-    return final or client.environment(owner, name)
+        while final is None:  # the stream ended early (an edge restart): the build goes on, keep asking
+            env = client.environment(owner, name)
+            bar.set_description_str(env["phase"])
+            bar.update(max(0, env["progress"] - bar.n))
+            if env["status"] in ("ready", "failed"):
+                final = env
+            else:
+                time.sleep(1)
+    return final
 
 
 def run(client: EdgeClient, args: argparse.Namespace) -> tuple[Any, str, int]:

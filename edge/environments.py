@@ -29,6 +29,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import sys
 import time
 from dataclasses import asdict
@@ -51,15 +52,23 @@ from .snapshot import AppSnapshot
 from .storage import HDFSStorage
 from .utils import now
 
-NAME = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
-OWNER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
-QUEUE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$")
+NAME = re.compile(r"[a-z][a-z0-9-]{0,39}")  # always used with fullmatch
+QUEUE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")
+#: pip "requirements" that are really local archives (uv would look for them in its working folder)
+LOCAL_ARCHIVE = re.compile(r"\.(whl|tar\.gz|tgz|tar\.bz2|tar\.xz|zip|egg)\s*$", re.IGNORECASE)
+#: credentials in URLs (user:password@, conda's /t/<token>/), never shown in logs or messages
+SECRET_IN_URL = re.compile(r"(://)[^/@\s]+@|(/t/)[^/\s]+")
+#: what build commands inherit from the edge's environment (nothing else: no tokens, no config paths)
+BUILD_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+                  "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: bumped whenever the way an archive is built changes, so old archives are not reused
 BUILDER_VERSION = "1"
 #: phase -> percent done when the phase starts
 PHASES = {"queued": 0, "resolving": 5, "installing": 20, "packing": 55, "uploading": 80, "kernelspec": 95,
           "ready": 100}
+DEFAULT_LIMITS = {"driver_memory_mb": 4096, "driver_cores": 2, "executor_memory_mb": 4096, "executor_cores": 2,
+                  "executor_instances": 4, "max_executors": 8}
 RESOURCE_KEYS = ("driver_memory_mb", "driver_cores", "executor_memory_mb", "executor_cores",
                  "executor_instances", "dynamic_allocation", "queue")
 
@@ -109,16 +118,31 @@ class ResolutionRecord(Base):
     resolved: Mapped[float] = mapped_column(Float)
 
 
+def redact(text: str) -> str:
+    """``text`` with credentials in URLs replaced by ***."""
+    return SECRET_IN_URL.sub(lambda m: (m.group(1) or m.group(2)) + "***" + ("@" if m.group(1) else ""), text)
+
+
+def valid_owner(owner: str) -> bool:
+    """Any hub user name that can stand in a URL path segment."""
+    return 0 < len(owner) <= 128 and not CONTROL.search(owner) and "/" not in owner
+
+
 def _iso(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts)) if ts else None
 
 
 def kernel_name_for(owner: str, name: str) -> str:
-    """The kernelspec name: readable, and unique even when the owner's name needs cleaning."""
+    """The kernelspec name ``yl-<owner>.<name>``: readable, and never the same for two environments.
+
+    Environment names hold no '.', so the last '.' separates the name; an owner name outside
+    [a-z0-9-] is cleaned and followed by a '.' and a hash of the real name (a clean owner name has no
+    '.', so the two forms cannot meet).
+    """
+    if re.fullmatch(r"[a-z0-9-]{1,60}", owner):
+        return f"yl-{owner}.{name}"
     safe = re.sub(r"[^a-z0-9-]", "-", owner.lower())[:40]
-    if safe != owner:
-        safe += "-" + hashlib.sha256(owner.encode()).hexdigest()[:6]
-    return f"yl-{safe}-{name}"
+    return f"yl-{safe}.{hashlib.sha256(owner.encode()).hexdigest()[:12]}.{name}"
 
 
 class LogSink:
@@ -186,9 +210,8 @@ class EnvironmentService(LoggingConfigurable):
     max_packages = IntegerT(50, help="Pip requirements (and, separately, conda specs) per environment.").tag(config=True)
     max_spec_length = IntegerT(200, help="Longest requirement or match spec, in characters.").tag(config=True)
     limits = Dict(
-        {"driver_memory_mb": 4096, "driver_cores": 2, "executor_memory_mb": 4096, "executor_cores": 2,
-         "executor_instances": 4, "max_executors": 8},
-        help="Largest resources an environment may ask for (memory in MB).",
+        DEFAULT_LIMITS, help="Largest resources an environment may ask for (memory in MB); keys left out keep "
+                             "their defaults.",
     ).tag(config=True)
     defaults = Dict(
         {"driver_memory_mb": 1024, "driver_cores": 1, "executor_memory_mb": 1024, "executor_cores": 1,
@@ -203,11 +226,13 @@ class EnvironmentService(LoggingConfigurable):
         Dict(), [],
         help="Shared environments the edge makes sure exist (owner 'yardlab'): dicts like a POST body.",
     ).tag(config=True)
+    heartbeat = FloatT(15.0, help="Seconds between keep-alive comments on an idle event stream.").tag(config=True)
     predefined_owner = Unicode("yardlab", help="Owner shown for the predefined environments.").tag(config=True)
 
     def __init__(self, ledger: KernelLedger, storage: HDFSStorage, snapshot: AppSnapshot, audit: AuditLog,
                  kernels_dir: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.ledger = ledger
         self.engine = ledger.engine
         Base.metadata.create_all(self.engine)
         self.storage = storage
@@ -216,6 +241,8 @@ class EnvironmentService(LoggingConfigurable):
         self.kernels_dir = Path(kernels_dir) if kernels_dir else None
         self.root = Path(self.builds_dir).absolute()
         self.queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self.pending: set[tuple[str, str]] = set()  # keys in the queue (each at most once)
+        self._archive_locks: dict[str, asyncio.Lock] = {}
         self.workers: list[asyncio.Task] = []
         self.running: dict[tuple[str, str], asyncio.Task] = {}
         self.sinks: dict[tuple[str, str], LogSink] = {}
@@ -249,7 +276,7 @@ class EnvironmentService(LoggingConfigurable):
         for key in keys:
             self.log.info("environment %s/%s: build interrupted by a restart, queued again", *key)
             self._sink(key).line("--- the edge restarted during this build; building again ---")
-            self.queue.put_nowait(key)
+            self._enqueue(key)
         self.workers = [asyncio.create_task(self._worker()) for _ in range(max(1, self.max_concurrent_builds))]
         await self._ensure_predefined()
 
@@ -261,6 +288,15 @@ class EnvironmentService(LoggingConfigurable):
             sink.close()
         self.sinks.clear()
 
+    def _enqueue(self, key: tuple[str, str]) -> None:
+        if key not in self.pending:
+            self.pending.add(key)
+            self.queue.put_nowait(key)
+
+    def _archive_lock(self, sha: str) -> asyncio.Lock:
+        """Held while an archive is claimed and checked by a build, or checked and removed by a delete."""
+        return self._archive_locks.setdefault(sha, asyncio.Lock())
+
     async def _remove_hdfs_temporaries(self) -> None:
         try:
             names = await self.storage.call(None, self.hdfs_dir, "list", self.hdfs_dir)
@@ -270,13 +306,21 @@ class EnvironmentService(LoggingConfigurable):
             if name.startswith("."):
                 path = f"{self.hdfs_dir}/{name}"
                 self.log.info("removing the unfinished upload %s", path)
-                await self.storage.call(None, path, "delete", path)
+                try:
+                    await self.storage.call(None, path, "delete", path)
+                except PublicError as e:
+                    self.log.warning("could not remove %s: %s", path, e)
 
     async def _ensure_predefined(self) -> None:
         owner = Identity(name=self.predefined_owner, admin=True)
         for body in self.predefined:
             name = body.get("name", "")
-            if self.get_record(owner.name, name) is not None:
+            existing = self.get_record(owner.name, name)
+            if existing is not None:
+                if existing["status"] == "failed":  # e.g. the index was unreachable at the first start
+                    self._update((owner.name, name), status="queued", phase="queued", progress=0, error=None)
+                    self._sink((owner.name, name)).line("--- failed before: building again at this start ---")
+                    self._enqueue((owner.name, name))
                 continue
             try:
                 await self.create(owner, {**body, "visibility": "shared"})
@@ -307,7 +351,7 @@ class EnvironmentService(LoggingConfigurable):
             raise FieldError(f"resources.{sorted(unknown)[0][:40]}",
                              f"unknown resource setting {sorted(unknown)[0][:40]!r}; use {', '.join(RESOURCE_KEYS)}")
         res = {**self.defaults, **(base or {}), **raw}
-        lim = self.limits
+        lim = {**DEFAULT_LIMITS, **self.limits}
 
         def number(key: str, low: int, high: int, unit: str = "") -> int:
             value = res.get(key)
@@ -337,7 +381,7 @@ class EnvironmentService(LoggingConfigurable):
                                  f"dynamic allocation needs whole numbers 0 <= min <= max <= {top}")
             out["dynamic_allocation"] = {"min": lo, "max": hi}
         queue = res.get("queue")
-        if not isinstance(queue, str) or not QUEUE.match(queue):
+        if not isinstance(queue, str) or not QUEUE.fullmatch(queue):
             raise FieldError("resources.queue", "queue must be a queue name such as default")
         known = self._known_queues()
         if known and queue not in known:
@@ -375,6 +419,9 @@ class EnvironmentService(LoggingConfigurable):
             if re.match(r"^(\.{1,2}[/\\]|[/\\~]|[A-Za-z][A-Za-z0-9+.-]*://|git\+)", spec):
                 raise FieldError(field, f"{shown!r}: URLs, VCS links and local paths are not allowed; "
                                         "name a package from the index")
+            if LOCAL_ARCHIVE.search(spec):
+                raise FieldError(field, f"{shown!r}: URLs, VCS links and local paths are not allowed; "
+                                        "name a package from the index")
             try:
                 req = Requirement(spec)
             except InvalidRequirement as e:
@@ -399,10 +446,10 @@ class EnvironmentService(LoggingConfigurable):
             raise FieldError("packages.conda", "this site has no conda channels configured; use pip packages")
         if len(raw) > self.max_packages:
             raise FieldError("packages.conda", f"at most {self.max_packages} conda specs per environment")
-        from rattler import MatchSpec
+        from rattler import Channel, MatchSpec
 
-        allowed = {c.rstrip("/") for c in self.conda_channels} | {c.rstrip("/").rsplit("/", 1)[-1]
-                                                                  for c in self.conda_channels}
+        allowed = {Channel(c).base_url for c in self.conda_channels}
+        shown_channels = ", ".join(redact(c) for c in self.conda_channels)
         out: list[str] = []
         seen: set[str] = set()
         for i, spec in enumerate(raw):
@@ -415,11 +462,7 @@ class EnvironmentService(LoggingConfigurable):
                 raise FieldError(field, f"{shown!r} is longer than {self.max_spec_length} characters")
             if CONTROL.search(spec) or spec.startswith("-"):
                 raise FieldError(field, f"{shown!r} is not a conda match spec")
-            channel, sep, rest = spec.rpartition("::")
-            if sep:
-                if channel.rstrip("/") not in allowed:
-                    raise FieldError(field, f"{shown!r}: channel {channel[:60]!r} is not one of this site's "
-                                            f"channels ({', '.join(self.conda_channels)})")
+            _channel, _sep, rest = spec.rpartition("::")
             if re.match(r"^(\.{1,2}[/\\]|[/\\~]|[A-Za-z][A-Za-z0-9+.-]*://)", rest):
                 raise FieldError(field, f"{shown!r}: URLs and local paths are not allowed; name a package")
             try:
@@ -427,7 +470,10 @@ class EnvironmentService(LoggingConfigurable):
             except Exception as e:  # noqa: BLE001 - rattler's own error types
                 first = str(e).splitlines()[0][:160]
                 raise FieldError(field, f"{shown!r} is not a conda match spec: {first}") from e
-            if "/" in rest or "\\" in rest or ("://" in spec and not sep):
+            if ms.channel is not None and ms.channel.base_url not in allowed:
+                raise FieldError(field, f"{redact(shown)!r}: channel {redact(ms.channel.base_url)[:80]!r} is not "
+                                        f"one of this site's channels ({shown_channels})")
+            if "/" in rest or "\\" in rest or ("://" in spec and not _sep):
                 raise FieldError(field, f"{shown!r}: URLs and local paths are not allowed; name a package")
             name = getattr(ms.name, "normalized", None) or str(ms.name)
             if name in seen:
@@ -445,7 +491,7 @@ class EnvironmentService(LoggingConfigurable):
             key = sorted(unknown)[0][:40]
             raise FieldError(key, f"unknown field {key!r}")
         name = body.get("name")
-        if not isinstance(name, str) or not NAME.match(name):
+        if not isinstance(name, str) or not NAME.fullmatch(name):
             raise FieldError("name", "name must start with a lower-case letter and hold only a-z, 0-9 and '-', "
                                      "at most 40 characters (like spark-pandas)")
         display = body.get("display_name") or name
@@ -469,7 +515,8 @@ class EnvironmentService(LoggingConfigurable):
 
     @staticmethod
     def _display_name(value: Any) -> str:
-        if not isinstance(value, str) or not value.strip() or len(value) > 100 or CONTROL.search(value):
+        if (not isinstance(value, str) or not value.strip() or len(value) > 100 or CONTROL.search(value)
+                or any("\ud800" <= ch <= "\udfff" for ch in value)):
             raise FieldError("display_name", "display_name must be text of 1 to 100 characters")
         return value.strip()
 
@@ -493,7 +540,11 @@ class EnvironmentService(LoggingConfigurable):
     def _view(self, who: Identity, env: dict) -> dict:
         sha = env.pop("archive", None)
         env["archive"] = f"{self.archive_uri_prefix}{self.hdfs_dir}/{sha}.tar.gz" if sha else None
-        env["can_edit"] = env["owner"] == who.name or (who.admin and env["visibility"] == "shared")
+        try:
+            self._may_edit(who, env)
+            env["can_edit"] = True
+        except PublicError:
+            env["can_edit"] = False
         return env
 
     def _update(self, key: tuple[str, str], **fields: Any) -> dict | None:
@@ -542,7 +593,7 @@ class EnvironmentService(LoggingConfigurable):
             return [self._view(who, self._json(r)) for r in s.scalars(q)]
 
     def find(self, who: Identity, owner: str, name: str) -> dict:
-        if not OWNER.match(owner or "") or not NAME.match(name or ""):
+        if not valid_owner(owner or "") or not NAME.fullmatch(name or ""):
             raise PublicError(404, "no such environment")
         env = self.get_record(owner, name)
         if env is None or not self.visible(who, env):
@@ -585,17 +636,21 @@ class EnvironmentService(LoggingConfigurable):
             s.add(EnvironmentRecord(
                 owner=owner, name=req["name"], display_name=req["display_name"], kind=req["kind"],
                 resources=json.dumps(req["resources"]), packages=json.dumps(req["packages"]),
-                visibility=req["visibility"], status="queued", phase="queued", progress=0, created=t, updated=t))
+                visibility=req["visibility"], status="queued", phase="queued", progress=0, created=t, updated=t,
+                kernel_name=kernel_name_for(owner, req["name"])))
         self.log_path(key).unlink(missing_ok=True)
         self.audit.record("environment.create", who.name, "queued", environment=f"{owner}/{req['name']}",
                           packages=req["packages"], resources=req["resources"])
         self._sink(key).line(f"queued by {who.name}: {req['kind']}, pip {req['packages']['pip'] or '-'}, "
                              f"conda {req['packages']['conda'] or '-'}")
-        self.queue.put_nowait(key)
+        self._enqueue(key)
         return self._view(who, self.get_record(*key) or {})
 
     def _may_edit(self, who: Identity, env: dict) -> None:
-        if env["owner"] == who.name or (who.admin and env["visibility"] == "shared"):
+        if env["owner"] == self.predefined_owner and env["visibility"] == "shared":
+            if who.admin:  # the shipped ones: not a user who happens to be called like their owner
+                return
+        elif env["owner"] == who.name or (who.admin and env["visibility"] == "shared"):
             return
         raise PublicError(403, f"only {env['owner']} (or an admin, for shared ones) may change {env['owner']}/"
                                f"{env['name']}")
@@ -626,27 +681,38 @@ class EnvironmentService(LoggingConfigurable):
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        if self.kernels_dir is not None:
-            shutil.rmtree(self.kernels_dir / kernel_name_for(owner, name), ignore_errors=True)
         with Session(self.engine) as s, s.begin():
             rec = s.get(EnvironmentRecord, key)
+            spec_name = (rec.kernel_name if rec is not None else None) or kernel_name_for(owner, name)
             if rec is not None:
                 s.delete(rec)
+        if self.kernels_dir is not None:
+            shutil.rmtree(self.kernels_dir / spec_name, ignore_errors=True)
         sink = self.sinks.pop(key, None)
         if sink:
             sink.close()
         self.log_path(key).unlink(missing_ok=True)
         self._emit(key, "deleted", {})
-        if env.get("archive") and not self._archive_in_use(env["archive"]):
-            path = f"{self.hdfs_dir}/{env['archive']}.tar.gz"
+        if env.get("archive"):
+            await self._remove_archive_if_unused(env["archive"], f"{owner}/{name}")
+        self.audit.record("environment.delete", who.name, "done", environment=f"{owner}/{name}")
+
+    async def _remove_archive_if_unused(self, sha: str, environment: str) -> None:
+        """Remove an archive no environment claims and no live kernel of ``environment`` runs on."""
+        async with self._archive_lock(sha):
+            if self._archive_in_use(sha):
+                return
+            if any(k.get("environment") == environment for k in self.ledger.live()):
+                self.log.info("keeping archive %s: kernels of %s still run on it", sha, environment)
+                return
+            with Session(self.engine) as s, s.begin():
+                for r in s.scalars(select(ResolutionRecord).where(ResolutionRecord.archive == sha)):
+                    s.delete(r)
+            path = f"{self.hdfs_dir}/{sha}.tar.gz"
             try:
                 await self.storage.call(None, path, "delete", path)
             except PublicError as e:
                 self.log.warning("could not remove the unused archive %s: %s", path, e)
-            with Session(self.engine) as s, s.begin():
-                for r in s.scalars(select(ResolutionRecord).where(ResolutionRecord.archive == env["archive"])):
-                    s.delete(r)
-        self.audit.record("environment.delete", who.name, "done", environment=f"{owner}/{name}")
 
     def _archive_in_use(self, sha: str) -> bool:
         with Session(self.engine) as s:
@@ -664,7 +730,11 @@ class EnvironmentService(LoggingConfigurable):
             for line in self.log_tail(key, 200):
                 yield "log", {"line": line}
             while env["status"] in ("queued", "building"):
-                ev, data = await q.get()
+                try:
+                    ev, data = await asyncio.wait_for(q.get(), self.heartbeat)
+                except asyncio.TimeoutError:
+                    yield "ping", {}  # a gone client shows up on this write, and its listener goes
+                    continue
                 if ev == "deleted":
                     yield "deleted", {}
                     return
@@ -681,8 +751,14 @@ class EnvironmentService(LoggingConfigurable):
     async def _worker(self) -> None:
         while True:
             key = await self.queue.get()
-            if self.get_record(*key) is None:
-                continue  # deleted while queued
+            self.pending.discard(key)
+            try:
+                env = self.get_record(*key)
+            except Exception:  # noqa: BLE001 - a database hiccup must not end the worker
+                self.log.exception("environment %s/%s: could not read its record", *key)
+                continue
+            if env is None or env["status"] != "queued" or key in self.running:
+                continue  # deleted while queued, or already being built
             task = asyncio.create_task(self._build(key))
             self.running[key] = task
             try:
@@ -696,38 +772,45 @@ class EnvironmentService(LoggingConfigurable):
             except asyncio.CancelledError:
                 task.cancel()
                 raise
+            except Exception:  # noqa: BLE001 - keep the worker alive whatever one build did
+                self.log.exception("environment %s/%s: the build worker failed", *key)
             finally:
-                self.running.pop(key, None)
+                if self.running.get(key) is task:
+                    self.running.pop(key, None)
 
     def _phase(self, key: tuple[str, str], phase: str) -> None:
         self._update(key, status="building", phase=phase, progress=PHASES[phase])
         self._sink(key).line(f"== {phase}")
 
     def _fail(self, key: tuple[str, str], message: str) -> None:
+        message = redact(message)
         self._sink(key).line(f"FAILED: {message}")
-        self._update(key, status="failed", phase="failed", error=message, kernel_name=None)
+        self._update(key, status="failed", phase="failed", error=message, archive=None)
 
     async def _run(self, key: tuple[str, str], argv: list[str], cwd: Path, what: str) -> None:
         """Run one build command, its output into the build log; BuildError when it fails."""
         sink = self._sink(key)
-        sink.line("$ " + " ".join(argv))
-        env = {**os.environ, "UV_CACHE_DIR": str(self.root / "cache" / "uv"), "NO_COLOR": "1",
-               "UV_NO_PROGRESS": "1", "VIRTUAL_ENV": ""}
-        env.pop("VIRTUAL_ENV")
+        sink.line("$ " + redact(" ".join(argv)))
+        # only what a build needs from the edge's environment: no hub tokens, no config paths
+        env = {k: v for k, v in os.environ.items() if k in BUILD_ENV_KEYS}
+        env.update({"UV_CACHE_DIR": str(self.root / "cache" / "uv"), "NO_COLOR": "1", "UV_NO_PROGRESS": "1"})
         proc = await asyncio.create_subprocess_exec(*argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
-                                                    stdout=asyncio.subprocess.PIPE,
+                                                    stdout=asyncio.subprocess.PIPE, limit=1024 * 1024,
                                                     stderr=asyncio.subprocess.STDOUT, start_new_session=True)
         tail: list[str] = []
         try:
             assert proc.stdout is not None
             async for raw in proc.stdout:
-                line = raw.decode("utf-8", "replace").rstrip()
+                line = redact(raw.decode("utf-8", "replace").rstrip())
                 sink.line(line)
                 tail = (tail + [line])[-5:]
             code = await proc.wait()
-        except asyncio.CancelledError:
-            if proc.returncode is None:
-                proc.kill()
+        except BaseException:
+            if proc.returncode is None:  # its whole session: uv's own children too
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
                 await proc.wait()
             raise
         if code != 0:
@@ -767,26 +850,26 @@ class EnvironmentService(LoggingConfigurable):
             self._phase(key, "resolving")
             request_key = self._request_key(env)
             sha = await self._reusable(request_key)
-            if sha:
+            if sha and await self._claim(key, sha):
                 sink.line(f"same request as one resolved in the last {self.resolution_ttl:.0f} s: "
                           f"reusing archive {sha}")
             else:
                 sha, records = await self._resolve(key, env, work)
-                if await self._archive_exists(sha):
+                if await self._claim(key, sha):
                     sink.line(f"the resolved environment is already packed: reusing archive {sha}")
                 else:
                     self._phase(key, "installing")
                     prefix = work / "env"
                     await self._run(key, [self.uv, "venv", "--quiet", "--python", self.python, str(prefix)], work,
                                     "creating the virtualenv")
-                    await self._run(key, [self.uv, "pip", "sync", "--python", str(prefix / "bin" / "python"),
+                    await self._run(key, [self.uv, "pip", "sync", "--no-build", "--python", str(prefix / "bin" / "python"),
                                           *self._index_args(), str(work / "lock.txt")], work,
                                     "installing the pip packages")
                     if records:
                         await self._install_conda(key, records, prefix)
                     self._phase(key, "packing")
                     archive = work / "env.tar.gz"
-                    await asyncio.to_thread(self._pack, prefix, archive)
+                    await _finish_even_if_cancelled(asyncio.to_thread(self._pack, prefix, archive))
                     sink.line(f"packed {archive.stat().st_size / 1e6:.1f} MB")
                     self._phase(key, "uploading")
                     tmp_upload = f"{self.hdfs_dir}/.{sha}.{secrets.token_hex(4)}.tmp"
@@ -795,8 +878,9 @@ class EnvironmentService(LoggingConfigurable):
                 with Session(self.engine) as s, s.begin():
                     s.merge(ResolutionRecord(request_key=request_key, archive=sha, resolved=now()))
             self._phase(key, "kernelspec")
-            data = self._update(key, archive=sha)
-            assert data is not None
+            data = self.get_record(*key)
+            if data is None:
+                return  # deleted meanwhile
             name = self._write_kernelspec(data)
             seconds = round(time.monotonic() - started, 2)
             sink.line(f"ready in {seconds} s: kernel {name}")
@@ -819,6 +903,15 @@ class EnvironmentService(LoggingConfigurable):
                     await self.storage.call(None, tmp_upload, "delete", tmp_upload)
                 except PublicError:
                     pass
+            sink = self.sinks.pop(key, None)
+            if sink is not None:
+                sink.close()
+
+    async def _claim(self, key: tuple[str, str], sha: str) -> bool:
+        """Mark the archive as this environment's (so no delete removes it), then say whether it exists."""
+        async with self._archive_lock(sha):
+            self._update(key, archive=sha)
+            return await self._archive_exists(sha)
 
     async def _reusable(self, request_key: str) -> str | None:
         with Session(self.engine) as s:
@@ -835,7 +928,7 @@ class EnvironmentService(LoggingConfigurable):
         """Pin the pip requirements and solve the conda specs; the sha256 of the result names the archive."""
         reqs = work / "requirements.in"
         reqs.write_text("".join(f"{r}\n" for r in [*self.launcher_requirements, *env["packages"]["pip"]]))
-        await self._run(key, [self.uv, "pip", "compile", "--quiet", "--no-header", "--no-annotate",
+        await self._run(key, [self.uv, "pip", "compile", "--quiet", "--no-header", "--no-annotate", "--no-build",
                               "--python", self.python, *self._index_args(), str(reqs), "-o", str(work / "lock.txt")],
                         work, "resolving the pip requirements")
         lock = (work / "lock.txt").read_text()
@@ -885,7 +978,8 @@ class EnvironmentService(LoggingConfigurable):
         if st is None:
             await self.storage.call(None, self.hdfs_dir, "makedirs", self.hdfs_dir, permission="755")
             await self.storage.call(None, self.hdfs_dir, "set_permission", self.hdfs_dir, permission="755")
-        await self.storage.call(None, tmp, "upload", tmp, str(archive), overwrite=True, permission="644")
+        await _finish_even_if_cancelled(
+            self.storage.call(None, tmp, "upload", tmp, str(archive), overwrite=True, permission="644"))
         try:
             await self.storage.call(None, tmp, "rename", tmp, final)
         except PublicError:
@@ -921,12 +1015,25 @@ class EnvironmentService(LoggingConfigurable):
 
     def _write_kernelspec(self, env: dict) -> str:
         assert self.kernels_dir is not None
-        name = kernel_name_for(env["owner"], env["name"])
+        with Session(self.engine) as s:
+            rec = s.get(EnvironmentRecord, (env["owner"], env["name"]))
+            name = (rec.kernel_name if rec is not None else None) or kernel_name_for(env["owner"], env["name"])
         write_kernelspec(self.kernels_dir, self.site, KernelSpecRequest(
             name=name, display_name=env["display_name"], kind=env["kind"],
             environment=f"{env['owner']}/{env['name']}", spark_conf=self.spark_conf(env),
             visibility=env["visibility"], owner=env["owner"]))
         return name
+
+
+async def _finish_even_if_cancelled(work: Any) -> Any:
+    """Await ``work`` (a thread's job); if cancelled meanwhile, let the thread finish before going on,
+    so the clean-up that follows does not race it (a thread cannot be stopped)."""
+    fut = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        await asyncio.gather(fut, return_exceptions=True)
+        raise
 
 
 def site_dict(site: KernelSite) -> dict:

@@ -264,7 +264,7 @@ class KernelService:
         return {"default": default_name, "kernelspecs": specs}
 
     async def kernelspec(self, who: Identity, name: str) -> dict:
-        if not SPEC_NAME.match(name):
+        if not SPEC_NAME.fullmatch(name):
             raise PublicError(400, "that is not a kernelspec name")
         specs = (await self.kernelspecs(who))["kernelspecs"]
         if name not in specs:
@@ -273,7 +273,7 @@ class KernelService:
 
     # -- kernels -------------------------------------------------------------------------------------------
     def check_kernel(self, who: Identity, kernel_id: str, admin_ok: bool = False) -> dict:
-        if not KERNEL_ID.match(kernel_id):
+        if not KERNEL_ID.fullmatch(kernel_id):
             raise PublicError(400, "that is not a kernel id")
         rec = self.ledger.get(kernel_id)
         if rec is None or rec["state"] == "ended":

@@ -117,7 +117,7 @@ class AuthenticatedHandler(BaseHandler):
 
 
 def valid_app_id(app_id: str) -> str:
-    if len(app_id) > 64 or not APP_ID.match(app_id):
+    if len(app_id) > 64 or not APP_ID.fullmatch(app_id):
         shown = app_id[:40] + ("…" if len(app_id) > 40 else "")
         raise PublicError(400, f"{shown!r} is not a YARN application id (like application_1700000000000_0001)")
     return app_id
@@ -186,7 +186,7 @@ class AppsHandler(AuthenticatedHandler):
             raise PublicError(403, "only yardlab admins may list other users' applications")
         elif scope in ("*", "all"):
             user = None
-        elif USER_NAME.match(scope):
+        elif USER_NAME.fullmatch(scope):
             user = scope
         else:
             raise PublicError(400, "`user` must be a user name, or * for everyone")
@@ -198,7 +198,7 @@ class AppsHandler(AuthenticatedHandler):
             if unknown:
                 raise PublicError(400, f"unknown state {sorted(unknown)[0][:30]!r}; use {', '.join(ALL_STATES)}")
         queue = self.arg("queue", 255)
-        if queue and not QUEUE_NAME.match(queue):
+        if queue and not QUEUE_NAME.fullmatch(queue):
             raise PublicError(400, "`queue` must be a queue name such as default or root.interactive")
         search = self.arg("search", 200)
         limit_arg = self.arg("limit", 10)
@@ -383,9 +383,13 @@ class EnvironmentBase(AuthenticatedHandler):
         if not self.request.body:
             raise PublicError(400, "a JSON body is required")
         try:
-            return json.loads(self.request.body)
-        except (ValueError, UnicodeDecodeError) as e:
+            body = json.loads(self.request.body)
+            json.dumps(body, ensure_ascii=False).encode("utf-8")  # lone surrogates (\ud800) cannot be stored
+        except (ValueError, UnicodeError) as e:
             raise PublicError(400, f"the body is not valid JSON: {str(e)[:120]}") from e
+        except RecursionError as e:
+            raise PublicError(400, "the body is nested too deeply") from e
+        return body
 
 
 class EnvironmentsHandler(EnvironmentBase):
@@ -445,14 +449,17 @@ class EnvironmentEventsHandler(EnvironmentBase):
             await self._send(*first)
             async for event, data in events:
                 await self._send(event, data)
-        except (StreamClosedError, asyncio.CancelledError):
+        except StreamClosedError:
             return
         finally:
             await events.aclose()
         self.finish()
 
     async def _send(self, event: str, data: dict) -> None:
-        self.write(f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n")
+        if event == "ping":
+            self.write(": ping\n\n")  # a comment: keeps proxies from closing an idle stream
+        else:
+            self.write(f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n")
         await self.flush()
 
 

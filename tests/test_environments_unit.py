@@ -45,7 +45,8 @@ def test_a_good_request_is_normalised_with_site_defaults(svc):
     assert req["visibility"] == "personal" and req["display_name"] == "tab"
 
 
-@pytest.mark.parametrize("name", ["Tab", "1tab", "tab_x", "../x", "a" * 41, "", "tab/../../etc", None, 7])
+@pytest.mark.parametrize("name", ["Tab", "1tab", "tab_x", "../x", "a" * 41, "", "tab/../../etc", None, 7, "tab\n",
+                                  "tab.x"])
 def test_bad_names_are_refused(svc, name):
     err = refused(svc, ALICE, body(name=name))
     assert err.status == 400 and err.field == "name"
@@ -67,6 +68,8 @@ def test_bad_names_are_refused(svc, name):
     ("tabulate $(id)", "PEP 508"),
     ("tabulate\n--index-url http://evil.example", "control character"),
     ("x" * 300, "longer than"),
+    ("foo.tar.gz", "local paths"),
+    ("x-1.0-py3-none-any.whl", "local paths"),
 ])
 def test_pip_injection_and_non_index_sources_are_refused(svc, spec, words):
     err = refused(svc, ALICE, body(packages={"pip": [spec]}))
@@ -82,6 +85,8 @@ def test_pip_duplicates_and_too_many_are_refused(svc):
 
 @pytest.mark.parametrize("spec,words", [
     ("conda-forge::numpy", "not one of this site's channels"),
+    ("local::numpy", "not one of this site's channels"),  # a short name means anaconda.org/local
+    ("numpy[channel=conda-forge]", "not one of this site's channels"),
     ("https://evil.example/channel::numpy", "not one of this site's channels"),
     ("/tmp/evil.tar.bz2", "URLs and local paths"),
     ("numpy; rm -rf /", "not a conda match spec"),
@@ -93,8 +98,8 @@ def test_conda_specs_from_other_channels_or_paths_are_refused(svc, spec, words):
 
 
 def test_conda_specs_of_the_configured_channel_pass(svc):
-    req = svc.parse_request(ALICE, body(packages={"conda": ["local::yardlab-hello>=1", "zlib 1.3.*"]}))
-    assert req["packages"]["conda"] == ["local::yardlab-hello>=1", "zlib 1.3.*"]
+    specs = ["file:///srv/conda/local::yardlab-hello>=1", "zlib 1.3.*"]
+    assert svc.parse_request(ALICE, body(packages={"conda": specs}))["packages"]["conda"] == specs
 
 
 def test_conda_is_refused_when_no_channel_is_configured(svc):
@@ -112,6 +117,7 @@ def test_conda_is_refused_when_no_channel_is_configured(svc):
     ({"dynamic_allocation": {"min": 0, "max": 99}}, "resources.dynamic_allocation"),
     ({"queue": "nope"}, "resources.queue"),
     ({"queue": "default; rm -rf /"}, "resources.queue"),
+    ({"queue": "default\n"}, "resources.queue"),
     ({"gpus": 4}, "resources.gpus"),
 ])
 def test_resources_outside_the_site_limits_are_refused(svc, resources, field):
@@ -138,6 +144,21 @@ def test_unknown_fields_and_non_objects_are_refused(svc):
     assert refused(svc, ALICE, ["tab"]).field is None
     assert refused(svc, ALICE, body(packages={"npm": ["x"]})).field == "packages"
     assert refused(svc, ALICE, body(display_name="x\u0000y")).field == "display_name"
+    assert refused(svc, ALICE, body(display_name="x\ud800y")).field == "display_name"
+
+
+def test_limits_an_operator_sets_in_part_keep_the_other_defaults(svc):
+    svc.limits = {"executor_memory_mb": 2048}
+    assert svc.parse_request(ALICE, body(resources={"driver_memory_mb": 4096}))["resources"]["driver_memory_mb"] == 4096
+    assert refused(svc, ALICE, body(resources={"executor_memory_mb": 4096})).field == "resources.executor_memory_mb"
+
+
+def test_credentials_in_urls_are_never_shown():
+    from yardlab.edge.environments import redact
+
+    assert redact("--index-url https://bob:s3cret@pypi.corp/simple") == "--index-url https://***@pypi.corp/simple"
+    assert redact("https://conda.corp/t/abc123/chan") == "https://conda.corp/t/***/chan"
+    assert redact("https://pypi.org/simple") == "https://pypi.org/simple"
 
 
 def test_spark_settings_carry_resources_queue_and_archive(svc):
@@ -158,6 +179,11 @@ def test_spark_settings_carry_resources_queue_and_archive(svc):
 
 
 def test_kernel_names_are_readable_and_unique():
-    assert kernel_name_for("alice", "tab") == "yl-alice-tab"
+    assert kernel_name_for("alice", "tab") == "yl-alice.tab"
+    # '-' may stand in owner and environment names: the separator must not
+    assert kernel_name_for("data", "team-etl") != kernel_name_for("data-team", "etl")
     assert kernel_name_for("a.b@x", "tab") != kernel_name_for("a-b-x", "tab")
     assert kernel_name_for("A", "tab") != kernel_name_for("a", "tab")
+    cleaned = kernel_name_for("a.b", "tab")  # yl-a-b.<hash>.tab: no clean owner name holds a '.'
+    safe_owner = cleaned[3:].rsplit(".", 1)[0]
+    assert kernel_name_for(safe_owner.replace(".", "-"), "tab") != cleaned

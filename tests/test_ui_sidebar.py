@@ -110,3 +110,48 @@ def test_guest_creates_an_environment_and_its_kernel_is_in_the_launcher(stack, p
         assert not [e for e in page.errors if "yardlab" in e.lower()]
     finally:
         guest("DELETE", f"/environments/guest/{name}")
+
+
+# the relative luminance of a CSS rgb()/rgba() colour (WCAG)
+LUMINANCE = """(el) => {
+  const lum = (css) => {
+    const [r, g, b] = css.match(/[\\d.]+/g).slice(0, 3).map(Number).map((v) => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  let bgEl = el;
+  while (bgEl && getComputedStyle(bgEl).backgroundColor.match(/rgba\\(.*, 0\\)$|transparent/)) {
+    bgEl = bgEl.parentElement;
+  }
+  return {text: lum(getComputedStyle(el).color), background: lum(getComputedStyle(bgEl).backgroundColor)};
+}"""
+
+
+def contrast(a: float, b: float) -> float:
+    hi, lo = max(a, b), min(a, b)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_the_sidebar_follows_the_dark_theme(stack, page, artifacts, yarn_app, fresh_guest_server):
+    """Theme variables only: in JupyterLab Dark the panel turns dark and its text stays readable."""
+    yarn_app("guest", name="dark-theme-job")
+    panel = open_side_panel(page, stack, "guest", "yardlab-sidebar")
+    heading = panel.get_by_text("Jobs", exact=True).first
+    job_name = panel.locator(".jp-yardlab-job-name").first
+    job_name.wait_for(timeout=60_000)
+    light = {"heading": heading.evaluate(LUMINANCE), "job": job_name.evaluate(LUMINANCE)}
+    try:
+        run_command(page, "Use Theme: JupyterLab Dark")
+        page.locator('body[data-jp-theme-light="false"]').wait_for(state="attached", timeout=30_000)
+        page.wait_for_timeout(500)  # the theme's stylesheet applies
+        dark = {"heading": heading.evaluate(LUMINANCE), "job": job_name.evaluate(LUMINANCE)}
+        page.screenshot(path=str(artifacts / "sidebar-dark-theme.png"))
+        for part in ("heading", "job"):
+            assert light[part]["background"] > 0.5 and dark[part]["background"] < 0.2, (part, light, dark)
+            assert dark[part]["text"] > light[part]["text"], (part, light, dark)
+            assert contrast(dark[part]["text"], dark[part]["background"]) >= 4.5, (part, dark)
+    finally:
+        run_command(page, "Use Theme: JupyterLab Light")
+        page.locator('body[data-jp-theme-light="true"]').wait_for(state="attached", timeout=30_000)
