@@ -51,6 +51,9 @@ def add_parser(sub: Any) -> None:
     create.add_argument("--queue")
     create.add_argument("--shared", action="store_true", help="for everyone (admins)")
     create.add_argument("--no-wait", action="store_true", help="return once the build is queued")
+    rebuild = verbs.add_parser("rebuild", help="resolve and build an environment again, following the build")
+    rebuild.add_argument("name", help="NAME (yours) or OWNER/NAME")
+    rebuild.add_argument("--no-wait", action="store_true", help="return once the build is queued")
     delete = verbs.add_parser("delete", help="delete an environment and its kernel")
     delete.add_argument("name", help="NAME (yours) or OWNER/NAME")
 
@@ -138,6 +141,12 @@ def run(client: EdgeClient, args: argparse.Namespace) -> tuple[Any, str, int]:
         owner, name = _split(client, args.name)
         env = client.environment(owner, name)
         return env, show_one(env, client.environment_log(owner, name) if args.log else None), 0
+    if args.verb == "rebuild":
+        owner, name = _split(client, args.name)
+        env = client.rebuild_environment(owner, name)
+        if args.no_wait:
+            return env, f"{owner}/{name} queued", 0
+        return _finish(client, follow(client, owner, name))
     if args.verb == "delete":
         owner, name = _split(client, args.name)
         client.delete_environment(owner, name)
@@ -155,7 +164,11 @@ def run(client: EdgeClient, args: argparse.Namespace) -> tuple[Any, str, int]:
     env = client.create_environment(spec)
     if args.no_wait:
         return env, f"{env['owner']}/{env['name']} queued", 0
-    env = follow(client, env["owner"], env["name"])
+    return _finish(client, follow(client, env["owner"], env["name"]))
+
+
+def _finish(client: EdgeClient, env: dict) -> tuple[Any, str, int]:
+    """The outcome of a build that was followed: the environment, and the log's end if it failed."""
     if env["status"] != "ready":
         log = client.environment_log(env["owner"], env["name"])
         return env, show_one(env, "\n".join(log.splitlines()[-20:])), 1

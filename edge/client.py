@@ -94,6 +94,9 @@ class EdgeClient:
     def update_environment(self, owner: str, name: str, changes: dict) -> dict:
         return self.request("PATCH", f"/environments/{quote(owner, safe='')}/{quote(name, safe='')}", body=changes)
 
+    def rebuild_environment(self, owner: str, name: str) -> dict:
+        return self.request("POST", f"/environments/{quote(owner, safe='')}/{quote(name, safe='')}/rebuild")
+
     def delete_environment(self, owner: str, name: str) -> None:
         self.request("DELETE", f"/environments/{quote(owner, safe='')}/{quote(name, safe='')}")
 

@@ -242,6 +242,7 @@ class EnvironmentService(LoggingConfigurable):
         self.root = Path(self.builds_dir).absolute()
         self.queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self.pending: set[tuple[str, str]] = set()  # keys in the queue (each at most once)
+        self.fresh: set[tuple[str, str]] = set()  # rebuilds: resolve again, whatever was resolved before
         self._archive_locks: dict[str, asyncio.Lock] = {}
         self.workers: list[asyncio.Task] = []
         self.running: dict[tuple[str, str], asyncio.Task] = {}
@@ -673,6 +674,22 @@ class EnvironmentService(LoggingConfigurable):
         self.audit.record("environment.update", who.name, "done", environment=f"{owner}/{name}", changes=body)
         return self._view(who, data)
 
+    async def rebuild(self, who: Identity, owner: str, name: str) -> dict:
+        """Resolve and build a failed or ready environment again (newer packages for unpinned specs)."""
+        env = self.find(who, owner, name)
+        self._may_edit(who, env)
+        key = (owner, name)
+        if env["status"] in ("queued", "building") or key in self.running:
+            raise PublicError(409, f"{owner}/{name} is being built already")
+        self.fresh.add(key)
+        self.log_path(key).unlink(missing_ok=True)
+        data = self._update(key, status="queued", phase="queued", progress=0, error=None)
+        assert data is not None
+        self._sink(key).line(f"rebuild asked by {who.name}")
+        self.audit.record("environment.rebuild", who.name, "queued", environment=f"{owner}/{name}")
+        self._enqueue(key)
+        return self._view(who, data)
+
     async def delete(self, who: Identity, owner: str, name: str) -> None:
         env = self.find(who, owner, name)
         self._may_edit(who, env)
@@ -786,6 +803,8 @@ class EnvironmentService(LoggingConfigurable):
         message = redact(message)
         self._sink(key).line(f"FAILED: {message}")
         self._update(key, status="failed", phase="failed", error=message, archive=None)
+        if self.kernels_dir is not None:  # a failed (re)build offers no kernel, not even the one before
+            shutil.rmtree(self.kernels_dir / self._spec_name(*key), ignore_errors=True)
 
     async def _run(self, key: tuple[str, str], argv: list[str], cwd: Path, what: str) -> None:
         """Run one build command, its output into the build log; BuildError when it fails."""
@@ -849,7 +868,8 @@ class EnvironmentService(LoggingConfigurable):
             work.mkdir(parents=True)
             self._phase(key, "resolving")
             request_key = self._request_key(env)
-            sha = await self._reusable(request_key)
+            sha = None if key in self.fresh else await self._reusable(request_key)
+            self.fresh.discard(key)
             if sha and await self._claim(key, sha):
                 sink.line(f"same request as one resolved in the last {self.resolution_ttl:.0f} s: "
                           f"reusing archive {sha}")
@@ -1013,11 +1033,15 @@ class EnvironmentService(LoggingConfigurable):
                 "spark.executorEnv.PYSPARK_PYTHON": "./env/bin/python"})
         return conf
 
+    def _spec_name(self, owner: str, name: str) -> str:
+        """The kernelspec name stored with the environment (older rows: the one derived from it)."""
+        with Session(self.engine) as s:
+            rec = s.get(EnvironmentRecord, (owner, name))
+            return (rec.kernel_name if rec is not None else None) or kernel_name_for(owner, name)
+
     def _write_kernelspec(self, env: dict) -> str:
         assert self.kernels_dir is not None
-        with Session(self.engine) as s:
-            rec = s.get(EnvironmentRecord, (env["owner"], env["name"]))
-            name = (rec.kernel_name if rec is not None else None) or kernel_name_for(env["owner"], env["name"])
+        name = self._spec_name(env["owner"], env["name"])
         write_kernelspec(self.kernels_dir, self.site, KernelSpecRequest(
             name=name, display_name=env["display_name"], kind=env["kind"],
             environment=f"{env['owner']}/{env['name']}", spark_conf=self.spark_conf(env),

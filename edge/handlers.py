@@ -421,6 +421,13 @@ class EnvironmentHandler(EnvironmentBase):
         self.write_json({"deleted": True})
 
 
+class EnvironmentRebuildHandler(EnvironmentBase):
+    """POST /api/v1/environments/{owner}/{name}/rebuild: resolve and build it again."""
+
+    async def post(self, owner: str, name: str) -> None:
+        self.write_json(await self.envs.rebuild(self.me, owner, name), 202)
+
+
 class EnvironmentLogHandler(EnvironmentBase):
     """GET /api/v1/environments/{owner}/{name}/log: the whole build log as text."""
 
@@ -477,6 +484,7 @@ def routes(base_url: str) -> list[tuple[str, type, dict] | tuple[str, type]]:
         (api + "/storage", StorageHandler),
         (api + "/environments/?", EnvironmentsHandler),
         (api + r"/environments/([^/]+)/([^/]+)/log", EnvironmentLogHandler),
+        (api + r"/environments/([^/]+)/([^/]+)/rebuild", EnvironmentRebuildHandler),
         (api + r"/environments/([^/]+)/([^/]+)/events", EnvironmentEventsHandler),
         (api + r"/environments/([^/]+)/([^/]+)/?", EnvironmentHandler),
         (api + r"/files/?(.*)", FilesHandler),

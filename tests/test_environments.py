@@ -422,3 +422,25 @@ def test_delete_during_a_build_then_create_again_builds_once(stack, tab_env, edg
     assert log.count("ready in") == 1 and "0.8.9" not in log
     assert alice("DELETE", "/environments/alice/race").status_code == 200
     assert hdfs_status(stack, archive_path(env)) is not None  # tab still uses it
+
+
+
+def test_a_rebuild_resolves_again_and_only_the_owner_may_ask(stack, tab_env, edge_as):
+    from test_edge_cli import run
+
+    alice, bob = edge_as("alice"), edge_as("bob")
+    delete_if_there(alice, "alice", "again")
+    assert alice("POST", "/environments", json={"name": "again", "packages": {"pip": [TABULATE]}}).status_code == 202
+    first = wait_env(alice, "alice", "again", timeout=120)
+    assert first["status"] == "ready"
+    assert bob("POST", "/environments/alice/again/rebuild").status_code == 404
+    r = alice("POST", "/environments/alice/again/rebuild")
+    assert r.status_code == 202 and r.json()["status"] == "queued"
+    assert alice("POST", "/environments/alice/again/rebuild").status_code == 409  # already queued
+    env = wait_env(alice, "alice", "again", timeout=120)
+    assert env["status"] == "ready" and env["archive"] == first["archive"]  # same pins: same archive
+    log = alice.get("/environments/alice/again/log").text
+    assert "rebuild asked by alice" in log and "resolved " in log  # resolved again, not the shortcut
+    done = run(stack, "alice", "env", "rebuild", "again")
+    assert done.returncode == 0 and "status:    ready" in done.stdout, done.stderr
+    assert alice("DELETE", "/environments/alice/again").status_code == 200
