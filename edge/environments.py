@@ -32,7 +32,6 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
@@ -868,7 +867,7 @@ class EnvironmentService(LoggingConfigurable):
             work.mkdir(parents=True)
             self._phase(key, "resolving")
             request_key = self._request_key(env)
-            sha = None if key in self.fresh else await self._reusable(request_key)
+            sha = None if key in self.fresh else self._reusable(request_key)
             self.fresh.discard(key)
             if sha and await self._claim(key, sha):
                 sink.line(f"same request as one resolved in the last {self.resolution_ttl:.0f} s: "
@@ -933,13 +932,13 @@ class EnvironmentService(LoggingConfigurable):
             self._update(key, archive=sha)
             return await self._archive_exists(sha)
 
-    async def _reusable(self, request_key: str) -> str | None:
+    def _reusable(self, request_key: str) -> str | None:
+        """The archive an identical recent request resolved to (whether it still exists, _claim checks)."""
         with Session(self.engine) as s:
             rec = s.get(ResolutionRecord, request_key)
             if rec is None or now() - rec.resolved > self.resolution_ttl:
                 return None
-            sha = rec.archive
-        return sha if await self._archive_exists(sha) else None
+            return rec.archive
 
     def _index_args(self) -> list[str]:
         return ["--index-url", self.index_url] if self.index_url else []
@@ -1058,8 +1057,3 @@ async def _finish_even_if_cancelled(work: Any) -> Any:
     except asyncio.CancelledError:
         await asyncio.gather(fut, return_exceptions=True)
         raise
-
-
-def site_dict(site: KernelSite) -> dict:
-    """A KernelSite as the plain dict EnvironmentService.kernel_site takes."""
-    return asdict(site)

@@ -19,8 +19,7 @@ from .audit import AuditLog
 from .gateway import GatewaySupervisor
 from .ledger import KernelLedger
 from .snapshot import AppSnapshot
-from .utils import monotonic
-from .utils import now as now_wall
+from .utils import monotonic, now as now_wall
 from .yarn import ACTIVE_STATES, FINAL_STATES, ResourceManagerClient, RMError, RMUnavailable
 
 
