@@ -63,6 +63,9 @@ class EdgeApp(Application):
         help="Folder of the kernelspecs EG serves (read for each kernel's Spark resources before a launch).",
     ).tag(config=True)
     max_kernels_per_user = Integer(4, help="Kernels one user may have at once.").tag(config=True)
+    apps_cache_bytes = Integer(
+        64 * 1024**2, help="Bytes of serialized /apps pages kept in memory (least recently used go first).",
+    ).tag(config=True)
 
     classes = [ResourceManagerClient, AppSnapshot, TokenIdentifier, AuditLog, HDFSStorage, GatewaySupervisor,
                KernelLedger, Reaper, EnvironmentService]
@@ -95,8 +98,11 @@ class EdgeApp(Application):
         kernels = KernelService(self.gateway, self.ledger, self.snapshot, audit, self.kernels_dir,
                                 max_kernels_per_user=self.max_kernels_per_user)
         jobs = JobService(self.rm, self.snapshot, audit, kill_timeout=self.kill_timeout, ledger=self.ledger,
-                          waiting=kernels.waiting_message)
+                          waiting=kernels.waiting_message, page_cache_bytes=self.apps_cache_bytes)
         storage = HDFSStorage(parent=self)
+        identifier = TokenIdentifier(parent=self, **identifier_kw)
+        # nobody acts through doAs as the account the edge itself runs as
+        identifier.service_accounts = {self.rm.service_user, storage.service_user}
         self.environments = EnvironmentService(self.ledger, storage, self.snapshot, audit, self.kernels_dir,
                                                parent=self)
         self.reaper = Reaper(self.rm, self.snapshot, self.ledger, self.gateway, audit, parent=self)
@@ -109,7 +115,7 @@ class EdgeApp(Application):
         self.reaper.on_dead_kernel.append(report_dead)
         base = "/" + self.base_url.strip("/") + "/" if self.base_url.strip("/") else "/"
         settings = {
-            "identifier": TokenIdentifier(parent=self, **identifier_kw),
+            "identifier": identifier,
             "jobs": jobs,
             "kernels": kernels,
             "gateway": self.gateway,

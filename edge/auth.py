@@ -13,7 +13,7 @@ from typing import Any
 from jupyterhub.services.auth import HubAuth, check_scopes
 from tornado.httpclient import HTTPClientError
 from tornado.web import HTTPError
-from traitlets import Integer, Unicode, default, validate
+from traitlets import Integer, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from .errors import PublicError
@@ -67,20 +67,44 @@ class TokenIdentifier(LoggingConfigurable):
 
     admin_scope = Unicode(ADMIN_SCOPE, help="The hub scope that makes a caller a yardlab admin.").tag(config=True)
 
-    cache_max_age = Integer(60, help="Seconds a token's identity is cached (at most 60).").tag(config=True)
+    cache_max_age = Integer(
+        60, help="""Seconds a token's identity is cached: 1 to 60.
+
+        A revoked token, or an admin whose admin role was taken away, keeps working through the
+        edge for at most this long.""").tag(config=True)
 
     @validate("cache_max_age")
-    def _cap_cache(self, proposal: Any) -> int:
-        return max(0, min(int(proposal["value"]), 60))
+    def _check_cache(self, proposal: Any) -> int:
+        value = int(proposal["value"])
+        if value <= 0:
+            # HubAuth reads 0 as "cache forever": a revoked token would never be noticed
+            raise TraitError(f"TokenIdentifier.cache_max_age must be 1 to 60 seconds, not {value}")
+        return min(value, 60)
+
+    reserved_names = List(
+        Unicode(),
+        ["root", "hdfs", "yarn", "mapred", "hadoop", "hive", "spark", "livy", "httpfs", "HTTP", "kafka",
+         "zookeeper", "nobody", "dr.who", "yardlab", "yardlab-edge"],
+        help="""Hub user names refused at the edge: Hadoop service and superuser accounts.
+
+        Every request acts as its user through doAs, so a hub user named like a service account
+        would act with that account's powers.  Compared without regard to case; the edge adds
+        the account it runs as itself (see `EdgeApp`).""",
+    ).tag(config=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # resolved identities by token hash: the hub is asked at most once per token per cache_max_age
         self._identities: dict[bytes, tuple[float, Identity]] = {}
+        self.service_accounts: set[str] = set()  # the edge's own Hadoop account(s), added by the app
         self.hub_auth = HubAuth(api_url=self.hub_api_url, api_token=self.hub_api_token,
                                 cache_max_age=self.cache_max_age,
                                 access_scopes={f"access:services!service={self.service_name}"},
                                 allow_token_in_url=False, parent=self)
+
+    def is_reserved(self, name: str) -> bool:
+        reserved = {n.casefold() for n in (*self.reserved_names, *self.service_accounts)}
+        return name.casefold() in reserved
 
     @staticmethod
     def token_from_header(value: str | None) -> str:
@@ -107,7 +131,9 @@ class TokenIdentifier(LoggingConfigurable):
 
     async def _identify(self, token: str) -> Identity:
         try:
-            model = await self.hub_auth.user_for_token(token, use_cache=True, sync=False)
+            # the edge caches identities itself (above): HubAuth's own cache would double the time a
+            # revoked token keeps working
+            model = await self.hub_auth.user_for_token(token, use_cache=False, sync=False)
         except (HTTPClientError, HTTPError, OSError) as e:
             self.log.warning("hub token check failed: %s", e)
             raise PublicError(503, "JupyterHub could not be asked who this token belongs to; try again shortly",
@@ -128,5 +154,10 @@ class TokenIdentifier(LoggingConfigurable):
             return Identity(name=name, kind="service", admin=True, scopes=frozenset(scopes))
         if kind != "user" or not name:
             raise PublicError(403, "only JupyterHub users can use yardlab's API", reason="Forbidden")
+        if self.is_reserved(name):
+            self.log.warning("refused hub user %r: the name of a Hadoop service account", name)
+            raise PublicError(403, f"the JupyterHub user name {name[:100]!r} is reserved for a Hadoop service "
+                                   "account on this cluster, so yardlab cannot act as it; an administrator must "
+                                   "give this account another name", reason="Forbidden")
         return Identity(name=name, kind=kind, admin=bool(check_scopes({self.admin_scope}, scopes)),
                         groups=tuple(model.get("groups") or ()), scopes=frozenset(scopes))

@@ -632,12 +632,18 @@ class EnvironmentService(LoggingConfigurable):
             count = len(list(s.scalars(select(EnvironmentRecord.name).where(EnvironmentRecord.owner == owner))))
             if count >= self.max_environments_per_user:
                 raise PublicError(429, f"you have {count} environments, the most this site allows; delete one first")
+            kernel_name = kernel_name_for(owner, req["name"])
+            # kernelspec names are unique by construction; a (hash) collision must never let one
+            # environment's kernelspec replace another's
+            if s.scalars(select(EnvironmentRecord.owner).where(EnvironmentRecord.kernel_name == kernel_name)).first():
+                raise FieldError("name", f"the name {req['name']} clashes with another environment's kernel; "
+                                         "choose another name", status=409)
             t = now()
             s.add(EnvironmentRecord(
                 owner=owner, name=req["name"], display_name=req["display_name"], kind=req["kind"],
                 resources=json.dumps(req["resources"]), packages=json.dumps(req["packages"]),
                 visibility=req["visibility"], status="queued", phase="queued", progress=0, created=t, updated=t,
-                kernel_name=kernel_name_for(owner, req["name"])))
+                kernel_name=kernel_name))
         self.log_path(key).unlink(missing_ok=True)
         self.audit.record("environment.create", who.name, "queued", environment=f"{owner}/{req['name']}",
                           packages=req["packages"], resources=req["resources"])

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Callable
 
 from tornado.log import app_log
@@ -20,22 +23,72 @@ PUBLIC_FIELDS = ("id", "name", "user", "queue", "state", "finalStatus", "progres
                  "memorySeconds", "vcoreSeconds", "trackingUrl", "applicationType", "tags", "diagnostics")
 
 
+@dataclass(frozen=True)
+class AppsQuery:
+    """One validated /apps request: whose applications, filters and page (the cursor already decoded)."""
+
+    user: str | None  # None: everyone's (admins only)
+    states: tuple[str, ...] = ()
+    queue: str | None = None
+    search: str | None = None
+    limit: int = 100
+    after: tuple[int, str] | None = None
+
+
+class PageCache:
+    """Serialized /apps pages, keyed by the whole request key (the user first), bounded by bytes.
+
+    The key is compared in full, never through a checksum: two users' requests cannot share an
+    entry whatever a caller puts in its filters or cursor.  Least recently used pages go first.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._pages: OrderedDict[tuple, bytes] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._pages)
+
+    def get(self, key: tuple) -> bytes | None:
+        body = self._pages.get(key)
+        if body is not None:
+            self._pages.move_to_end(key)
+        return body
+
+    def put(self, key: tuple, body: bytes) -> None:
+        if len(body) > self.max_bytes // 4:
+            return  # one page may not push out everyone else's
+        old = self._pages.pop(key, None)
+        if old is not None:
+            self.bytes -= len(old)
+        self._pages[key] = body
+        self.bytes += len(body)
+        while self.bytes > self.max_bytes:
+            _, dropped = self._pages.popitem(last=False)
+            self.bytes -= len(dropped)
+
+
 class JobService:
     """Reads from the shared snapshot and acts on the ResourceManager for one caller at a time."""
 
     def __init__(self, rm: ResourceManagerClient, snapshot: AppSnapshot, audit: AuditLog,
                  kill_timeout: float = 60.0, kill_poll: float = 0.5, ledger: KernelLedger | None = None,
-                 waiting: Callable[[dict, dict], str | None] | None = None) -> None:
+                 waiting: Callable[[dict, dict], str | None] | None = None,
+                 page_cache_bytes: int = 64 * 1024**2) -> None:
         self.ledger = ledger
         self.waiting = waiting
-        # serialized /apps pages by ETag: identical until the ETag changes (it covers the
-        # snapshot generation, the ledger, the cluster view and the query)
-        self._bodies: dict[str, str] = {}
+        # serialized /apps pages: identical while the user's applications, the ledger (kernel
+        # links), the cluster view (waiting messages) and the query stay the same
+        self.pages = PageCache(page_cache_bytes)
         self.rm = rm
         self.snapshot = snapshot
         self.audit = audit
         self.kill_timeout = kill_timeout
         self.kill_poll = kill_poll
+        # ids the RM said it does not know, briefly: a caller repeating one costs the RM nothing
+        self._unknown: OrderedDict[str, float] = OrderedDict()
+        self.unknown_ttl = 30.0
 
     # -- views -----------------------------------------------------------------------------------
     def public_app(self, app: dict) -> dict:
@@ -47,23 +100,36 @@ class JobService:
         out["waiting"] = self.waiting(rec, app) if rec and self.waiting else None
         return out
 
-    def cached_body(self, etag: str) -> str | None:
-        return self._bodies.get(etag)
+    def page_key(self, q: AppsQuery) -> tuple:
+        """Everything an /apps page depends on, the user first."""
+        return (q.user, self.snapshot.scope_generation(q.user), self.ledger.generation if self.ledger else 0,
+                self.snapshot.cluster_generation, q.states, q.queue, q.search, q.limit, q.after)
 
-    def cache_body(self, etag: str, body: str) -> None:
-        if len(self._bodies) >= 20_000:
-            self._bodies.clear()
-        self._bodies[etag] = body
+    def apps_etag(self, q: AppsQuery) -> str:
+        return self.snapshot.etag(q.user, json.dumps(self.page_key(q)[2:]))
 
-    def apps_etag(self, user: str | None, query_key: str) -> str:
-        # kernel links and waiting messages come from the ledger and the cluster view
-        extra = f"{self.ledger.generation if self.ledger else 0}:{self.snapshot.cluster_generation}"
-        return self.snapshot.etag(user, f"{extra}:{query_key}")
+    def apps_page(self, q: AppsQuery) -> bytes:
+        """The serialized page for ``q``: from the cache, or built from the snapshot and kept."""
+        key = self.page_key(q)
+        body = self.pages.get(key)
+        if body is None:
+            page, next_cursor = self.snapshot.query(q.user, q.states, q.queue, q.search, q.limit, after=q.after)
+            body = json.dumps({"apps": [self.public_app(a) for a in page], "next_cursor": next_cursor,
+                               "user": q.user or "*"}, separators=(",", ":")).encode()
+            self.pages.put(key, body)
+        return body
 
-    def cluster_view(self) -> dict:
+    def cluster_view(self, who: Identity) -> dict:
+        """Capacity, use, apps by state and queues for everyone (the sidebar's capacity line and the
+        reason a job waits); the node list (host names, health reports) for admins only."""
         snap = self.snapshot
-        return {**snap.cluster, "appsByState": snap.counts_by_state(),
-                "snapshotAge": round(snap.age or 0.0, 3)}
+        view = {**snap.cluster, "appsByState": snap.counts_by_state(), "snapshotAge": round(snap.age or 0.0, 3)}
+        if not who.admin and isinstance(view.get("nodes"), dict):
+            view["nodes"] = {k: v for k, v in view["nodes"].items() if k != "list"}
+        return view
+
+    def cluster_etag(self, who: Identity) -> str:
+        return self.snapshot.cluster_etag() + ("-admin" if who.admin else "-user")
 
     async def app_for(self, who: Identity, app_id: str) -> dict:
         """One application the caller may see: their own, or any for an admin."""
@@ -75,10 +141,17 @@ class JobService:
         return app
 
     async def _read_from_rm(self, app_id: str) -> dict:
+        expires = self._unknown.get(app_id)
+        if expires is not None and expires > monotonic():
+            raise PublicError(404, f"YARN has no application {app_id}", reason="Not Found")
         try:
             raw = await self.rm.app(app_id)
         except RMError as e:
             if e.status == 404:
+                self._unknown[app_id] = monotonic() + self.unknown_ttl
+                self._unknown.move_to_end(app_id)
+                while len(self._unknown) > 10_000:
+                    self._unknown.popitem(last=False)
                 raise PublicError(404, f"YARN has no application {app_id}", reason="Not Found") from e
             raise PublicError(502, f"the ResourceManager refused to describe {app_id}: {e.message}") from e
         except RMUnavailable as e:
@@ -139,7 +212,8 @@ class JobService:
 
     def _record(self, who: Identity, app_id: str, owner: str, actor_kind: str, outcome: str) -> None:
         metrics.KILLS.labels(actor_kind, outcome).inc()
-        self.audit.record("kill", who.name, outcome, app=app_id, owner=owner, actor_kind=actor_kind,
-                          actor_admin=who.admin)
+        # refusals are rate-limited per actor: a loop of forbidden kills must not fill the disk
+        write = self.audit.refusal if outcome in ("denied", "already-finished") else self.audit.record
+        write("kill", who.name, outcome, app=app_id, owner=owner, actor_kind=actor_kind, actor_admin=who.admin)
 
 

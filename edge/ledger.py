@@ -2,12 +2,19 @@
 
 Ownership and kernel links used by the reaper and the jobs API come from here and from the RM's
 user field, never from YARN application tags (users can set tags on anything they submit).
+
+A kernel can have several YARN applications over its life: a restart (from Lab, or Enterprise
+Gateway's own) ends the application and submits a new one under the same name, the kernel id.
+The ledger follows the kernel: ``app_id`` is its *current* application (the newest one seen), and
+every earlier one is kept as history (table ``kernel_apps``).  An ended application that is not
+the kernel's current one is history, never a sign that the kernel died.
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable
 
-from sqlalchemy import Float, Integer, String, create_engine, select
+from sqlalchemy import Float, Integer, String, create_engine, delete, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from traitlets import Unicode
 from traitlets.config import LoggingConfigurable
@@ -44,6 +51,25 @@ class KernelRecord(Base):
                                               "end_reason")}
 
 
+class KernelAppRecord(Base):
+    """One YARN application a kernel ran on that is no longer its current one (restarts)."""
+
+    __tablename__ = "kernel_apps"
+
+    app_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kernel_id: Mapped[str] = mapped_column(String(64), index=True)
+    replaced: Mapped[float] = mapped_column(Float)
+
+
+_APP_ID = re.compile(r"application_(\d+)_(\d+)")
+
+
+def app_order(app_id: str) -> tuple[int, int]:
+    """Submission order of YARN application ids (cluster start time, then sequence number)."""
+    m = _APP_ID.fullmatch(app_id or "")
+    return (int(m.group(1)), int(m.group(2))) if m else (-1, -1)
+
+
 class KernelLedger(LoggingConfigurable):
     """Reads and writes kernel records; keeps the live ones in memory for per-request lookups."""
 
@@ -58,9 +84,15 @@ class KernelLedger(LoggingConfigurable):
         Base.metadata.create_all(self.engine)
         self.generation = 0
         self._live: dict[str, dict] = {}
-        with Session(self.engine) as s:
+        self._history: dict[str, set[str]] = {}  # live kernel id -> its earlier applications
+        with Session(self.engine) as s, s.begin():
             for rec in s.scalars(select(KernelRecord).where(KernelRecord.state != "ended")):
+                if rec.state == "restarting":
+                    # the edge stopped while a restart was in flight; the request is gone with it
+                    rec.state = "running"
                 self._live[rec.id] = rec.to_json()
+            for old in s.scalars(select(KernelAppRecord).where(KernelAppRecord.kernel_id.in_(list(self._live)))):
+                self._history.setdefault(old.kernel_id, set()).add(old.app_id)
 
     def _changed(self) -> None:
         self.generation += 1
@@ -93,7 +125,61 @@ class KernelLedger(LoggingConfigurable):
     def end(self, kernel_id: str, reason: str) -> dict | None:
         if kernel_id not in self._live:
             return None
-        return self.update(kernel_id, state="ended", ended=now(), end_reason=reason)
+        data = self.update(kernel_id, state="ended", ended=now(), end_reason=reason)
+        self._history.pop(kernel_id, None)
+        return data
+
+    # -- a kernel's applications across restarts ---------------------------------------------------------
+    def begin_restart(self, kernel_id: str) -> dict | None:
+        """A restart was asked for: the current application becomes history, the next one is current."""
+        rec = self._live.get(kernel_id)
+        if rec is None:
+            return None
+        if rec.get("app_id"):
+            self._retire(kernel_id, rec["app_id"])
+        return self.update(kernel_id, state="restarting", app_id=None)
+
+    def end_restart(self, kernel_id: str, apps: list[dict] | None = None) -> dict | None:
+        """The restart returned: ``apps`` (the kernel's applications, read from the RM) settle which
+        one is current: the newest; the rest are history."""
+        rec = self._live.get(kernel_id)
+        if rec is None or rec["state"] != "restarting":
+            return rec
+        mine = sorted((a for a in apps or () if a.get("name") == kernel_id and a.get("user") == rec["user"]),
+                      key=lambda a: app_order(a["id"]))
+        for old in mine[:-1]:
+            if not self.is_history(kernel_id, old["id"]):
+                self._retire(kernel_id, old["id"])
+        current = mine[-1]["id"] if mine and not self.is_history(kernel_id, mine[-1]["id"]) else None
+        return self.update(kernel_id, state="running", app_id=current)
+
+    def is_history(self, kernel_id: str, app_id: str) -> bool:
+        return app_id in self._history.get(kernel_id, ())
+
+    def _retire(self, kernel_id: str, app_id: str) -> None:
+        with Session(self.engine) as s, s.begin():
+            s.execute(delete(KernelAppRecord).where(KernelAppRecord.app_id == app_id))
+            s.add(KernelAppRecord(app_id=app_id, kernel_id=kernel_id, replaced=now()))
+        self._history.setdefault(kernel_id, set()).add(app_id)
+
+    def observe_app(self, rec: dict, app: dict) -> bool:
+        """Fold an application of ``rec``'s kernel into the ledger; True when it is the current one.
+
+        An application newer than the current one (a restart's) replaces it, which becomes history;
+        an older one, or one already retired, is history.
+        """
+        app_id, current = app["id"], rec.get("app_id")
+        if self.is_history(rec["id"], app_id):
+            return False
+        if current == app_id:
+            return True
+        if current and app_order(app_id) < app_order(current):
+            self._retire(rec["id"], app_id)
+            return False
+        if current:
+            self._retire(rec["id"], current)
+        self.update(rec["id"], app_id=app_id)
+        return True
 
     def get(self, kernel_id: str) -> dict | None:
         if kernel_id in self._live:

@@ -3,8 +3,9 @@
 A kernel's application is recognised through the ledger (its name is the kernel id and the RM's
 user must be the ledger's user), never through tags alone.  An application counts as orphaned
 when Enterprise Gateway no longer knows its kernel; after a grace period (including apps still
-ACCEPTED) it is killed as its owner and recorded.  The other way round, a kernel whose YARN
-application has ended is shut down in EG, so its clients see it dead instead of hanging.
+ACCEPTED) it is killed as its owner and recorded.  The other way round, a kernel whose *current*
+YARN application has ended is shut down in EG, so its clients see it dead instead of hanging; an
+earlier application of a restarted kernel (the ledger keeps it as history) says nothing about it.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from traitlets.config import LoggingConfigurable
 from . import metrics
 from .audit import AuditLog
 from .gateway import GatewaySupervisor
-from .ledger import KernelLedger
+from .ledger import KernelLedger, app_order
 from .snapshot import AppSnapshot
 from .utils import monotonic, now as now_wall
 from .yarn import ACTIVE_STATES, FINAL_STATES, ResourceManagerClient, RMError, RMUnavailable
@@ -60,29 +61,41 @@ class Reaper(LoggingConfigurable):
             return  # nor when EG cannot be asked which kernels exist
         now = monotonic()
         seen: set[str] = set()
-        for app in list(self.snapshot.apps.values()):
+        mine: list[tuple[str, dict]] = []
+        # oldest first, so that a restarted kernel's newest application ends up its current one
+        for app in sorted(self.snapshot.apps.values(), key=lambda a: app_order(a["id"])):
             if "yardlab" not in app.get("tags", []):
                 continue
             rec = self.ledger.for_app(app)
             if rec is None:
                 continue  # tags alone prove nothing
-            if rec.get("app_id") != app["id"]:
-                self.ledger.update(rec["id"], app_id=app["id"])
+            if rec["state"] != "ended":
+                self.ledger.observe_app(rec, app)
+            mine.append((rec["id"], app))
+        for kernel_id, app in mine:
+            rec = self.ledger.get(kernel_id)
+            if rec is None:
+                continue
+            live = rec["state"] != "ended"
+            current = not live or rec.get("app_id") == app["id"]
             if app["state"] in FINAL_STATES:
-                if rec["id"] in eg_ids and rec["state"] != "ended":
+                if not current or rec["state"] == "restarting":
+                    continue  # an earlier application of a restarted kernel: history, not death
+                if rec["id"] in eg_ids and live:
                     await self._kernel_lost(rec, app)
-                elif rec["state"] != "ended":
+                elif live:
                     self.ledger.end(rec["id"], f"yarn-{app['state'].lower()}")
                 continue
             if app["state"] not in ACTIVE_STATES:
                 continue
-            if rec["id"] in eg_ids or self._launching(rec):
+            if rec["state"] == "restarting" or (current and (rec["id"] in eg_ids or self._launching(rec))):
                 self.orphan_since.pop(app["id"], None)
                 continue
+            # no kernel (or, for a live kernel, an application it no longer runs on) after the grace
             seen.add(app["id"])
             since = self.orphan_since.setdefault(app["id"], now)
             if now - since >= self.grace:
-                await self._reap(rec, app)
+                await self._reap(rec, app, end_kernel=current)
         for app_id in list(self.orphan_since):
             if app_id not in seen:
                 self.orphan_since.pop(app_id, None)
@@ -96,7 +109,7 @@ class Reaper(LoggingConfigurable):
         """A kernel whose start is still in flight: EG lists it only once its launch returns."""
         return rec["state"] == "starting" and now_wall() - rec["created"] < self.gateway.launch_timeout + self.grace
 
-    async def _reap(self, rec: dict, app: dict) -> None:
+    async def _reap(self, rec: dict, app: dict, end_kernel: bool = True) -> None:
         try:
             await self.rm.kill(app["id"], as_user=app["user"])
             outcome = "killed"
@@ -106,7 +119,8 @@ class Reaper(LoggingConfigurable):
         metrics.REAPED.labels(app["state"]).inc()
         self.audit.record("reap", "yardlab-edge", outcome, app=app["id"], owner=app["user"], kernel=rec["id"],
                           app_state=app["state"])
-        self.ledger.end(rec["id"], "reaped")
+        if end_kernel:
+            self.ledger.end(rec["id"], "reaped")
         self.orphan_since.pop(app["id"], None)
 
     async def _kernel_lost(self, rec: dict, app: dict) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import secrets
-import zlib
 from typing import Any, Callable, Iterable
 
 from traitlets import Float, Integer, Instance
@@ -74,6 +74,11 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
         return started, app_id
     except (ValueError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise PublicError(400, "cursor is not one this service handed out; start again without it") from e
+
+
+def etag_digest(key: bytes) -> str:
+    """A cryptographic digest for ETags: a caller cannot choose a key whose digest matches another's."""
+    return hashlib.sha256(key).hexdigest()
 
 
 def queue_matches(app_queue: str, wanted: str) -> bool:
@@ -264,11 +269,14 @@ class AppSnapshot(LoggingConfigurable):
             self._all_list = (self.generation, cached)
         return cached
 
-    def query(self, user: str | None, states: set[str] | None = None, queue: str | None = None,
-              search: str | None = None, limit: int = 100, cursor: str | None = None) -> tuple[list[dict], str | None]:
+    def query(self, user: str | None, states: Iterable[str] | None = None, queue: str | None = None,
+              search: str | None = None, limit: int = 100, cursor: str | None = None,
+              after: tuple[int, str] | None = None) -> tuple[list[dict], str | None]:
+        """One page of ``user``'s applications (None: everyone's), newest first, after a cursor."""
         apps: Iterable[dict] = self.apps_for(user)
         if cursor:
             after = decode_cursor(cursor)
+        if after is not None:
             apps = (a for a in apps if _sort_key(a) < after)
         if states:
             apps = (a for a in apps if a["state"] in states)
@@ -284,9 +292,15 @@ class AppSnapshot(LoggingConfigurable):
             page.append(app)
         return page, None
 
+    def scope_generation(self, user: str | None) -> int:
+        """Changes whenever ``user``'s applications (None: anyone's) change."""
+        return self.generation if user is None else self.user_generation.get(user, 0)
+
     def etag(self, user: str | None, query_key: str) -> str:
-        gen = self.generation if user is None else self.user_generation.get(user, 0)
-        return f'W/"{self.epoch}-{gen}-{zlib.crc32(query_key.encode()):08x}"'
+        """An ETag for one view of ``user``'s applications: a SHA-256 of the user, their generation and
+        the whole query, so no two users' or queries' views share one (a caller chooses most of the key)."""
+        key = json.dumps([user, self.scope_generation(user), query_key]).encode()
+        return f'W/"{self.epoch}-{etag_digest(key)}"'
 
     def cluster_etag(self) -> str:
         return f'W/"{self.epoch}-c{self.cluster_generation}"'

@@ -187,3 +187,48 @@ def test_kernel_names_are_readable_and_unique():
     cleaned = kernel_name_for("a.b", "tab")  # yl-a-b.<hash>.tab: no clean owner name holds a '.'
     safe_owner = cleaned[3:].rsplit(".", 1)[0]
     assert kernel_name_for(safe_owner.replace(".", "-"), "tab") != cleaned
+
+
+def _service_with_audit(tmp_path, **kw):
+    from yardlab.edge.audit import AuditLog
+
+    ledger = KernelLedger(db_url=f"sqlite:///{tmp_path / 'db2.sqlite'}")
+    return EnvironmentService(ledger, storage=None, snapshot=_Snapshot(), audit=AuditLog(path=str(tmp_path / "a.jsonl")),
+                              kernels_dir=str(tmp_path / "k"), builds_dir=str(tmp_path / "b"),
+                              conda_channels=["file:///srv/conda/local"],
+                              kernel_site={"spark_home": "/s", "java_home": "/j", "hadoop_conf_dir": "/h",
+                                           "yarn_endpoint": "http://127.0.0.1:8088", "launchers_dir": "/l",
+                                           "python": "/p"}, **kw)
+
+
+def test_parallel_creates_cannot_pass_the_per_user_cap(tmp_path):
+    import asyncio
+
+    from yardlab.edge.errors import PublicError
+
+    svc = _service_with_audit(tmp_path, max_environments_per_user=3)
+
+    async def many():
+        return await asyncio.gather(*(svc.create(ALICE, body(name=f"e{i}")) for i in range(10)),
+                                    return_exceptions=True)
+
+    results = asyncio.run(many())
+    made = [r for r in results if isinstance(r, dict)]
+    refused_ = [r for r in results if isinstance(r, PublicError)]
+    assert len(made) == 3 and len(refused_) == 7 and all(e.status == 429 for e in refused_)
+    assert svc.queue.qsize() == 3  # and only those three are queued to build
+
+
+def test_a_kernelspec_name_collision_is_refused_not_shared(tmp_path, monkeypatch):
+    import asyncio
+
+    from yardlab.edge import environments as envmod
+
+    svc = _service_with_audit(tmp_path)
+    # the worst case: two different environments mapped to one kernelspec name
+    monkeypatch.setattr(envmod, "kernel_name_for", lambda owner, name: "yl-same")
+    asyncio.run(svc.create(ALICE, body(name="one")))
+    with pytest.raises(FieldError) as err:
+        asyncio.run(svc.create(Identity(name="bob", admin=False), body(name="two")))
+    assert err.value.status == 409 and err.value.field == "name"
+    assert svc.get_record("bob", "two") is None

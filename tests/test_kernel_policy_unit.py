@@ -55,7 +55,7 @@ alice = Identity(name="alice", admin=False)
 
 def test_env_is_rebuilt_from_the_allow_list(service):
     asyncio.run(service.start_kernel(alice, {"name": "yardlab_pyspark", "env": {
-        "KERNEL_USERNAME": "alice", "KERNEL_EXTRA_SPARK_OPTS": "--conf spark.x=1", "KERNEL_ID": "1" * 36,
+        "KERNEL_USERNAME": "alice", "KERNEL_ID": "1" * 36,
         "PATH": "/evil", "KERNEL_WORKING_DIR": "/home/alice/work", "KERNEL_LAUNCH_TIMEOUT": "9999.5"}}))
     env = service.gateway.started[0]["env"]
     assert set(env) == {"KERNEL_USERNAME", "KERNEL_WORKING_DIR", "KERNEL_LAUNCH_TIMEOUT", "KERNEL_ID"}
@@ -97,3 +97,36 @@ def test_ledger_survives_a_restart(tmp_path):
     assert again.get("k1")["user"] == "alice"
     assert [k["id"] for k in again.live_for("alice")] == ["k1"]
     assert again.for_app({"name": "k1", "user": "bob"}) is None  # a name match alone is not ownership
+
+
+def test_parallel_starts_cannot_pass_the_cap(service):
+    """Starts that overlap in time (EG answers slowly) are counted against the cap together."""
+    gw = service.gateway
+    real = gw.request
+
+    async def slow(method, path, body=None, timeout=30.0):
+        await asyncio.sleep(0.05)
+        return await real(method, path, body, timeout)
+
+    gw.request = slow
+
+    async def many():
+        return await asyncio.gather(*(service.start_kernel(alice, {"name": "yardlab_pyspark"}) for _ in range(8)),
+                                    return_exceptions=True)
+
+    results = asyncio.run(many())
+    started = [r for r in results if isinstance(r, dict)]
+    refused = [r for r in results if isinstance(r, PublicError)]
+    assert len(started) == 2 and len(refused) == 6 and all(e.status == 429 for e in refused)
+    assert len(service.ledger.live_for("alice")) == 2
+
+
+@pytest.mark.parametrize("var", ["KERNEL_EXTRA_SPARK_OPTS", "KERNEL_SPARK_CONTEXT_INIT_MODE", "KERNEL_GID",
+                                 "KERNEL_whatever"])
+def test_unknown_kernel_variables_are_400_naming_them(service, var):
+    with pytest.raises(PublicError) as err:
+        asyncio.run(service.start_kernel(alice, {"name": "yardlab_pyspark", "env": {var: "x"}}))
+    assert err.value.status == 400 and var in err.value.message
+    if "SPARK" in var:
+        assert "environment" in err.value.message
+    assert service.gateway.started == [] and service.ledger.live_for("alice") == []

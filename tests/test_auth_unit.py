@@ -1,0 +1,62 @@
+"""TokenIdentifier without a hub: a cache age that must be positive, reserved (service account)
+names refused, identities cached once (not twice) per token."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from traitlets import TraitError
+
+from yardlab.edge.auth import TokenIdentifier
+from yardlab.edge.errors import PublicError
+
+ACCESS = "access:services!service=yardlab-edge"
+
+
+def identifier(models: dict, **kw) -> TokenIdentifier:
+    ident = TokenIdentifier(hub_api_url="http://127.0.0.1:1/hub/api", hub_api_token="x", **kw)
+    calls: list[tuple[str, bool]] = []
+
+    async def user_for_token(token, use_cache=True, sync=True):
+        calls.append((token, use_cache))
+        return models.get(token)
+
+    ident.hub_auth.user_for_token = user_for_token
+    ident.calls = calls
+    return ident
+
+
+@pytest.mark.parametrize("value", [0, -1, -3600])
+def test_a_cache_age_of_zero_or_less_is_refused(value):
+    """HubAuth reads 0 as "cache forever": a revoked token would never be noticed."""
+    with pytest.raises(TraitError, match="1 to 60"):
+        TokenIdentifier(cache_max_age=value)
+
+
+def test_cache_age_is_capped_at_a_minute():
+    assert TokenIdentifier(cache_max_age=3600).cache_max_age == 60
+    assert TokenIdentifier(cache_max_age=5).cache_max_age == 5
+
+
+@pytest.mark.parametrize("name", ["hdfs", "yarn", "HDFS", "Yarn", "root", "svc-edge", "SVC-EDGE", "dr.who"])
+def test_service_and_superuser_names_are_refused(name):
+    ident = identifier({"t": {"kind": "user", "name": name, "scopes": [ACCESS]}})
+    ident.service_accounts = {"svc-edge"}
+    with pytest.raises(PublicError) as err:
+        asyncio.run(ident.identify("token t"))
+    assert err.value.status == 403 and "reserved for a Hadoop service account" in err.value.message
+
+
+def test_reserved_names_are_configurable_and_ordinary_names_pass():
+    ident = identifier({"t": {"kind": "user", "name": "hive", "scopes": [ACCESS]},
+                        "u": {"kind": "user", "name": "alice", "scopes": [ACCESS]}}, reserved_names=["impala"])
+    assert asyncio.run(ident.identify("token t")).name == "hive"  # no longer on the list
+    assert asyncio.run(ident.identify("token u")).name == "alice"
+
+
+def test_one_cache_layer_only():
+    ident = identifier({"t": {"kind": "user", "name": "alice", "scopes": [ACCESS]}}, cache_max_age=30)
+    asyncio.run(ident.identify("token t"))
+    asyncio.run(ident.identify("token t"))
+    # the hub was asked once, and without HubAuth's own cache (which would add its age to ours)
+    assert ident.calls == [("t", False)]
