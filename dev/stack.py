@@ -159,6 +159,20 @@ def hadoop_xml(props: dict[str, object]) -> str:
     return f'<?xml version="1.0"?>\n<configuration>\n{rows}</configuration>\n'
 
 
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in a file only this account may read: created 0600 (never
+    chmod-ed after the fact, so there is no moment it is readable), then renamed into place."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -498,10 +512,7 @@ class Stack:
         self.info["launcher_pid"] = os.getpid()
         self.info["pids"] = {p.name: p.proc.pid for p in self.pieces if p.proc}
         self.info["timings"] = self.timings
-        tmp = self.info_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.info, indent=2) + "\n")
-        tmp.chmod(0o600)
-        tmp.replace(self.info_path)
+        write_private(self.info_path, json.dumps(self.info, indent=2) + "\n")  # it holds the demo tokens
 
     def start(self) -> dict:
         t0 = time.monotonic()
@@ -516,8 +527,7 @@ class Stack:
         # the hub's service token persists (the hub database remembers it); EG's is new every run
         svc_token = saved.get("test_service_token") or secrets.token_hex(24)
         edge_token = saved.get("edge_service_token") or secrets.token_hex(24)
-        secrets_path.write_text(json.dumps({"test_service_token": svc_token, "edge_service_token": edge_token}))
-        secrets_path.chmod(0o600)
+        write_private(secrets_path, json.dumps({"test_service_token": svc_token, "edge_service_token": edge_token}))
         self.info = {
             "state_dir": str(self.state), "logs": str(self.logs), "service_user": SERVICE_USER,
             "hub_url": self.url("hub_public", "/"), "hub_api": self.url("hub_public", "/hub/api"),

@@ -7,6 +7,7 @@ from typing import Any
 
 from tornado import websocket
 from tornado.httpclient import HTTPRequest
+from tornado.log import app_log
 
 from .errors import PublicError
 from .gateway import KernelService
@@ -24,9 +25,16 @@ class GatewayHandler(AuthenticatedHandler):
         if len(self.request.body) > 64 * 1024:
             raise PublicError(413, "request body too large")
         try:
-            return json.loads(self.request.body or b"{}")
+            body = json.loads(self.request.body or b"{}")
+            json.dumps(body, ensure_ascii=False).encode("utf-8")  # lone surrogates (\ud800) are not text
+        except UnicodeEncodeError as e:
+            raise PublicError(400, "the body is not valid JSON: it holds a lone surrogate (\\ud800-\\udfff), "
+                                   "which is not text") from e
         except ValueError as e:
-            raise PublicError(400, "the body is not valid JSON") from e
+            raise PublicError(400, f"the body is not valid JSON: {str(e)[:120]}") from e
+        except RecursionError as e:
+            raise PublicError(400, "the body is nested too deeply") from e
+        return body
 
 
 class GatewayRootHandler(GatewayHandler):
@@ -100,9 +108,19 @@ class KernelActionHandler(GatewayHandler):
 
 
 class KernelChannelsHandler(websocket.WebSocketHandler):
-    """The kernel's websocket (/gateway/api/kernels/<id>/channels), relayed to EG for the owner only."""
+    """The kernel's websocket (/gateway/api/kernels/<id>/channels), relayed to EG for the owner only.
+
+    EG is reached only once the client's upgrade is accepted (in :meth:`open`): tornado refuses some
+    upgrades after ``get`` runs (no Upgrade header, a foreign Origin, an old protocol version), and a
+    connection made for those would stay open, and keep its kernel from ever being culled.  Tornado
+    reads no message from the client until ``open`` returns, so nothing needs buffering meanwhile.
+    Every way out (client gone, EG gone, an error either side) closes both connections.
+    """
 
     upstream: websocket.WebSocketClientConnection | None = None
+    kernel_id = ""
+    _pump_task: asyncio.Task | None = None
+    _closed = False
 
     @property
     def kernels(self) -> KernelService:
@@ -119,48 +137,65 @@ class KernelChannelsHandler(websocket.WebSocketHandler):
             self.set_header("Content-Type", "application/json; charset=UTF-8")
             self.finish(json.dumps({"message": e.message, "reason": e.reason or ""}))
             return
-        gw = self.kernels.gateway
-        url = gw.url.replace("http", "ws", 1) + f"/api/kernels/{kernel_id}/channels"
-        if self.request.query:
-            url += "?" + self.request.query
-        try:
-            self.upstream = await websocket.websocket_connect(
-                HTTPRequest(url, headers=gw.headers, connect_timeout=10, request_timeout=60),
-                max_message_size=256 * 1024 * 1024)
-        except Exception as e:  # noqa: BLE001 - EG refused or is down: tell the client plainly
-            self.set_status(502)
-            self.finish(json.dumps({"message": f"could not reach the kernel: {e}", "reason": "Bad Gateway"}))
-            return
         self.kernel_id = kernel_id
-        self.settings["channels"].setdefault(kernel_id, set()).add(self)
         await super().get(kernel_id)
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         return None  # EG 3.3 speaks the original JSON protocol only
 
-    def open(self, kernel_id: str) -> None:  # noqa: ARG002
-        asyncio.ensure_future(self._pump())
+    async def open(self, kernel_id: str) -> None:
+        gw = self.kernels.gateway
+        url = gw.url.replace("http", "ws", 1) + f"/api/kernels/{kernel_id}/channels"
+        if self.request.query:
+            url += "?" + self.request.query
+        try:
+            upstream = await websocket.websocket_connect(
+                HTTPRequest(url, headers=gw.headers, connect_timeout=10, request_timeout=60),
+                max_message_size=256 * 1024 * 1024)
+        except Exception as e:  # noqa: BLE001 - EG refused or is down: tell the client plainly
+            app_log.warning("kernel %s: could not reach it on the gateway: %s", kernel_id, e)
+            self.close(1011, "could not reach the kernel on the gateway")
+            return
+        if self._closed:  # the client left while EG was being reached
+            upstream.close()
+            return
+        self.upstream = upstream
+        self.settings["channels"].setdefault(kernel_id, set()).add(self)
+        self._pump_task = asyncio.ensure_future(self._pump(upstream))
 
-    async def _pump(self) -> None:
-        assert self.upstream is not None
-        while True:
-            msg = await self.upstream.read_message()
-            if msg is None:
-                break
-            try:
+    async def _pump(self, upstream: websocket.WebSocketClientConnection) -> None:
+        """EG -> client, until either side ends; then both are closed."""
+        try:
+            while True:
+                msg = await upstream.read_message()
+                if msg is None:
+                    break
                 await self.write_message(msg, binary=isinstance(msg, bytes))
-            except websocket.WebSocketClosedError:
-                break
-        self.close()
+        except websocket.WebSocketClosedError:
+            pass
+        except Exception:  # noqa: BLE001 - one relay failing must not leave its connections open
+            app_log.exception("kernel %s: relaying from the gateway failed", self.kernel_id)
+        finally:
+            upstream.close()
+            self.close()
 
     async def on_message(self, message: str | bytes) -> None:
-        if self.upstream is not None:
+        if self.upstream is None:
+            return
+        try:
             await self.upstream.write_message(message, binary=isinstance(message, bytes))
+        except websocket.WebSocketClosedError:
+            self.close(1011, "the kernel's connection on the gateway closed")
 
     def on_close(self) -> None:
+        self._closed = True
         if self.upstream is not None:
             self.upstream.close()
-        self.settings["channels"].get(getattr(self, "kernel_id", ""), set()).discard(self)
+        handlers = self.settings["channels"].get(self.kernel_id)
+        if handlers is not None:
+            handlers.discard(self)
+            if not handlers:
+                self.settings["channels"].pop(self.kernel_id, None)
 
     def report_dead(self) -> None:
         """Tell the client its kernel is dead (its YARN application ended), then close."""

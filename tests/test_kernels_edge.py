@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -14,8 +15,9 @@ from pathlib import Path
 
 import pytest
 import requests
+import websocket
 
-from conftest import FINAL_STATES
+from conftest import FINAL_STATES, eg_token
 from jupyter_ws import KernelConnection
 from test_hub import wait_server_ready
 
@@ -308,3 +310,122 @@ def test_a_kernel_whose_yarn_application_died_is_reported_dead(stack, edge_kerne
         time.sleep(1)
     audit = [json.loads(line) for line in Path(stack["edge_audit_log"]).read_text().splitlines()]
     assert any(e["action"] == "kernel-dead" and e["kernel"] == kc.kernel_id for e in audit)
+
+
+def eg_kernel_model(stack, kernel_id: str) -> dict:
+    """The kernel as Enterprise Gateway itself reports it (with its count of websocket connections)."""
+    r = requests.get(f"{stack['eg_url']}/api/kernels/{kernel_id}", headers={"Authorization": f"token {eg_token(stack)}"},
+                     timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def wait_connections(stack, kernel_id: str, count: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while (now := eg_kernel_model(stack, kernel_id)["connections"]) != count:
+        assert time.monotonic() < deadline, f"EG counts {now} connections to {kernel_id}, not {count}"
+        time.sleep(0.5)
+
+
+def test_refused_websocket_upgrades_leave_no_connection_on_the_gateway(stack, edge_kernel):
+    """Each plain GET or foreign-origin upgrade on .../channels used to leave a connection open on EG, and a
+    kernel with connections is never culled."""
+    kc = edge_kernel("alice", "yardlab_python")
+    wait_connections(stack, kc.kernel_id, 1)  # the factory's own websocket
+    assert kc.ws is not None
+    kc.ws.close()
+    kc.ws = None
+    wait_connections(stack, kc.kernel_id, 0)
+    url = f"{gw(stack)}/api/kernels/{kc.kernel_id}/channels"
+    with requests.Session() as s:
+        for _ in range(200):
+            assert s.get(url, headers=auth(stack, "alice"), timeout=30).status_code == 400
+    for _ in range(20):
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(url.replace("http", "ws", 1), origin="http://evil.example", timeout=30,
+                                        header=[f"Authorization: token {stack['user_tokens']['alice']}"])
+        assert refused.value.status_code == 403
+    time.sleep(1)  # EG counts a connection when its handler opens: give any made for these the time to show
+    assert eg_kernel_model(stack, kc.kernel_id)["connections"] == 0
+    # a real client still gets through, and EG sees it leave
+    kc.connect()
+    assert kc.execute("print(6 * 7)").stdout.strip() == "42"
+    wait_connections(stack, kc.kernel_id, 1)
+    kc.ws.close()
+    kc.ws = None
+    wait_connections(stack, kc.kernel_id, 0)
+
+
+def _processes() -> dict[int, tuple[int, bytes]]:
+    """Every process this account can see: pid -> (parent pid, command line)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                found[int(entry.name)] = (ppid, (entry / "cmdline").read_bytes())
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile
+    return found
+
+
+def _descendants(procs: dict[int, tuple[int, bytes]], roots: set[int]) -> set[int]:
+    tree = set(roots) & set(procs)
+    grew = True
+    while grew:
+        more = {pid for pid, (ppid, _) in procs.items() if ppid in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return tree
+
+
+SECRET_VARIABLE = re.compile(r"TOKEN|SECRET|PASSWORD", re.IGNORECASE)
+
+
+def test_no_secret_is_on_any_command_line(stack, hub, edge_kernel):
+    """`ps` shows every command line to every account on the edge node: tokens go in 0600 files or environments."""
+    hub("POST", "/users/alice/server")  # a Lab server (hub token, gateway token) and a kernel on YARN running
+    wait_server_ready(hub, "alice")
+    kc = edge_kernel("alice", "yardlab_python")
+    assert kc.execute("print(1)").stdout.strip() == "1"
+    state = json.loads(Path(stack["eg_state_file"]).read_text())
+    argv = Path(f"/proc/{state['pid']}/cmdline").read_bytes().split(b"\0")
+    assert not any(state["token"].encode() in arg for arg in argv), "EG's token is on its command line"
+    config = next(arg.split(b"=", 1)[1].decode() for arg in argv if arg.startswith(b"--config="))
+    for path in (config, stack["eg_state_file"], Path(stack["state_dir"]) / "stack.json",
+                 Path(stack["state_dir"]) / "secrets.json"):
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+    known = {state["token"], stack["eg_token"], stack["edge_service_token"], stack["hub_service_token"],
+             *stack["user_tokens"].values()}
+    # and what the stack's processes were handed in their environments (the proxy's, Lab servers' tokens)
+    procs = _processes()
+    handed: set[str] = set()
+    for pid in _descendants(procs, {*stack["pids"].values(), state["pid"]}):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for var in environ:
+            name, _, value = var.decode(errors="replace").partition("=")
+            if SECRET_VARIABLE.search(name) and len(value) >= 16:
+                handed.add(value)
+    assert handed, "no token in the environment of any stack process: the scan looked in the wrong place"
+    known |= handed
+    for pid, (_, cmdline) in procs.items():
+        shown = cmdline.decode(errors="replace")
+        leaked = [f"{t[:4]}..." for t in known if t and t in shown]
+        assert not leaked, f"pid {pid} has a secret on its command line ({leaked}): {shown[:200]!r}"
+
+
+
+@pytest.mark.parametrize("body,status,needle", [
+    ("[" * 30000 + "]" * 30000, 400, "nested too deeply"),
+    ('{"name": "yardlab_python", "env": {"KERNEL_WORKING_DIR": ' + "[" * 20000 + "]" * 20000 + "}}", 400,
+     "nested too deeply"),
+    ("[" * 100000 + "]" * 100000, 413, "too large"),
+    ('{"name": "yardlab_python", "env": {"KERNEL_WORKING_DIR": "/home/\\ud800"}}', 400, "lone surrogate"),
+], ids=["nested", "nested-in-env", "nested-and-large", "lone-surrogate"])
+def test_kernel_starts_with_bodies_json_cannot_hold_are_refused(stack, body, status, needle):
+    r = requests.post(f"{gw(stack)}/api/kernels", headers=auth(stack, "guest"), data=body, timeout=30)
+    assert r.status_code == status, r.text[:300]
+    assert needle in r.json()["message"]
