@@ -818,6 +818,9 @@ class EnvironmentService(LoggingConfigurable):
         # only what a build needs from the edge's environment: no hub tokens, no config paths
         env = {k: v for k, v in os.environ.items() if k in BUILD_ENV_KEYS}
         env.update({"UV_CACHE_DIR": str(self.root / "cache" / "uv"), "NO_COLOR": "1", "UV_NO_PROGRESS": "1"})
+        if self.index_url:
+            # in the environment, not on the command line: an index URL may carry a password
+            env["UV_INDEX_URL"] = self.index_url
         proc = await asyncio.create_subprocess_exec(*argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
                                                     stdout=asyncio.subprocess.PIPE, limit=1024 * 1024,
                                                     stderr=asyncio.subprocess.STDOUT, start_new_session=True)
@@ -888,7 +891,7 @@ class EnvironmentService(LoggingConfigurable):
                     await self._run(key, [self.uv, "venv", "--quiet", "--python", self.python, str(prefix)], work,
                                     "creating the virtualenv")
                     await self._run(key, [self.uv, "pip", "sync", "--no-build", "--python", str(prefix / "bin" / "python"),
-                                          *self._index_args(), str(work / "lock.txt")], work,
+                                          str(work / "lock.txt")], work,
                                     "installing the pip packages")
                     if records:
                         await self._install_conda(key, records, prefix)
@@ -946,15 +949,12 @@ class EnvironmentService(LoggingConfigurable):
                 return None
             return rec.archive
 
-    def _index_args(self) -> list[str]:
-        return ["--index-url", self.index_url] if self.index_url else []
-
     async def _resolve(self, key: tuple[str, str], env: dict, work: Path) -> tuple[str, list]:
         """Pin the pip requirements and solve the conda specs; the sha256 of the result names the archive."""
         reqs = work / "requirements.in"
         reqs.write_text("".join(f"{r}\n" for r in [*self.launcher_requirements, *env["packages"]["pip"]]))
         await self._run(key, [self.uv, "pip", "compile", "--quiet", "--no-header", "--no-annotate", "--no-build",
-                              "--python", self.python, *self._index_args(), str(reqs), "-o", str(work / "lock.txt")],
+                              "--python", self.python, str(reqs), "-o", str(work / "lock.txt")],
                         work, "resolving the pip requirements")
         lock = (work / "lock.txt").read_text()
         records: list = []

@@ -32,6 +32,7 @@ from .errors import PublicError
 from .ledger import KernelLedger
 from .snapshot import AppSnapshot, queue_matches
 from .utils import monotonic
+from .yarn import RMError, RMUnavailable
 
 KERNEL_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 SPEC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -420,13 +421,20 @@ class KernelService:
             raise PublicError(400, "`env` must map names to strings")
         claimed = env_in.get("KERNEL_USERNAME")
         if claimed is not None and claimed != who.name:
-            self.audit.record("launch", who.name, "denied-username", kernelspec=name, claimed=claimed[:100])
+            self.audit.refusal("launch", who.name, "denied-username", kernelspec=name[:100], claimed=claimed[:100])
             raise PublicError(403, f"KERNEL_USERNAME {claimed[:100]!r} is not you; kernels always run as the "
                                    "user of the token", reason="Forbidden")
         env = {"KERNEL_USERNAME": who.name}
         for key, value in env_in.items():
+            if key in ("KERNEL_USERNAME", "KERNEL_ID"):
+                continue  # the edge's own: the token's user, and an id the edge chooses
             if key not in self.ALLOWED_ENV:
-                continue  # everything else (other KERNEL_*, plain variables) is dropped
+                if key.startswith("KERNEL_"):
+                    hint = (" (Spark options, packages and resources come from an environment: create one in the "
+                            "yardlab sidebar)" if "SPARK" in key else "")
+                    raise PublicError(400, f"{key[:60]} cannot be set on a kernel start; yardlab passes only "
+                                           f"{', '.join(sorted(self.ALLOWED_ENV))}{hint}")
+                continue  # plain variables (PATH, HOME, ...) from the Lab server's environment are not the kernel's
             if len(value) > 4096 or "\x00" in value:
                 raise PublicError(400, f"{key} is too long or contains a NUL character")
             if key == "KERNEL_LAUNCH_TIMEOUT":
@@ -441,14 +449,16 @@ class KernelService:
             env[key] = value
         env.setdefault("KERNEL_LAUNCH_TIMEOUT", str(self.gateway.launch_timeout))
         spec = await self.kernelspec(who, name or (await self.kernelspecs(who))["default"])
-        live = [k for k in self.ledger.live_for(who.name)]
         eg_ids = await self.gateway.kernel_ids()
-        if eg_ids is not None:
-            live = [k for k in live if k["id"] in eg_ids or k["state"] == "starting"]
-        if len(live) >= self.max_kernels_per_user:
-            raise PublicError(429, f"you already have {len(live)} kernels running (the limit is "
-                                   f"{self.max_kernels_per_user}); shut one down first", reason="Too Many Requests")
         need = self.requested_resources(spec)
+        # from here to the ledger entry nothing awaits: the count and the reservation are one step,
+        # so starts running side by side cannot pass the cap together
+        live = self.ledger.live_for(who.name)
+        if eg_ids is not None:
+            live = [k for k in live if k["id"] in eg_ids or k["state"] in ("starting", "restarting")]
+        if len(live) >= self.max_kernels_per_user:
+            raise PublicError(429, f"you already have {len(live)} kernels running or starting (the limit is "
+                                   f"{self.max_kernels_per_user}); shut one down first", reason="Too Many Requests")
         self.snapshot.require_fresh()
         placement = self.queue_check(need)
         kernel_id = str(uuid.uuid4())
@@ -474,6 +484,24 @@ class KernelService:
         self.audit.record("launch", who.name, "started", kernel=kernel_id, kernelspec=spec["name"],
                           queue=placement["queue"], need_mb=need["needMB"])
         return data
+
+    async def restart_kernel(self, who: Identity, kernel_id: str) -> tuple[int, Any]:
+        """Restart one's own kernel; the ledger follows it onto the YARN application EG submits next."""
+        self.check_kernel(who, kernel_id)
+        self.ledger.begin_restart(kernel_id)
+        apps: list[dict] | None = None
+        try:
+            code, data = await self.gateway.request("POST", f"/api/kernels/{kernel_id}/restart", {},
+                                                    timeout=self.gateway.launch_timeout + 30)
+            try:
+                # the RM itself, not the snapshot (up to a poll behind): which application runs it now
+                apps = await self.snapshot.rm.apps(None, applicationTags=f"kernel:{kernel_id}")
+            except (RMError, RMUnavailable) as e:
+                self.gateway.log.warning("after restarting %s: could not read its applications: %s", kernel_id, e)
+        finally:
+            self.ledger.end_restart(kernel_id, apps)
+        self.audit.record("restart", who.name, "done" if code == 200 else f"http-{code}", kernel=kernel_id)
+        return code, data
 
     async def shutdown_kernel(self, who: Identity, kernel_id: str) -> int:
         rec = self.check_kernel(who, kernel_id, admin_ok=True)

@@ -15,7 +15,8 @@ from tornado.log import app_log
 from . import metrics
 from .auth import Identity
 from .errors import PublicError, query_arg
-from .jobs import JobService
+from .jobs import AppsQuery, JobService
+from .snapshot import decode_cursor
 from .storage import clean_path
 from .utils import monotonic
 from .yarn import ALL_STATES
@@ -115,6 +116,28 @@ class AuthenticatedHandler(BaseHandler):
     def arg(self, name: str, max_len: int = 200) -> str | None:
         return query_arg(self.request.query_arguments, name, max_len)
 
+    def json_body(self, empty: Any = None, max_bytes: int | None = None) -> Any:
+        """The request's JSON body (``empty`` when there is none and that is allowed); a 4xx with a
+        sentence for anything else: too large, not JSON, nested too deeply, not storable text."""
+        body = self.request.body
+        if not body:
+            if empty is None:
+                raise PublicError(400, "a JSON body is required")
+            return empty
+        if max_bytes is not None and len(body) > max_bytes:
+            raise PublicError(413, f"the request body is too large (at most {max_bytes // 1024} KB)")
+        try:
+            data = json.loads(body)
+            json.dumps(data, ensure_ascii=False).encode("utf-8")  # lone surrogates (\ud800) are not text
+        except UnicodeEncodeError as e:
+            raise PublicError(400, "the body is not valid JSON: it holds a lone surrogate (\\ud800-\\udfff), "
+                                   "which is not text") from e
+        except ValueError as e:
+            raise PublicError(400, f"the body is not valid JSON: {str(e)[:120]}") from e
+        except RecursionError as e:
+            raise PublicError(400, "the body is nested too deeply") from e
+        return data
+
 
 def valid_app_id(app_id: str) -> str:
     if len(app_id) > 64 or not APP_ID.fullmatch(app_id):
@@ -161,16 +184,15 @@ class MeHandler(AuthenticatedHandler):
 
 
 class ClusterHandler(AuthenticatedHandler):
-    """GET /api/v1/cluster: metrics, nodes, queues, snapshot age."""
+    """GET /api/v1/cluster: metrics, queues, snapshot age for everyone; the node list for admins."""
 
     services_may_read = True
 
     def get(self) -> None:
-        snap = self.jobs.snapshot
-        snap.require_fresh()
-        if self.not_modified(snap.cluster_etag()):
+        self.jobs.snapshot.require_fresh()
+        if self.not_modified(self.jobs.cluster_etag(self.me)):
             return
-        self.write_json(self.jobs.cluster_view())
+        self.write_json(self.jobs.cluster_view(self.me))
 
 
 class AppsHandler(AuthenticatedHandler):
@@ -209,20 +231,15 @@ class AppsHandler(AuthenticatedHandler):
         if not 1 <= limit <= MAX_LIMIT:
             raise PublicError(400, f"`limit` must be between 1 and {MAX_LIMIT}")
         cursor = self.arg("cursor", 200)
+        # every parameter is checked (the cursor decoded) before anything is looked up
+        query = AppsQuery(user=user, states=tuple(sorted(states or ())), queue=queue or None,
+                          search=search or None, limit=limit, after=decode_cursor(cursor) if cursor else None)
         snap = self.jobs.snapshot
         snap.require_fresh()
-        key = json.dumps([user, sorted(states or []), queue, search, limit, cursor])
-        etag = self.jobs.apps_etag(user, key)
         self.set_header("X-Snapshot-Age", f"{snap.age or 0.0:.3f}")
-        if self.not_modified(etag):
+        if self.not_modified(self.jobs.apps_etag(query)):
             return
-        body = self.jobs.cached_body(etag)
-        if body is None:
-            page, next_cursor = snap.query(user, states, queue, search, limit, cursor)
-            body = json.dumps({"apps": [self.jobs.public_app(a) for a in page], "next_cursor": next_cursor,
-                               "user": user or "*"}, separators=(",", ":"))
-            self.jobs.cache_body(etag, body)
-        self.finish(body)
+        self.finish(self.jobs.apps_page(query))
 
 
 class AppHandler(AuthenticatedHandler):
@@ -286,6 +303,7 @@ class FilesHandler(AuthenticatedHandler):
             self.request.connection.set_max_body_size(limit + 1)
             overwrite = self.get_query_argument("overwrite", "1") not in ("0", "false")
             self.upload = storage.upload(self.me, self.path_, overwrite)
+            self.upload.on_expired = self.upload_expired
             await self.upload.start()
         else:
             self.request.connection.set_max_body_size(64 * 1024)
@@ -294,17 +312,30 @@ class FilesHandler(AuthenticatedHandler):
     async def data_received(self, chunk: bytes) -> None:
         if self.deferred is not None:
             return
+        upload = self.upload
+        if upload is None:
+            if self.request.method != "PUT":
+                self._json_body += chunk
+            return
+        try:
+            await upload.feed(chunk)
+        except PublicError as e:
+            await upload.abort(e)
+            if self.upload is upload:
+                self.answer_mid_body(e)
+
+    def upload_expired(self, error: PublicError) -> None:
+        """The upload's watchdog stopped it (timed out): answer now, unless put() already does."""
         if self.upload is not None:
-            try:
-                await self.upload.feed(chunk)
-            except PublicError:
-                await self.upload.abort()
-                self.upload = None
-                raise
-        else:
-            self._json_body += chunk
+            self.answer_mid_body(error)
+
+    def answer_mid_body(self, error: PublicError) -> None:
+        # tornado sends this and then closes the connection rather than read the rest of the body
+        self.upload = None
+        self.send_error(error.status, exc_info=(type(error), error, error.__traceback__))
 
     def on_connection_close(self) -> None:
+        super().on_connection_close()  # ends tornado's wait for the rest of the body
         if self.upload is not None:
             upload, self.upload = self.upload, None
             asyncio.ensure_future(upload.abort())
@@ -378,18 +409,6 @@ class EnvironmentBase(AuthenticatedHandler):
         if envs is None:
             raise PublicError(503, "environments are not configured on this edge")
         return envs
-
-    def json_body(self) -> Any:
-        if not self.request.body:
-            raise PublicError(400, "a JSON body is required")
-        try:
-            body = json.loads(self.request.body)
-            json.dumps(body, ensure_ascii=False).encode("utf-8")  # lone surrogates (\ud800) cannot be stored
-        except (ValueError, UnicodeError) as e:
-            raise PublicError(400, f"the body is not valid JSON: {str(e)[:120]}") from e
-        except RecursionError as e:
-            raise PublicError(400, "the body is nested too deeply") from e
-        return body
 
 
 class EnvironmentsHandler(EnvironmentBase):

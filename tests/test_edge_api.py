@@ -83,6 +83,11 @@ def test_users_see_only_their_own_apps_and_kill_only_their_own(stack, edge_as, y
     time.sleep(2)
     assert rm.app(alice_app)["state"] == "RUNNING"
     assert [e["outcome"] for e in audit_entries(stack, alice_app)] == ["denied"]
+    # a loop of refused kills is answered every time but audited at a bounded rate (30 a minute)
+    for _ in range(60):
+        assert bob("DELETE", f"/apps/{alice_app}").status_code == 403
+    denied_lines = [e for e in audit_entries(stack, alice_app) if e["outcome"] == "denied"]
+    assert 1 < len(denied_lines) <= 30 and "rate_limited" in denied_lines[-1]
 
     # alice kills hers: the answer is YARN's final state
     killed = alice("DELETE", f"/apps/{alice_app}")
@@ -194,7 +199,13 @@ def test_cluster_view(edge_as):
     c = r.json()
     assert c["memory"]["totalMB"] == 8192
     assert c["vcores"]["total"] == 8
-    assert c["nodes"]["active"] == 1 and c["nodes"]["list"][0]["healthy"] is True
+    # users get capacity, use and queues (the sidebar's capacity line, why a job waits); node host
+    # names and health reports are for admins
+    assert c["nodes"]["active"] == 1 and "list" not in c["nodes"]
+    admin = edge_as("admin").get("/cluster")
+    assert admin.json()["nodes"]["list"][0]["healthy"] is True
+    assert admin.headers["ETag"] != r.headers["ETag"]
+    assert edge_as("guest").get("/cluster", headers={"If-None-Match": admin.headers["ETag"]}).status_code == 200
     queues = {q["name"]: q for q in c["queues"]}
     assert set(queues) == {"default", "interactive"}
     assert queues["default"]["capacity"] == 50.0 and queues["default"]["maxMB"] == 8192
@@ -245,3 +256,53 @@ def test_finished_apps_stay_listed(edge_as, spark_submit):
         time.sleep(0.5)
     assert apps and apps[0]["state"] == "FINISHED" and apps[0]["finalStatus"] == "SUCCEEDED"
     assert apps[0]["finishedTime"] >= apps[0]["startedTime"]
+
+
+def test_no_query_or_cursor_reaches_another_users_list(stack, edge_as, yarn_app):
+    """The review's leak: bob polling with cursors and filters of his choosing while alice's sidebar
+    polls must never get her list, whatever his key hashes to; forged cursors are refused."""
+    alice_app = yarn_app("alice")
+    alice, bob = edge_as("alice"), edge_as("bob")
+    wait_listed(alice, alice_app)
+    alice_etags = set()
+    for params in ({}, {"limit": "1"}, {"limit": "100"}):
+        r = alice.get("/apps", params=params)
+        assert r.status_code == 200 and r.json()["user"] == "alice"
+        alice_etags.add(r.headers["ETag"])
+    from base64 import urlsafe_b64encode
+
+    def cursor(started, app_id):
+        return urlsafe_b64encode(json.dumps([started, app_id]).encode()).decode().rstrip("=")
+
+    tries = [{"limit": "1", "cursor": cursor(2**62, "z")}, {"limit": "1", "cursor": cursor(0, alice_app)},
+             {"cursor": cursor(2**62, alice_app)}, {"search": alice_app}, {"limit": "1"}, {}]
+    for params in tries:
+        for etag in alice_etags:  # presenting alice's ETags gets bob no 304 and no data of hers
+            r = bob.get("/apps", params=params, headers={"If-None-Match": etag})
+            assert r.status_code == 200, (params, r.status_code, r.text)
+            body = r.json()
+            assert body["user"] == "bob" and all(a["user"] == "bob" for a in body["apps"]), params
+            assert alice_app not in r.text and r.headers["ETag"] not in alice_etags
+    for forged in ("%%%", "W10", "bnVsbA", "WzEsMiwzXQ", cursor("x", alice_app), cursor(1, "a" * 100), "A" * 199):
+        r = bob.get("/apps", params={"cursor": forged})
+        assert r.status_code == 400 and "cursor" in r.json()["message"], (forged, r.text)
+
+
+def test_hub_users_named_like_service_accounts_are_refused(stack, hub, edge_as):
+    """A hub account called like a Hadoop service (or the edge's own account) would act with its
+    powers through doAs: the edge refuses it with a sentence."""
+    for name in ("hdfs", stack["service_user"]):
+        r = hub("POST", f"/users/{name}")
+        assert r.status_code in (201, 409), r.text
+        try:
+            token = hub("POST", f"/users/{name}/tokens", json={"scopes": ["access:services!service=yardlab-edge"]})
+            assert token.status_code in (200, 201), token.text
+            me = requests.get(f"{stack['edge_url']}/api/v1/me", timeout=30,
+                              headers={"Authorization": f"token {token.json()['token']}"})
+            assert me.status_code == 403, me.text
+            assert "reserved for a Hadoop service account" in me.json()["message"]
+            files = requests.get(f"{stack['edge_url']}/api/v1/storage", timeout=30,
+                                 headers={"Authorization": f"token {token.json()['token']}"})
+            assert files.status_code == 403
+        finally:
+            hub("DELETE", f"/users/{name}")

@@ -127,6 +127,9 @@ def test_users_reach_only_their_own_kernels(stack, edge_kernel):
     ({"name": "yardlab_pyspark", "env": {"KERNEL_LAUNCH_TIMEOUT": "-5"}}, 400, "KERNEL_LAUNCH_TIMEOUT"),
     ({"name": "yardlab_pyspark", "env": {"KERNEL_WORKING_DIR": 5}}, 400, "strings"),
     ({"name": "yardlab_pyspark", "env": ["KERNEL_USERNAME"]}, 400, "strings"),
+    # unknown KERNEL_* variables are named, not dropped silently
+    ({"name": "yardlab_pyspark", "env": {"KERNEL_EXTRA_SPARK_OPTS": "--conf spark.x=1"}}, 400,
+     "KERNEL_EXTRA_SPARK_OPTS cannot be set"),
 ])
 def test_bad_kernel_requests(stack, body, status, needle):
     data = body if isinstance(body, str) else json.dumps(body)
