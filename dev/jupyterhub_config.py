@@ -80,7 +80,10 @@ c.JupyterHub.load_roles = [
     # every user may use the edge API with their tokens
     {"name": "user", "scopes": ["self", f"access:services!service={EDGE}", f"access:services!service={SERVICE}"]},
     {"name": "yardlab-admin", "scopes": ["custom:yardlab:admin"], "users": ADMINS},
-    {"name": EDGE, "services": [EDGE], "scopes": ["read:users:name", "read:users:groups", "read:roles:users"]},
+    # resolve tokens (names, groups, roles) and list who the admins are now (ACL reconciliation)
+    {"name": EDGE, "services": [EDGE], "scopes": ["read:users:name", "read:users:groups", "read:roles:users",
+                                                  "list:users", "list:groups", "read:groups:name",
+                                                  "read:roles:groups"]},
     # the hub service's own token samples the whole cluster through the edge (read-only there)
     {"name": SERVICE, "services": [SERVICE], "scopes": [f"access:services!service={EDGE}", "custom:yardlab:admin"]},
     {"name": "yardlab-stack", "services": ["yardlab-stack"],

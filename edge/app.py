@@ -13,7 +13,7 @@ from traitlets.config import Application, catch_config_error
 
 from . import __version__
 from .audit import AuditLog
-from .auth import TokenIdentifier
+from .auth import AdminRoster, TokenIdentifier
 from .environments import EnvironmentService
 from .gateway import GatewaySupervisor, KernelService
 from .ledger import KernelLedger
@@ -67,8 +67,8 @@ class EdgeApp(Application):
         64 * 1024**2, help="Bytes of serialized /apps pages kept in memory (least recently used go first).",
     ).tag(config=True)
 
-    classes = [ResourceManagerClient, AppSnapshot, TokenIdentifier, AuditLog, HDFSStorage, GatewaySupervisor,
-               KernelLedger, Reaper, EnvironmentService]
+    classes = [ResourceManagerClient, AppSnapshot, TokenIdentifier, AdminRoster, AuditLog, HDFSStorage,
+               GatewaySupervisor, KernelLedger, Reaper, EnvironmentService]
 
     rm = Instance(ResourceManagerClient, allow_none=True)
     snapshot = Instance(AppSnapshot, allow_none=True)
@@ -103,6 +103,8 @@ class EdgeApp(Application):
         identifier = TokenIdentifier(parent=self, **identifier_kw)
         # nobody acts through doAs as the account the edge itself runs as
         identifier.service_accounts = {self.rm.service_user, storage.service_user}
+        self.storage = storage
+        self.roster = AdminRoster(identifier, parent=self)
         self.environments = EnvironmentService(self.ledger, storage, self.snapshot, audit, self.kernels_dir,
                                                parent=self)
         self.reaper = Reaper(self.rm, self.snapshot, self.ledger, self.gateway, audit, parent=self)
@@ -129,6 +131,17 @@ class EdgeApp(Application):
         }
         return web.Application(routes(base), **settings)
 
+    async def _reconcile_admins(self) -> None:
+        """Take away what former admins were given (their ACL entries on /public), every interval."""
+        while self.roster.interval > 0:
+            try:
+                admins = await self.roster.admins()
+                if admins is not None:
+                    await self.storage.reconcile_public_acl(admins)
+            except Exception:  # noqa: BLE001 - the loop must survive HDFS or the hub being away
+                self.log.exception("reconciling /public's ACL with the hub's admins failed")
+            await asyncio.sleep(self.roster.interval)
+
     def _log_request(self, handler: web.RequestHandler) -> None:
         status = handler.get_status()
         level = self.log.info if status < 400 or status == 404 else self.log.warning
@@ -148,6 +161,7 @@ class EdgeApp(Application):
         await self.gateway.start()
         if self.gateway.enabled:
             self.reaper.start()
+        reconciler = asyncio.ensure_future(self._reconcile_admins())
         self.log.info("yardlab edge %s listening on http://%s:%d%s (RM: %s)", self.version, self.ip, self.port,
                       self.base_url, ", ".join(self.rm.urls if self.rm else []))
         stop = asyncio.Event()
@@ -157,6 +171,7 @@ class EdgeApp(Application):
         await stop.wait()
         self.log.info("stopping")
         server.stop()
+        reconciler.cancel()
         await self.reaper.stop()
         await self.environments.stop()
         await self.gateway.stop()  # Enterprise Gateway keeps running: the next edge adopts it

@@ -5,15 +5,17 @@ Admin power is the custom scope ``custom:yardlab:admin``, granted to hub admins 
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from jupyterhub.services.auth import HubAuth, check_scopes
-from tornado.httpclient import HTTPClientError
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.web import HTTPError
-from traitlets import Integer, List, TraitError, Unicode, default, validate
+from traitlets import Float, Integer, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from .errors import PublicError
@@ -161,3 +163,58 @@ class TokenIdentifier(LoggingConfigurable):
                                    "give this account another name", reason="Forbidden")
         return Identity(name=name, kind=kind, admin=bool(check_scopes({self.admin_scope}, scopes)),
                         groups=tuple(model.get("groups") or ()), scopes=frozenset(scopes))
+
+
+class AdminRoster(LoggingConfigurable):
+    """The hub's current yardlab admins: users holding an admin role themselves or through a group.
+
+    Admins get things on first contact (an ACL entry on /public) that must go when they stop being
+    admins; the edge compares those with this list every `interval` seconds.  The edge's service
+    token needs `list:users`, `read:roles:users`, `list:groups`, `read:groups:name` and
+    `read:roles:groups`.  When the hub cannot be asked, nothing is changed.
+    """
+
+    admin_roles = List(
+        Unicode(), ["yardlab-admin"],
+        help="Hub roles that grant `custom:yardlab:admin` (held by users directly or through a group).",
+    ).tag(config=True)
+    interval = Float(
+        300.0, help="Seconds between reconciliations with the hub's current admins (0: never).").tag(config=True)
+
+    def __init__(self, identifier: TokenIdentifier, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.identifier = identifier
+        self.http = AsyncHTTPClient()
+
+    async def _all(self, path: str) -> list[dict]:
+        """Every item of a paginated hub API list."""
+        items: list[dict] = []
+        offset = 0
+        while True:
+            url = f"{self.identifier.hub_api_url.rstrip('/')}{path}?offset={offset}&limit=200"
+            resp = await self.http.fetch(HTTPRequest(url, headers={
+                "Authorization": f"token {self.identifier.hub_api_token}",
+                "Accept": "application/jupyterhub-pagination+json"}, request_timeout=30, connect_timeout=10))
+            data = json.loads(resp.body)
+            page = data.get("items", []) if isinstance(data, dict) else data
+            items.extend(page)
+            nxt = (data.get("_pagination") or {}).get("next") if isinstance(data, dict) else None
+            if not nxt or not page:
+                return items
+            offset = int(nxt.get("offset", offset + len(page)))
+
+    async def admins(self) -> set[str] | None:
+        """The names of the current admins, or None when the hub could not say."""
+        roles = set(self.admin_roles)
+        try:
+            users, groups = await asyncio.gather(self._all("/users"), self._all("/groups"))
+        except (HTTPClientError, OSError, ValueError, asyncio.TimeoutError) as e:
+            self.log.warning("could not list the hub's admins (nothing reconciled): %s", e)
+            return None
+        if any("roles" not in u for u in users) or any("roles" not in g for g in groups):
+            self.log.warning("the hub lists users or groups without their roles: the edge's token lacks "
+                             "read:roles:users or read:roles:groups (nothing reconciled)")
+            return None
+        admin_groups = {g["name"] for g in groups if roles & set(g.get("roles") or ())}
+        return {u["name"] for u in users
+                if roles & set(u.get("roles") or ()) or admin_groups & set(u.get("groups") or ())}

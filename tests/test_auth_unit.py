@@ -60,3 +60,32 @@ def test_one_cache_layer_only():
     asyncio.run(ident.identify("token t"))
     # the hub was asked once, and without HubAuth's own cache (which would add its age to ours)
     assert ident.calls == [("t", False)]
+
+
+def _roster(users, groups, **kw):
+    from yardlab.edge.auth import AdminRoster
+
+    roster = AdminRoster(TokenIdentifier(hub_api_url="http://127.0.0.1:1/hub/api", hub_api_token="x"), **kw)
+
+    async def all_(path):
+        if isinstance(users, Exception):
+            raise users
+        return users if path == "/users" else groups
+
+    roster._all = all_
+    return roster
+
+
+def test_admins_are_users_with_an_admin_role_directly_or_through_a_group():
+    users = [{"name": "ann", "roles": ["user", "yardlab-admin"], "groups": []},
+             {"name": "gus", "roles": ["user"], "groups": ["ops"]},
+             {"name": "bob", "roles": ["user"], "groups": ["analysts"]}]
+    groups = [{"name": "ops", "roles": ["yardlab-admin"]}, {"name": "analysts", "roles": []}]
+    assert asyncio.run(_roster(users, groups).admins()) == {"ann", "gus"}
+
+
+def test_without_roles_or_without_the_hub_nothing_is_decided():
+    """A token that cannot see roles would make everyone look like a non-admin: say "don't know"."""
+    users = [{"name": "ann", "groups": []}]
+    assert asyncio.run(_roster(users, []).admins()) is None
+    assert asyncio.run(_roster(OSError("connection refused"), []).admins()) is None

@@ -256,7 +256,8 @@ def test_custom_scope_and_roles(values):
     assert load_roles["yardlab-admin"]["users"] == config["Authenticator"]["admin_users"]  # one YAML anchor
     assert load_roles[EDGE] == {
         "description": load_roles[EDGE]["description"],
-        "scopes": ["read:users:name", "read:users:groups", "read:roles:users"], "services": [EDGE]}
+        "scopes": ["read:users:name", "read:users:groups", "read:roles:users", "list:users", "list:groups",
+                   "read:groups:name", "read:roles:groups"], "services": [EDGE]}
     assert config["KubeSpawner"]["server_token_scopes"] == [
         "users:activity!user", "access:servers!server", f"access:services!service={EDGE}",
         "access:services!service=yardlab", ADMIN_SCOPE]
