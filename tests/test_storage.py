@@ -1,14 +1,26 @@
-"""HDFS storage through the edge, on the real stack: private homes, shared, public, bad paths, streaming."""
+"""HDFS storage through the edge, on the real stack: private homes, shared, public, bad paths, streaming,
+upload limits and timeouts, /public's ACL following the admins."""
 from __future__ import annotations
 
 import hashlib
+import http.client
+import json
 import os
+import socket
+import threading
+import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 from hdfs import HdfsError, InsecureClient
+
+# the stack's edge settings these tests rely on (dev/edge_config.py)
+UPLOADS_PER_USER = 2  # c.HDFSStorage.uploads_per_user
+UPLOAD_THREADS = 4  # c.HDFSStorage.upload_threads
+IDLE_TIMEOUT = 3.0  # c.HDFSStorage.upload_idle_timeout
 
 
 def hdfs_as(stack, user: str | None) -> InsecureClient:
@@ -112,6 +124,8 @@ def test_mkdir_rename_list_and_recursive_delete(edge_as, name):
     "user/alice/a%5Cb.txt",
     "user/alice/" + "x" * 300,
     "user/alice/%2e/x.txt",
+    "user/alice/%23LATEST",  # the hdfs library would read it as the newest entry of /user/alice
+    "user/alice/a%23b.txt",
 ])
 def test_path_tricks_are_400_and_touch_nothing(stack, edge_as, raw):
     alice = edge_as("alice")
@@ -135,10 +149,203 @@ def test_rename_target_is_checked_too(edge_as, name):
     alice = edge_as("alice")
     src = f"/user/alice/{name}.txt"
     assert alice("PUT", files(alice, src), data=b"1").status_code == 201
-    for target in ("/tmp/x", "/user/alice/../bob/x", "relative/../x", 42):
+    for target in ("/tmp/x", "/user/alice/../bob/x", "relative/../x", 42, "/user/alice/#LATEST"):
         r = alice("PATCH", files(alice, src), json={"path": target})
         assert r.status_code in (400, 403), (target, r.text)
     assert alice("DELETE", files(alice, src)).status_code == 204
+
+
+class SlowUpload:
+    """A PUT to the edge whose chunked body arrives only as the test sends it (raw socket: the test
+    reads the edge's answer while the body is still unfinished, which requests cannot)."""
+
+    def __init__(self, stack, user: str, path: str) -> None:
+        url = urlsplit(stack["edge_url"])
+        self.sock = socket.create_connection((url.hostname, url.port), timeout=60)
+        target = f"{url.path.rstrip('/')}/api/v1/files{path}"
+        self.sock.sendall(f"PUT {target} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                          f"Authorization: token {stack['user_tokens'][user]}\r\n"
+                          "Transfer-Encoding: chunked\r\n\r\n".encode())
+        self.sent = b""
+        self.send(b"first bytes;")
+
+    def send(self, data: bytes = b"x") -> None:
+        self.sock.sendall(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.sent += data
+
+    def response(self, timeout: float) -> tuple[int, dict]:
+        self.sock.settimeout(timeout)
+        resp = http.client.HTTPResponse(self.sock)
+        resp.begin()
+        return resp.status, json.loads(resp.read())
+
+    def end(self) -> None:
+        self.sock.sendall(b"0\r\n\r\n")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Trickle:
+    """Keeps slow uploads alive: a byte to each every half second (well within the idle timeout)."""
+
+    def __init__(self) -> None:
+        self.uploads: list[SlowUpload] = []
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.5):
+            with self.lock:
+                for up in self.uploads:
+                    up.send(b"x")
+
+    def __enter__(self) -> "Trickle":
+        self.thread.start()
+        return self
+
+    def add(self, up: SlowUpload) -> SlowUpload:
+        with self.lock:
+            self.uploads.append(up)
+        return up
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def temp_uploads(stack, folder: str) -> list[str]:
+    return [n for n in hdfs_as(stack, None).list(folder) if ".yardlab-upload-" in n]
+
+
+def wait_until(predicate, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_slow_uploads_are_capped_per_user_and_in_all_while_listings_answer(stack, edge_as, name):
+    users = ("alice", "bob")
+    assert len(users) * UPLOADS_PER_USER == UPLOAD_THREADS  # together they take every upload thread
+    folders = {u: f"/user/{u}/{name}" for u in users}
+    for u, folder in folders.items():
+        session = edge_as(u)
+        assert session("POST", files(session, folder), params={"op": "mkdir"}).status_code == 201
+    alice, guest = edge_as("alice"), edge_as("guest")
+    slow: list[SlowUpload] = []
+    try:
+        with Trickle() as trickle:
+            for u in users:
+                for i in range(UPLOADS_PER_USER):
+                    slow.append(trickle.add(SlowUpload(stack, u, f"{folders[u]}/slow-{i}.bin")))
+            # each has its WebHDFS write open (and so holds a thread) once its temporary file exists
+            wait_until(lambda: sum(len(temp_uploads(stack, f)) for f in folders.values()) == UPLOAD_THREADS,
+                       what="the slow uploads to start writing")
+            third = alice("PUT", files(alice, f"{folders['alice']}/third.bin"), data=b"x")
+            assert third.status_code == 429, third.text
+            assert f"you already have {UPLOADS_PER_USER} uploads in progress" in third.json()["message"]
+            full = guest("PUT", files(guest, f"/user/guest/{name}.bin"), data=b"x")
+            assert full.status_code == 503 and "try again" in full.json()["message"], full.text
+            # everything else still finds a thread, at once
+            began = time.monotonic()
+            listing = guest.get(files(guest, "/user/guest"))
+            stat = alice.get(files(alice, folders["alice"]))
+            assert listing.status_code == 200 and stat.status_code == 200
+            assert time.monotonic() - began < 3.0
+        for up in slow:  # all ended at once, so none waits on the others past the idle timeout
+            up.end()
+        answers = [up.response(60) for up in slow]
+        assert [status for status, _ in answers] == [201] * len(slow), answers
+        assert [body["size"] for _, body in answers] == [len(up.sent) for up in slow]
+        # the slots came back with the threads
+        assert alice("PUT", files(alice, f"{folders['alice']}/third.bin"), data=b"x").status_code == 201
+    finally:
+        for up in slow:
+            up.close()
+        for u, folder in folders.items():
+            session = edge_as(u)
+            session("DELETE", files(session, folder), params={"recursive": "1"})
+
+
+def test_a_silent_upload_is_cut_after_the_idle_timeout_and_leaves_nothing(stack, edge_as, name):
+    alice = edge_as("alice")
+    folder = f"/user/alice/{name}"
+    assert alice("POST", files(alice, folder), params={"op": "mkdir"}).status_code == 201
+    up = SlowUpload(stack, "alice", f"{folder}/silent.bin")
+    try:
+        wait_until(lambda: temp_uploads(stack, folder), what="the upload to start writing")
+        began = time.monotonic()
+        status, body = up.response(timeout=IDLE_TIMEOUT + 30)  # the client says nothing more
+        waited = time.monotonic() - began
+        assert status == 408 and f"no data arrived for {IDLE_TIMEOUT:g} seconds" in body["message"], body
+        assert waited < IDLE_TIMEOUT + 10
+        assert up.sock.recv(1) == b""  # the edge hung up
+        # aborted before answering: no temporary file, no half-written target
+        assert hdfs_as(stack, None).list(folder) == []
+        # and its slot (its thread) is free again
+        assert alice("PUT", files(alice, f"{folder}/after.bin"), data=b"ok").status_code == 201
+    finally:
+        up.close()
+        alice("DELETE", files(alice, folder), params={"recursive": "1"})
+
+
+def public_entries_of(stack, user: str) -> set[str]:
+    entries = hdfs_as(stack, None).acl_status("/public")["entries"]
+    return {e for e in entries if e.startswith((f"user:{user}:", f"default:user:{user}:"))}
+
+
+def test_an_admin_seen_without_admin_power_loses_the_public_acl_until_seen_as_admin_again(stack, edge_as, hub,
+                                                                                           name):
+    admin = edge_as("admin")
+    assert admin.get("/storage").status_code == 200  # seen as an admin: holds the entries
+    su = hdfs_as(stack, None)
+    su.set_acl("/public", "user:admin:rwx,default:user:admin:rwx", clear=False)  # as the edge sets them
+    # a token of the same user without the admin scope: the edge sees a user who is not an admin
+    made = hub("POST", "/users/admin/tokens", json={"note": "no admin scope", "expires_in": 600,
+                                                     "scopes": ["access:services!service=yardlab-edge"]})
+    assert made.status_code == 201, made.text
+    plain = requests.get(f"{stack['edge_url']}/api/v1/storage", timeout=60,
+                         headers={"Authorization": f"token {made.json()['token']}"})
+    assert plain.status_code == 200, plain.text
+    assert [r["writable"] for r in plain.json()["roots"]] == [True, True, False]
+    assert public_entries_of(stack, "admin") == set()
+    # HDFS itself now refuses a direct write (as from a kernel)
+    with pytest.raises(HdfsError, match="Permission denied"):
+        hdfs_as(stack, "admin").write(f"/public/{name}.txt", data=b"x")
+    # seen as an admin again: the entries come back and writing works
+    assert admin.get("/storage").json()["roots"][2]["writable"] is True
+    assert public_entries_of(stack, "admin") == {"user:admin:rwx", "default:user:admin:rwx"}
+    assert admin("PUT", files(admin, f"/public/{name}.txt"), data=b"x").status_code == 201
+    assert admin("DELETE", files(admin, f"/public/{name}.txt")).status_code == 204
+
+
+@pytest.fixture
+def new_hub_user(stack, hub):
+    """A hub user the edge has never seen (a plain user), with a token; removed with its HDFS home after."""
+    user = f"yl-acl-{uuid.uuid4().hex[:8]}"
+    assert hub("POST", f"/users/{user}").status_code == 201
+    token = hub("POST", f"/users/{user}/tokens", json={"note": "test", "expires_in": 600}).json()["token"]
+    yield user, token
+    hub("DELETE", f"/users/{user}")
+    su = hdfs_as(stack, None)
+    su.delete(f"/user/{user}", recursive=True)
+    if public_entries_of(stack, user):
+        su.remove_acl_entries("/public", f"user:{user}:,default:user:{user}:")
+
+
+def test_a_users_first_contact_removes_their_planted_entries_on_public(stack, new_hub_user):
+    user, token = new_hub_user
+    admins_before = public_entries_of(stack, "admin")
+    hdfs_as(stack, None).set_acl("/public", f"user:{user}:rwx,default:user:{user}:rwx", clear=False)
+    assert len(public_entries_of(stack, user)) == 2
+    r = requests.get(f"{stack['edge_url']}/api/v1/storage", headers={"Authorization": f"token {token}"}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.json()["user"] == user and r.json()["roots"][2]["writable"] is False
+    assert public_entries_of(stack, user) == set()
+    # an admin's entries are untouched
+    assert public_entries_of(stack, "admin") == admins_before
 
 
 def edge_peak_rss_kb(stack) -> int:
