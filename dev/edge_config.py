@@ -41,3 +41,11 @@ c.EnvironmentService.predefined = [{
     "resources": {"driver_memory_mb": 1024, "executor_memory_mb": 1024, "executor_instances": 1},
     "packages": {"pip": ["pandas>=2.2", "pyarrow>=17"]},
 }]
+
+# uploads: small numbers, so the test suite can reach each limit quickly
+c.HDFSStorage.uploads_per_user = 2
+c.HDFSStorage.upload_threads = 4
+c.HDFSStorage.upload_idle_timeout = 3.0
+c.HDFSStorage.upload_deadline = 120.0  # the 256 MB streaming test fits well within it
+# former admins' ACL entries on /public: reconciled with the hub's admins every minute here
+c.AdminRoster.interval = 60.0

@@ -105,6 +105,7 @@ class EdgeApp(Application):
         identifier.service_accounts = {self.rm.service_user, storage.service_user}
         self.storage = storage
         self.roster = AdminRoster(identifier, parent=self)
+        storage.is_admin_now = self.roster.is_admin
         self.environments = EnvironmentService(self.ledger, storage, self.snapshot, audit, self.kernels_dir,
                                                parent=self)
         self.reaper = Reaper(self.rm, self.snapshot, self.ledger, self.gateway, audit, parent=self)

@@ -11,6 +11,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from jupyterhub.services.auth import HubAuth, check_scopes
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
@@ -202,6 +203,37 @@ class AdminRoster(LoggingConfigurable):
             if not nxt or not page:
                 return items
             offset = int(nxt.get("offset", offset + len(page)))
+
+    async def _get(self, path: str) -> dict:
+        url = f"{self.identifier.hub_api_url.rstrip('/')}{path}"
+        resp = await self.http.fetch(HTTPRequest(url, headers={"Authorization": f"token {self.identifier.hub_api_token}"},
+                                                 request_timeout=30, connect_timeout=10))
+        return json.loads(resp.body)
+
+    async def is_admin(self, name: str) -> bool | None:
+        """Whether the hub gives ``name`` an admin role now (directly or through a group); None: cannot say."""
+        roles = set(self.admin_roles)
+        try:
+            user = await self._get(f"/users/{quote(name, safe='')}")
+            if "roles" not in user:
+                return None
+            if roles & set(user.get("roles") or ()):
+                return True
+            for group in user.get("groups") or ():
+                g = await self._get(f"/groups/{quote(group, safe='')}")
+                if "roles" not in g:
+                    return None
+                if roles & set(g.get("roles") or ()):
+                    return True
+        except HTTPClientError as e:
+            if e.code == 404:
+                return False  # no such hub user any more
+            self.log.warning("could not ask the hub whether %s is an admin: %s", name, e)
+            return None
+        except (OSError, ValueError, asyncio.TimeoutError) as e:
+            self.log.warning("could not ask the hub whether %s is an admin: %s", name, e)
+            return None
+        return False
 
     async def admins(self) -> set[str] | None:
         """The names of the current admins, or None when the hub could not say."""

@@ -32,7 +32,7 @@ import secrets
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterator, Callable, Iterator, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, TypeVar
 
 from hdfs import HdfsError, InsecureClient
 from traitlets import Float, Integer, TraitError, Unicode, default
@@ -145,6 +145,10 @@ class HDFSStorage(LoggingConfigurable):
         self._lock = asyncio.Lock()
         self._reconcile_lock = asyncio.Lock()
         self._reconciled_admins: frozenset[str] | None = None
+        # asks the hub whether a user is an admin now (True/False; None: the hub cannot say).  A
+        # token without the admin scope does not make its user a non-admin: ACL entries belong to
+        # the user, and their kernels write to HDFS as them, so only the hub's roles take entries away
+        self.is_admin_now: Callable[[str], Awaitable[bool | None]] | None = None
         self._uploads: Counter[str] = Counter()  # uploads holding a thread, by user
 
     # -- plumbing -------------------------------------------------------------------------------------
@@ -222,7 +226,7 @@ class HDFSStorage(LoggingConfigurable):
             public = self.public_path
             if who.admin:
                 await self.call(su, public, "set_acl", public, admin_acl_spec(who.name), clear=False)
-            else:
+            elif self.is_admin_now is not None and await self.is_admin_now(who.name) is False:
                 client = self.client(su)
                 await self.guarded(public, lambda: strip_named_users(client, public, lambda u: u == who.name))
             # the other key goes: were this user seen as the other kind again, the ACL is set again

@@ -89,3 +89,24 @@ def test_without_roles_or_without_the_hub_nothing_is_decided():
     users = [{"name": "ann", "groups": []}]
     assert asyncio.run(_roster(users, []).admins()) is None
     assert asyncio.run(_roster(OSError("connection refused"), []).admins()) is None
+
+
+def test_is_admin_asks_the_hub_about_one_user():
+    from tornado.httpclient import HTTPClientError
+
+    roster = _roster([], [])
+    hub = {"/users/ann": {"name": "ann", "roles": ["user", "yardlab-admin"], "groups": []},
+           "/users/gus": {"name": "gus", "roles": ["user"], "groups": ["ops"]},
+           "/groups/ops": {"name": "ops", "roles": ["yardlab-admin"]},
+           "/users/bob": {"name": "bob", "roles": ["user"], "groups": ["analysts"]},
+           "/groups/analysts": {"name": "analysts", "roles": []},
+           "/users/eve": {"name": "eve", "groups": []}}  # roles not visible to this token
+
+    async def get(path):
+        if path not in hub:
+            raise HTTPClientError(404)
+        return hub[path]
+
+    roster._get = get
+    answers = {n: asyncio.run(roster.is_admin(n)) for n in ("ann", "gus", "bob", "eve", "gone")}
+    assert answers == {"ann": True, "gus": True, "bob": False, "eve": None, "gone": False}

@@ -373,8 +373,17 @@ def public_named(fs: FakeHDFS, path: str = "/public") -> set[str]:
     return {e for e in fs.acl.get(path, []) if re.match(r"^(default:)?user:[^:]+:", e)}
 
 
+def hub_says(admins: set[str] | None):
+    """A stand-in for AdminRoster.is_admin: the hub's answer (None: it cannot say)."""
+    async def is_admin(name: str) -> bool | None:
+        return None if admins is None else name in admins
+
+    return is_admin
+
+
 def test_a_user_seen_as_not_admin_loses_their_entries_on_public(make_storage):
     storage = make_storage()
+    storage.is_admin_now = hub_says(set())
     fs = storage.fs
     fs.acl["/public"] = ["user:ann:rwx", "default:user:ann:rwx", "user:bob:rwx", "default:user:bob:rwx",
                          "group::r-x", "default:user::rwx"]
@@ -384,15 +393,31 @@ def test_a_user_seen_as_not_admin_loses_their_entries_on_public(make_storage):
     assert "group::r-x" in fs.acl["/public"]
 
 
+def test_a_token_without_the_admin_scope_does_not_take_an_admins_entries(make_storage):
+    """The entries are the user's (their kernels write as them): only the hub's roles take them away."""
+    storage = make_storage()
+    fs = storage.fs
+    for hub in (hub_says({"ann"}), hub_says(None)):  # still an admin; the hub cannot say
+        storage.is_admin_now = hub
+        storage._provisioned.clear()
+        asyncio.run(storage.ensure_provisioned(Identity(name="ann", admin=True)))
+        asyncio.run(storage.ensure_provisioned(Identity(name="ann", admin=False)))
+        assert public_named(fs) == {"user:ann:rwx", "default:user:ann:rwx"}
+
+
 def test_an_admin_demoted_and_promoted_again_follows_on_each_contact(make_storage):
     storage = make_storage()
     fs = storage.fs
+    admins = {"ann"}
+    storage.is_admin_now = hub_says(admins)
 
     async def contacts():
         await storage.ensure_provisioned(Identity(name="ann", admin=True))
         after_admin = public_named(fs)
+        admins.clear()  # the hub takes the admin role away
         await storage.ensure_provisioned(Identity(name="ann", admin=False))
         after_demotion = public_named(fs)
+        admins.add("ann")
         await storage.ensure_provisioned(Identity(name="ann", admin=True))
         return after_admin, after_demotion, public_named(fs)
 
