@@ -47,5 +47,5 @@ c.HDFSStorage.uploads_per_user = 2
 c.HDFSStorage.upload_threads = 4
 c.HDFSStorage.upload_idle_timeout = 3.0
 c.HDFSStorage.upload_deadline = 120.0  # the 256 MB streaming test fits well within it
-# former admins' ACL entries on /public: reconciled with the hub's admins every minute here
-c.AdminRoster.interval = 60.0
+# former admins' ACL entries on /public: reconciled with the hub's admins every 15 s here
+c.AdminRoster.interval = 15.0

@@ -431,3 +431,17 @@ def test_kernels_use_hdfs_with_relative_paths_in_the_home(stack, eg_kernel, name
     st = hdfs_as(stack, None).status(f"/user/alice/{name}")
     assert st["owner"] == "alice"
     hdfs_as(stack, "alice").delete(f"/user/alice/{name}", recursive=True)
+
+
+def test_entries_of_users_the_hub_does_not_make_admins_are_reconciled_away(stack, edge_as):
+    """The edge asks the hub who the admins are now (every 15 s on the local stack) and takes
+    /public's ACL entries of anyone else away, whether or not they come back."""
+    assert edge_as("bob").get("/storage").status_code == 200  # bob is known and provisioned already
+    assert edge_as("admin").get("/storage").status_code == 200
+    su = hdfs_as(stack, None)
+    su.set_acl("/public", "user:bob:rwx,default:user:bob:rwx", clear=False)  # as if bob had been an admin
+    deadline = time.monotonic() + 45
+    while public_entries_of(stack, "bob"):
+        assert time.monotonic() < deadline, "bob's entries on /public were not reconciled away"
+        time.sleep(1)
+    assert public_entries_of(stack, "admin") == {"user:admin:rwx", "default:user:admin:rwx"}
