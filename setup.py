@@ -74,6 +74,6 @@ setup(
     extras_require={"edge": EDGE, "hub": HUB, "lab": LAB, "stack": STACK, "test": TEST,
                     "all": sorted(set(EDGE + HUB + LAB + STACK + TEST))},
     entry_points={"console_scripts": ["yardlab-edge = yardlab.edge.app:main",
-                                    "yardlab = yardlab.edge.cli:main"]},
+                                    "yardlab = yardlab.edge.cli.main:main"]},
     zip_safe=False,
 )

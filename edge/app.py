@@ -14,15 +14,16 @@ from traitlets.config import Application, catch_config_error
 from . import __version__
 from .audit import AuditLog
 from .auth import AdminRoster, TokenIdentifier
+from .clients.resourcemanager import ResourceManagerClient
 from .environments import EnvironmentService
-from .gateway import GatewaySupervisor, KernelService
+from .handlers.routes import routes
+from .jobs import JobService
+from .kernels import KernelService
 from .ledger import KernelLedger
 from .reaper import Reaper
-from .handlers import routes
-from .jobs import JobService
 from .snapshot import AppSnapshot
 from .storage import HDFSStorage
-from .yarn import ResourceManagerClient
+from .supervisor import GatewaySupervisor
 
 
 class EdgeApp(Application):

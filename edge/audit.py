@@ -10,7 +10,7 @@ from typing import Any
 from traitlets import Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
-from .utils import monotonic
+from .clock import monotonic
 
 
 class AuditLog(LoggingConfigurable):

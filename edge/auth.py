@@ -19,8 +19,8 @@ from tornado.web import HTTPError
 from traitlets import Float, Integer, List, TraitError, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
+from .clock import monotonic
 from .errors import PublicError
-from .utils import monotonic
 
 ADMIN_SCOPE = "custom:yardlab:admin"
 _AUTH_HEADER = re.compile(r"^(?:token|bearer)\s+([\x21-\x7e]{1,512})\s*$", re.IGNORECASE)

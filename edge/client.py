@@ -44,7 +44,7 @@ def token_from_env(token: str | None = None) -> str:
     return token
 
 
-def _error(status: int, body: bytes | str) -> EdgeAPIError:
+def error_from_response(status: int, body: bytes | str) -> EdgeAPIError:
     try:
         message = json.loads(body).get("message") or ""
     except (ValueError, AttributeError):
@@ -73,7 +73,7 @@ class EdgeClient:
         r = self.session.request(method, f"{self.url}/api/v1{path}", params=params or None, timeout=self.timeout,
                                  json=body)
         if r.status_code >= 400:
-            raise _error(r.status_code, r.content)
+            raise error_from_response(r.status_code, r.content)
         if not r.content:
             return None
         return r.json() if r.headers.get("Content-Type", "").startswith("application/json") else r.text
@@ -105,7 +105,7 @@ class EdgeClient:
         url = f"{self.url}/api/v1/environments/{quote(owner, safe='')}/{quote(name, safe='')}/events"
         with self.session.get(url, stream=True, timeout=(10, 3600)) as r:
             if r.status_code >= 400:
-                raise _error(r.status_code, r.content)
+                raise error_from_response(r.status_code, r.content)
             event = "message"
             for line in r.iter_lines(decode_unicode=True):
                 if line.startswith("event: "):

@@ -12,11 +12,16 @@ from tornado.log import app_log
 from . import metrics
 from .audit import AuditLog
 from .auth import Identity
+from .clients.resourcemanager import (
+    FINAL_STATES,
+    ResourceManagerClient,
+    RMError,
+    RMUnavailable,
+)
+from .clock import monotonic
 from .errors import PublicError
 from .ledger import KernelLedger
 from .snapshot import AppSnapshot
-from .utils import monotonic
-from .yarn import FINAL_STATES, ResourceManagerClient, RMError, RMUnavailable
 
 PUBLIC_FIELDS = ("id", "name", "user", "queue", "state", "finalStatus", "progress", "startedTime",
                  "finishedTime", "elapsedTime", "allocatedMB", "allocatedVCores", "runningContainers",

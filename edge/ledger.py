@@ -19,7 +19,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from traitlets import Unicode
 from traitlets.config import LoggingConfigurable
 
-from .utils import now
+from .clock import now
 
 
 class Base(DeclarativeBase):

@@ -17,11 +17,18 @@ from traitlets.config import LoggingConfigurable
 
 from . import metrics
 from .audit import AuditLog
-from .gateway import GatewaySupervisor
+from .clients.resourcemanager import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    ResourceManagerClient,
+    RMError,
+    RMUnavailable,
+)
+from .clock import monotonic
+from .clock import now as now_wall
 from .ledger import KernelLedger, app_order
 from .snapshot import AppSnapshot
-from .utils import monotonic, now as now_wall
-from .yarn import ACTIVE_STATES, FINAL_STATES, ResourceManagerClient, RMError, RMUnavailable
+from .supervisor import GatewaySupervisor
 
 
 class Reaper(LoggingConfigurable):

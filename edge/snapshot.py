@@ -14,13 +14,19 @@ import json
 import secrets
 from typing import Any, Callable, Iterable
 
-from traitlets import Float, Integer, Instance
+from traitlets import Float, Instance, Integer
 from traitlets.config import LoggingConfigurable
 
 from . import metrics
+from .clients.resourcemanager import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    ResourceManagerClient,
+    RMError,
+    RMUnavailable,
+)
+from .clock import monotonic, now_ms
 from .errors import PublicError
-from .utils import monotonic, now_ms
-from .yarn import ACTIVE_STATES, FINAL_STATES, ResourceManagerClient, RMError, RMUnavailable
 
 
 def _nonneg(value: Any) -> int:

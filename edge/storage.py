@@ -39,8 +39,8 @@ from traitlets import Float, Integer, TraitError, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from .auth import Identity
+from .clock import monotonic
 from .errors import PublicError
-from .utils import monotonic
 
 T = TypeVar("T")
 

@@ -222,7 +222,7 @@ def test_parallel_creates_cannot_pass_the_per_user_cap(tmp_path):
 def test_a_kernelspec_name_collision_is_refused_not_shared(tmp_path, monkeypatch):
     import asyncio
 
-    from yardlab.edge import environments as envmod
+    from yardlab.edge.environments import service as envmod
 
     svc = _service_with_audit(tmp_path)
     # the worst case: two different environments mapped to one kernelspec name

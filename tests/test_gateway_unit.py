@@ -19,12 +19,13 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
-from yardlab.edge import gateway as gateway_mod
+from yardlab.edge import supervisor as gateway_mod
 from yardlab.edge.audit import AuditLog
 from yardlab.edge.auth import Identity
 from yardlab.edge.errors import PublicError
-from yardlab.edge.gateway import GatewaySupervisor, KernelService, write_private
-from yardlab.edge.gateway_handlers import gateway_routes
+from yardlab.edge.kernels import KernelService
+from yardlab.edge.supervisor import GatewaySupervisor, write_private
+from yardlab.edge.handlers.routes import gateway_routes
 from yardlab.edge.ledger import KernelLedger
 from yardlab.edge.snapshot import AppSnapshot
 

@@ -147,8 +147,8 @@ def test_edge_accepts_a_hub_service_only_with_the_admin_scope():
 
 
 def test_edge_lets_services_read_only_cluster_and_apps():
-    from yardlab.edge import handlers
-    from yardlab.edge.gateway_handlers import gateway_routes
+    from yardlab.edge.handlers import routes as handlers
+    from yardlab.edge.handlers.routes import gateway_routes
 
     readable = {cls.__name__ for _, cls, *_ in handlers.routes("/x/") if getattr(cls, "services_may_read", False)}
     assert readable == {"MeHandler", "ClusterHandler", "AppsHandler", "AppHandler"}

@@ -14,7 +14,7 @@ from yardlab.edge.auth import Identity
 from yardlab.edge.errors import PublicError
 from yardlab.edge.jobs import AppsQuery, JobService, PageCache
 from yardlab.edge.snapshot import AppSnapshot, decode_cursor, encode_cursor
-from yardlab.edge.yarn import ResourceManagerClient, RMError
+from yardlab.edge.clients.resourcemanager import ResourceManagerClient, RMError
 
 from test_snapshot_unit import ScriptedRM, raw_app
 

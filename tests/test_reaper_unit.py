@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from yardlab.edge.audit import AuditLog
-from yardlab.edge.gateway import GatewaySupervisor
+from yardlab.edge.supervisor import GatewaySupervisor
 from yardlab.edge.ledger import KernelLedger, app_order
 from yardlab.edge.reaper import Reaper
 from yardlab.edge.snapshot import AppSnapshot, app_model

@@ -8,7 +8,7 @@ import pytest
 from yardlab.edge import snapshot as snapmod
 from yardlab.edge.errors import PublicError
 from yardlab.edge.snapshot import AppSnapshot
-from yardlab.edge.yarn import ResourceManagerClient, RMUnavailable
+from yardlab.edge.clients.resourcemanager import ResourceManagerClient, RMUnavailable
 
 
 def raw_app(n: int, user: str, state: str = "RUNNING", started: int = 0, finished: int = 0, queue: str = "root.default",

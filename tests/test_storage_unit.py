@@ -21,7 +21,7 @@ from traitlets import TraitError
 
 from yardlab.edge.auth import Identity
 from yardlab.edge.errors import PublicError
-from yardlab.edge.handlers import FilesHandler
+from yardlab.edge.handlers.storage import FilesHandler
 from yardlab.edge.storage import HDFSStorage, UploadAborted, clean_path
 
 ALICE = Identity(name="alice", admin=False)

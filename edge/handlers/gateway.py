@@ -9,9 +9,9 @@ from tornado import websocket
 from tornado.httpclient import HTTPRequest
 from tornado.log import app_log
 
-from .errors import PublicError
-from .gateway import KernelService
-from .handlers import AuthenticatedHandler
+from ..errors import PublicError
+from ..kernels import KernelService
+from .base import AuthenticatedHandler
 
 
 class GatewayHandler(AuthenticatedHandler):
@@ -198,19 +198,3 @@ class KernelChannelsHandler(websocket.WebSocketHandler):
         except websocket.WebSocketClosedError:
             pass
         self.close(1000, "kernel died: its YARN application ended")
-
-
-def gateway_routes(base: str) -> list[tuple]:
-    gw = base.rstrip("/") + "/gateway"
-    kid = r"([^/]+)"
-    return [
-        (gw + "/api", GatewayRootHandler),
-        (gw + "/api/kernelspecs", KernelSpecsHandler),
-        (gw + r"/api/kernelspecs/([^/]+)", KernelSpecHandler),
-        (gw + r"/kernelspecs/([^/]+)/(.+)", KernelSpecResourceHandler),
-        (gw + "/api/kernels", KernelsHandler),
-        (gw + f"/api/kernels/{kid}", KernelHandler),
-        (gw + f"/api/kernels/{kid}/(interrupt|restart)", KernelActionHandler),
-        (gw + f"/api/kernels/{kid}/channels", KernelChannelsHandler),
-    ]
-

@@ -8,7 +8,9 @@ import argparse
 import os
 from typing import Any
 
-from yardlab.edge.client import SERVICE_PATH as EDGE_PATH, EdgeAPIError, _error, token_from_env
+from ..client import SERVICE_PATH as EDGE_PATH
+from ..client import EdgeAPIError, error_from_response, token_from_env
+from .format import mb, table
 
 SERVICE_PATH = "/services/yardlab"
 
@@ -43,19 +45,17 @@ def fetch(args: argparse.Namespace) -> dict:
     r = requests.get(f"{url}/api/v1/usage", params=params, timeout=60,
                      headers={"Authorization": f"token {token_from_env(args.token)}"})
     if r.status_code >= 400:
-        raise _error(r.status_code, r.content)
+        raise error_from_response(r.status_code, r.content)
     return r.json()
 
 
 def show_usage(data: dict) -> str:
-    from yardlab.edge.cli import _mb, table
-
     windows = data["windows"]
     headers = ["USER", "RUNNING", "MEMORY NOW", "VCORES NOW"]
     headers += [f"GB·h {w}" for w in windows] + [f"vcore·h {w}" for w in windows]
     rows = []
     for u in data["users"]:
-        row = [u["user"], u["current"]["running"], _mb(u["current"]["allocatedMB"]), u["current"]["allocatedVCores"]]
+        row = [u["user"], u["current"]["running"], mb(u["current"]["allocatedMB"]), u["current"]["allocatedVCores"]]
         row += [f"{u['windows'][w]['memorySeconds'] / 1024 / 3600:.2f}" for w in windows]
         row += [f"{u['windows'][w]['vcoreSeconds'] / 3600:.2f}" for w in windows]
         rows.append(row)

@@ -39,17 +39,19 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from sqlalchemy import Float, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
-from traitlets import Dict, Float as FloatT, Integer as IntegerT, List, Unicode, default
+from traitlets import Dict, List, Unicode, default
+from traitlets import Float as FloatT
+from traitlets import Integer as IntegerT
 from traitlets.config import LoggingConfigurable
 
-from .audit import AuditLog
-from .auth import Identity
-from .errors import PublicError
-from .kernelspecs import KernelSite, KernelSpecRequest, write_kernelspec
-from .ledger import Base, KernelLedger
-from .snapshot import AppSnapshot
-from .storage import HDFSStorage
-from .utils import now
+from ..audit import AuditLog
+from ..auth import Identity
+from ..clock import now
+from ..errors import PublicError
+from ..kernelspecs import KernelSite, KernelSpecRequest, write_kernelspec
+from ..ledger import Base, KernelLedger
+from ..snapshot import AppSnapshot
+from ..storage import HDFSStorage
 
 NAME = re.compile(r"[a-z][a-z0-9-]{0,39}")  # always used with fullmatch
 QUEUE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}")

@@ -7,7 +7,8 @@ import sys
 import time
 from typing import Any
 
-from .client import EdgeAPIError, EdgeClient
+from ..client import EdgeAPIError, EdgeClient
+from .format import table
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mMgG]?)[bB]?\s*$")
 
@@ -76,8 +77,6 @@ def _row(e: dict) -> list[Any]:
 
 
 def show_list(envs: list[dict]) -> str:
-    from .cli import table
-
     if not envs:
         return "no environments"
     return table([_row(e) for e in envs], ["ENVIRONMENT", "KIND", "STATUS", "QUEUE", "EXECUTORS", "PACKAGES", "KERNEL"],

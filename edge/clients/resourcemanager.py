@@ -12,8 +12,8 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Float, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from . import metrics
-from .utils import monotonic
+from .. import metrics
+from ..clock import monotonic
 
 ACTIVE_STATES = ("NEW", "NEW_SAVING", "SUBMITTED", "ACCEPTED", "RUNNING")
 FINAL_STATES = ("FINISHED", "FAILED", "KILLED")

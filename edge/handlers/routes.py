@@ -1,0 +1,60 @@
+"""Every route of the edge, in one list.
+"""
+from __future__ import annotations
+
+from .base import NotFoundHandler
+from .environments import (
+    EnvironmentEventsHandler,
+    EnvironmentHandler,
+    EnvironmentLogHandler,
+    EnvironmentRebuildHandler,
+    EnvironmentsHandler,
+)
+from .gateway import (
+    GatewayRootHandler,
+    KernelActionHandler,
+    KernelChannelsHandler,
+    KernelHandler,
+    KernelsHandler,
+    KernelSpecHandler,
+    KernelSpecResourceHandler,
+    KernelSpecsHandler,
+)
+from .jobs import AppHandler, AppsHandler, ClusterHandler
+from .ops import HealthHandler, MeHandler, MetricsHandler
+from .storage import FilesHandler, StorageHandler
+
+
+def gateway_routes(base: str) -> list[tuple]:
+    gw = base.rstrip("/") + "/gateway"
+    kid = r"([^/]+)"
+    return [
+        (gw + "/api", GatewayRootHandler),
+        (gw + "/api/kernelspecs", KernelSpecsHandler),
+        (gw + r"/api/kernelspecs/([^/]+)", KernelSpecHandler),
+        (gw + r"/kernelspecs/([^/]+)/(.+)", KernelSpecResourceHandler),
+        (gw + "/api/kernels", KernelsHandler),
+        (gw + f"/api/kernels/{kid}", KernelHandler),
+        (gw + f"/api/kernels/{kid}/(interrupt|restart)", KernelActionHandler),
+        (gw + f"/api/kernels/{kid}/channels", KernelChannelsHandler),
+    ]
+
+
+def routes(base_url: str) -> list[tuple[str, type, dict] | tuple[str, type]]:
+    api = base_url.rstrip("/") + "/api/v1"
+    return gateway_routes(base_url) + [
+        (base_url.rstrip("/") + "/health", HealthHandler),
+        (base_url.rstrip("/") + "/metrics", MetricsHandler),
+        (api + "/me", MeHandler),
+        (api + "/cluster", ClusterHandler),
+        (api + "/apps", AppsHandler),
+        (api + r"/apps/([^/]+)", AppHandler),
+        (api + "/storage", StorageHandler),
+        (api + "/environments/?", EnvironmentsHandler),
+        (api + r"/environments/([^/]+)/([^/]+)/log", EnvironmentLogHandler),
+        (api + r"/environments/([^/]+)/([^/]+)/rebuild", EnvironmentRebuildHandler),
+        (api + r"/environments/([^/]+)/([^/]+)/events", EnvironmentEventsHandler),
+        (api + r"/environments/([^/]+)/([^/]+)/?", EnvironmentHandler),
+        (api + r"/files/?(.*)", FilesHandler),
+        (base_url.rstrip("/") + r"/.*", NotFoundHandler),
+    ]

@@ -1,0 +1,261 @@
+"""Enterprise Gateway as a supervised child of the edge: loopback, a private token, restarted when it
+dies, adopted again after an edge restart (so no kernel dies with the edge).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from . import metrics
+from .clock import monotonic
+from .errors import PublicError
+
+SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_KEY)(?!.*_(FILE|LOCATION|PATH|DIR)$)",
+                         re.IGNORECASE)
+
+
+class GatewaySupervisor(LoggingConfigurable):
+    """Runs Enterprise Gateway as a child on loopback and keeps it running."""
+
+    enabled = Bool(True, help="Whether this edge runs Enterprise Gateway (and serves /gateway/).").tag(config=True)
+    command = List(
+        Unicode(), ["jupyter-enterprisegateway"],
+        help="The command that starts Enterprise Gateway (from its own virtualenv).",
+    ).tag(config=True)
+    port = Integer(8890, help="Loopback port Enterprise Gateway listens on.").tag(config=True)
+    env = Dict(
+        help="Environment for Enterprise Gateway (EG_*, JUPYTER_PATH with the kernelspecs, SPARK_HOME, ...), over "
+             "the edge's own, of which variables named like credentials (*TOKEN*, *SECRET*, *PASSWORD*) are dropped.",
+    ).tag(config=True)
+    state_file = Unicode(
+        "enterprise-gateway.json",
+        help="Where the running EG's pid, port and token are kept (mode 0600), so a restarted edge adopts it.",
+    ).tag(config=True)
+    config_file = Unicode(
+        help="EG's config file, written at each launch (mode 0600) with its token and passed as --config, so "
+             "the token is never on a command line (`ps` shows those to every account) nor in EG's "
+             "environment (which EG hands on to processes it starts). Default: beside state_file.",
+    ).tag(config=True)
+    log_file = Unicode("enterprise-gateway.log", help="Enterprise Gateway's log.").tag(config=True)
+    cull_idle_timeout = Integer(
+        4 * 3600, help="Seconds an idle kernel lives before it is shut down (0: never).").tag(config=True)
+    cull_interval = Integer(120, help="Seconds between idle-kernel checks.").tag(config=True)
+    launch_timeout = Integer(300, help="Seconds a kernel may take to start on YARN.").tag(config=True)
+    max_backoff = Float(30.0, help="Longest pause between restarts of a failing Enterprise Gateway.").tag(config=True)
+
+    @default("config_file")
+    def _config_file_default(self) -> str:
+        state = Path(self.state_file)
+        return str(state.with_name(f"{state.stem}-config.json"))
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.token = ""
+        self.pid: int | None = None
+        self.proc: subprocess.Popen | None = None
+        self.started_at = 0.0
+        self.restarts = 0
+        self.ready = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.http = AsyncHTTPClient()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        if not self.enabled:
+            return
+        if not await self._adopt():
+            await self._launch()
+        self._task = asyncio.ensure_future(self._watch())
+
+    async def stop(self, stop_gateway: bool = False) -> None:
+        if self._task:
+            self._task.cancel()
+        if stop_gateway and self.pid:
+            try:
+                os.killpg(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    async def _adopt(self) -> bool:
+        try:
+            saved = json.loads(Path(self.state_file).read_text())
+        except (OSError, ValueError):
+            return False
+        pid, token = saved.get("pid"), saved.get("token", "")
+        if not pid or not _alive(pid) or saved.get("port") != self.port:
+            return False
+        self.token, self.pid = token, pid
+        if await self.healthy() and await self.refuses_strangers():
+            self.log.info("adopted the running Enterprise Gateway (pid %s); its kernels live on", pid)
+            self.started_at = monotonic()
+            self.ready.set()
+            return True
+        return False
+
+    def launch_argv(self) -> list[str]:
+        """EG's command line: settings only, never the token (that is in config_file)."""
+        return [*self.command, f"--config={os.path.abspath(self.config_file)}",
+                "--ip=127.0.0.1", f"--port={self.port}", "--port_retries=0",
+                "--EnterpriseGatewayApp.list_kernels=True",
+                f"--MappingKernelManager.cull_idle_timeout={self.cull_idle_timeout}",
+                f"--MappingKernelManager.cull_interval={self.cull_interval}",
+                "--MappingKernelManager.cull_connected=False"]
+
+    def launch_env(self) -> dict[str, str]:
+        """EG's environment: the edge's, minus anything that looks like a credential (the edge's hub
+        token, say), plus the configured variables."""
+        inherited = {k: v for k, v in os.environ.items() if not SECRET_NAME.search(k)}
+        return {**inherited, **{k: str(v) for k, v in self.env.items()},
+                "EG_KERNEL_LAUNCH_TIMEOUT": str(self.launch_timeout), "EG_IMPERSONATION_ENABLED": "True"}
+
+    async def _launch(self) -> None:
+        self.token = secrets.token_hex(24)
+        # EG is a JupyterApp: --config loads this file like its own jupyter_enterprisegateway_config
+        write_private(self.config_file, json.dumps({"EnterpriseGatewayApp": {"auth_token": self.token}}))
+        log = open(self.log_file, "ab")
+        # its own session: EG (and so its kernels) outlives an edge restart, which adopts it again
+        self.proc = subprocess.Popen(self.launch_argv(), stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=self.launch_env(), start_new_session=True)
+        log.close()
+        self.pid = self.proc.pid
+        write_private(self.state_file, json.dumps({"pid": self.pid, "port": self.port, "token": self.token}))
+        self.ready.clear()
+        deadline = monotonic() + 60
+        while monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
+            if await self.healthy():
+                if not await self.refuses_strangers():
+                    # the config file was not read: an EG without a token must not stay up
+                    self.log.error("Enterprise Gateway (pid %s) answers without its token; stopping it", self.pid)
+                    self._kill()
+                    break
+                self.started_at = monotonic()
+                self.ready.set()
+                self.log.info("Enterprise Gateway up (pid %s, port %s)", self.pid, self.port)
+                return
+            await asyncio.sleep(0.25)
+        self.log.error("Enterprise Gateway did not come up; see %s", self.log_file)
+
+    def _kill(self) -> None:
+        if not self.pid:
+            return
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    async def refuses_strangers(self) -> bool:
+        """Whether EG turns away a request without its token (it runs with the token it was given)."""
+        try:
+            resp = await self.http.fetch(HTTPRequest(f"{self.url}/api/kernelspecs", request_timeout=5,
+                                                     connect_timeout=2), raise_error=False)
+        except (HTTPClientError, OSError, asyncio.TimeoutError):
+            return False
+        return resp.code in (401, 403)
+
+    async def healthy(self) -> bool:
+        try:
+            resp = await self.http.fetch(HTTPRequest(f"{self.url}/api/kernelspecs", headers=self.headers,
+                                                     request_timeout=5, connect_timeout=2), raise_error=False)
+        except (HTTPClientError, OSError, asyncio.TimeoutError):
+            return False
+        return resp.code == 200
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.token}"}
+
+    def alive(self) -> bool:
+        if self.proc is not None:
+            return self.proc.poll() is None
+        return bool(self.pid) and _alive(self.pid)
+
+    async def _watch(self) -> None:
+        delay = 1.0
+        while True:
+            await asyncio.sleep(1.0)
+            if self.alive():
+                delay = 1.0
+                continue
+            self.ready.clear()
+            metrics.GATEWAY_RESTARTS.inc()
+            self.restarts += 1
+            self.log.warning("Enterprise Gateway (pid %s) is gone; restarting in %.0f s", self.pid, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.max_backoff)
+            await self._launch()
+
+    async def request(self, method: str, path: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
+        """One call to EG's REST API with EG's token; returns (status, JSON or None)."""
+        if not self.ready.is_set():
+            raise PublicError(503, "the kernel gateway is starting; try again in a few seconds",
+                              reason="Service Unavailable")
+        req = HTTPRequest(f"{self.url}{path}", method=method, headers={**self.headers, "Content-Type": "application/json"},
+                          body=json.dumps(body) if body is not None else None, request_timeout=timeout,
+                          connect_timeout=5, allow_nonstandard_methods=True)
+        try:
+            resp = await self.http.fetch(req, raise_error=False)
+        except (HTTPClientError, OSError, asyncio.TimeoutError) as e:
+            raise PublicError(503, f"the kernel gateway did not answer: {e}", reason="Service Unavailable") from e
+        if resp.code == 599:
+            raise PublicError(503, f"the kernel gateway is unreachable: {resp.error}", reason="Service Unavailable")
+        try:
+            data = json.loads(resp.body) if resp.body else None
+        except ValueError:
+            data = None
+        return resp.code, data
+
+    async def kernel_ids(self) -> set[str] | None:
+        """Ids of the kernels EG knows right now, or None when EG cannot be asked."""
+        if not self.ready.is_set():
+            return None
+        try:
+            code, data = await self.request("GET", "/api/kernels", timeout=10)
+        except PublicError:
+            return None
+        if code != 200 or not isinstance(data, list):
+            return None
+        return {k["id"] for k in data if isinstance(k, dict) and "id" in k}
+
+
+def write_private(path: str | os.PathLike, text: str) -> None:
+    """Replace ``path`` with ``text`` in a file only this account may read: created 0600 (never
+    chmod-ed after the fact, so there is no moment it is readable), then renamed into place."""
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
+                       f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
