@@ -31,7 +31,6 @@ import re
 import secrets
 import threading
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, TypeVar
 
 from hdfs import HdfsError, InsecureClient
@@ -39,6 +38,7 @@ from traitlets import Float, Integer, TraitError, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from .auth import Identity
+from .clients.webhdfs import WebHDFSClient
 from .clock import monotonic
 from .errors import PublicError
 
@@ -139,8 +139,9 @@ class HDFSStorage(LoggingConfigurable):
         if not 0 < self.upload_threads < self.threads:
             raise TraitError(f"HDFSStorage.upload_threads ({self.upload_threads}) must be at least 1 and smaller "
                              f"than HDFSStorage.threads ({self.threads})")
-        self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="webhdfs")
-        self._clients: dict[str, InsecureClient] = {}
+        self.webhdfs = WebHDFSClient(parent=self, url=self.webhdfs_url, service_user=self.service_user,
+                                     timeout=self.timeout, threads=self.threads)
+        self._executor = self.webhdfs.executor  # one pool: the client's
         self._provisioned: set[tuple[str, bool]] = set()
         self._lock = asyncio.Lock()
         self._reconcile_lock = asyncio.Lock()
@@ -158,11 +159,7 @@ class HDFSStorage(LoggingConfigurable):
 
     def client(self, user: str | None) -> InsecureClient:
         """A WebHDFS client acting as ``user`` (None: the service account itself)."""
-        key = user or ""
-        if key not in self._clients:
-            self._clients[key] = InsecureClient(self.webhdfs_url, user=self.service_user, proxy=user,
-                                                timeout=self.timeout)
-        return self._clients[key]
+        return self.webhdfs.session(user)
 
     async def call(self, user: str | None, path: str, method: str, *args: Any, **kwargs: Any) -> Any:
         """One method of the hdfs client acting as ``user``; HDFS's errors become PublicErrors about ``path``."""
