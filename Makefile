@@ -13,12 +13,15 @@ HADOOP_LIB := dev/hadoop/lib
 LABEXT := build/labextension/package.json
 APT_UPDATED := /tmp/.yardlab-apt-updated
 PYTEST_ARGS ?=
+# the pytest files that need no stack (no `stack` fixture, nothing started): `make test-unit`
+UNIT_TESTS := $(wildcard tests/test_*_unit.py) tests/test_helm.py
 
 .PHONY: help install demo demo-stop test test-unit lab clean distclean system
 
 help:
 	@echo "make demo   start the whole local stack (Hadoop, Enterprise Gateway, JupyterHub); Ctrl-C stops it"
 	@echo "make test   install what is missing and run the whole test suite"
+	@echo "make test-unit  the unit tests alone (jest, then pytest on UNIT_TESTS): no stack, under a minute"
 
 # --- system packages (Debian): Java 17, Maven, Node, Chromium for the browser tests -------------
 system:
@@ -82,9 +85,12 @@ $(CHARTJS): node_modules/.done
 	cp node_modules/chart.js/dist/chart.umd.min.js $@
 	cp node_modules/chart.js/LICENSE.md $(@D)/chart.js.LICENSE.md
 
+# the project itself, freshly built each time (a wheel: it carries the prebuilt lab extension);
+# the tests import the installed package, so they see the work tree only after this
+REINSTALL_PROJECT = $(UV) pip install -q --python $(VENV)/bin/python --reinstall-package yardlab --no-deps .
+
 install: $(VENV)/.deps $(EG_VENV)/.deps $(HADOOP_LIB)/.done $(LABEXT) $(CHARTJS)
-	@# the project itself, freshly built each time (a wheel: it carries the prebuilt lab extension)
-	$(UV) pip install -q --python $(VENV)/bin/python --reinstall-package yardlab --no-deps .
+	$(REINSTALL_PROJECT)
 
 demo: install
 	$(VENV)/bin/python dev/stack.py up
@@ -95,6 +101,13 @@ demo-stop:
 test: install
 	npm test --silent
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# no Hadoop jars, no lab extension build, no stack: the Python venvs (one unit test starts the real
+# EG binary from .venv-eg on a free port), node_modules and the project reinstalled from the work tree
+test-unit: $(VENV)/.deps $(EG_VENV)/.deps node_modules/.done
+	$(REINSTALL_PROJECT)
+	npm test --silent
+	$(VENV)/bin/python -m pytest --timeout=120 $(PYTEST_ARGS) $(UNIT_TESTS)
 
 clean:
 	rm -rf build lib dist *.egg-info .pytest_cache test-artifacts

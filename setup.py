@@ -45,10 +45,13 @@ def _data_files() -> list[tuple[str, list[str]]]:
 
 packages, package_dir = _packages()
 
+# the `yardlab` command and the Python clients (yardlab.edge.client): every install has the command,
+# so what it imports is installed whatever the extra ([lab] in the single-user image, [hub], [edge])
+CLI = ["tornado>=6.4", "traitlets>=5.14", "requests>=2.31", "tqdm>=4.66"]
 EDGE = ["tornado>=6.4", "traitlets>=5.14", "jupyterhub>=5.2", "prometheus_client>=0.20", "uvloop>=0.19",
         "SQLAlchemy>=2.0", "hdfs>=2.7", "packaging>=24", "requests>=2.31",
         # environments: uv resolves and installs, venv-pack packs, py-rattler solves conda specs
-        "uv>=0.5", "venv-pack>=0.2", "py-rattler>=0.20", "tqdm>=4.66"]
+        "uv>=0.5", "venv-pack>=0.2", "py-rattler>=0.20"]
 HUB = ["jupyterhub>=5.2", "tornado>=6.4", "traitlets>=5.14", "SQLAlchemy>=2.0", "requests>=2.31", "Jinja2>=3.1"]
 LAB = ["jupyter_server>=2.14", "jupyterlab>=4.2,<5", "tornado>=6.4"]
 STACK = ["pyspark==4.0.1", "jupyterhub==6.1.1", "jupyterlab==4.6.6", "ipykernel>=6.29",
@@ -70,7 +73,7 @@ setup(
     # node_modules by `make install`: the chart library, bundled through package.json)
     package_data={"yardlab.hub_service": ["templates/*.html", "static/*.js", "static/*.css", "static/vendor/*"]},
     data_files=_data_files(),
-    install_requires=["traitlets>=5.14", "tornado>=6.4", "requests>=2.31"],
+    install_requires=CLI,
     extras_require={"edge": EDGE, "hub": HUB, "lab": LAB, "stack": STACK, "test": TEST,
                     "all": sorted(set(EDGE + HUB + LAB + STACK + TEST))},
     entry_points={"console_scripts": ["yardlab-edge = yardlab.edge.app:main",
