@@ -9,7 +9,6 @@ their own kernels, caps kernels per user and checks the queue before a launch.
 """
 from __future__ import annotations
 
-import math
 import re
 import uuid
 from pathlib import Path
@@ -21,6 +20,7 @@ from .auth import Identity
 from .clients.resourcemanager import RMError, RMUnavailable
 from .clock import monotonic
 from .errors import PublicError
+from .kernelspecs import read_spark_properties, requested_resources, yardlab_metadata
 from .ledger import KernelLedger
 from .snapshot import AppSnapshot, queue_matches
 from .supervisor import GatewaySupervisor
@@ -31,24 +31,6 @@ KERNEL_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 SPEC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 #: edge environment variables EG does not inherit (EG passes parts of its environment on to kernels);
 #: names of files and folders (HADOOP_TOKEN_FILE_LOCATION) are pointers, not secrets, and stay
-
-
-def _mb(value: str | None, default: int) -> int:
-    """Spark memory strings (512m, 2g, 1024) in MB."""
-    if not value:
-        return default
-    m = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)b?\s*", value.lower())
-    if not m:
-        return default
-    n, unit = int(m.group(1)), m.group(2) or "m"
-    return {"k": max(1, n // 1024), "m": n, "g": n * 1024, "t": n * 1024 * 1024}[unit]
-
-
-def container_mb(memory_mb: int, overhead: str | None, min_alloc: int) -> int:
-    """What YARN grants for a Spark container: memory + overhead (max(384, 10%)), rounded up."""
-    over = _mb(overhead, 0) if overhead else max(384, int(memory_mb * 0.10))
-    total = memory_mb + over
-    return int(math.ceil(total / min_alloc) * min_alloc)
 
 
 class KernelService:
@@ -114,37 +96,9 @@ class KernelService:
         return out
 
     def requested_resources(self, spec: dict) -> dict:
-        meta = ((spec.get("spec") or {}).get("metadata") or {}).get("yardlab") or {}
-        props = self._spark_properties(spec)
-        queue = props.get("spark.yarn.queue", meta.get("queue", "default"))
-        driver = container_mb(_mb(props.get("spark.driver.memory"), 1024), props.get("spark.driver.memoryOverhead"),
-                              self.min_allocation_mb)
-        executor = container_mb(_mb(props.get("spark.executor.memory"), 1024),
-                                props.get("spark.executor.memoryOverhead"), self.min_allocation_mb)
-        if props.get("spark.dynamicAllocation.enabled", "false") == "true":
-            instances = int(props.get("spark.dynamicAllocation.initialExecutors",
-                                      props.get("spark.dynamicAllocation.minExecutors", "0")) or 0)
-        else:
-            instances = int(props.get("spark.executor.instances", "2") or 0)
-        vcores = int(props.get("spark.driver.cores", "1")) + instances * int(props.get("spark.executor.cores", "1"))
-        return {"queue": queue, "driverMB": driver, "executorMB": executor, "executors": instances,
-                "needMB": driver + instances * executor, "needVCores": vcores,
-                "largestMB": max(driver, executor if instances else 0)}
-
-    def _spark_properties(self, spec: dict) -> dict[str, str]:
-        if not self.kernels_dir:
-            return {}
-        name = spec.get("name", "")
-        path = self.kernels_dir / name / "spark.properties"
-        props: dict[str, str] = {}
-        try:
-            for line in path.read_text().splitlines():
-                if line.strip() and not line.startswith("#"):
-                    key, _, value = line.strip().partition(" ")
-                    props[key] = value.strip()
-        except OSError:
-            pass
-        return props
+        """What launching ``spec`` asks of YARN (see kernelspecs.requested_resources)."""
+        return requested_resources(read_spark_properties(self.kernels_dir, spec.get("name", "")),
+                                   yardlab_metadata(spec), self.min_allocation_mb)
 
     def queue_check(self, need: dict) -> dict:
         """Refuse what can never fit; describe what will have to wait."""

@@ -6,13 +6,19 @@ EG's ``YarnClusterProcessProxy``, a ``bin/run.sh`` that calls ``spark-submit --m
 --deploy-mode cluster --proxy-user $KERNEL_USERNAME`` with a per-kernelspec properties file, and
 ``scripts/`` holding yardlab's launcher plus the two launcher modules of gateway_provisioners
 (``launch_ipykernel.py`` and the real ``server_listener.py``), shipped to the container with
-``--files`` (``--py-files`` would make the driver warn in the first cell).  Every spec is written to a temporary folder and renamed into place, so EG never
-sees half a kernelspec.
+``--files`` (``--py-files`` would make the driver warn in the first cell).  Every spec is written to
+a temporary folder and renamed into place, so EG never sees half a kernelspec.
+
+Spark properties have their home here both ways: :func:`spark_properties` maps an environment's
+resources to spark-submit properties, and before a launch :func:`read_spark_properties` and
+:func:`requested_resources` turn a kernelspec's properties back into the YARN containers it will ask for.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -117,6 +123,92 @@ def _properties(site: KernelSite, req: KernelSpecRequest) -> dict[str, str]:
     return props
 
 
+# -- Spark properties: an environment's resources -> spark-submit, and a kernelspec's back to YARN sizes ------
+def spark_properties(kind: str, resources: dict, archive: str | None = None) -> dict[str, str]:
+    """The spark-submit properties of an environment: its resources (as environments.request checks
+    them) and, given ``archive`` (the packed environment's URI), that archive unpacked as ``./env``."""
+    conf = {"spark.yarn.queue": resources["queue"],
+            "spark.driver.memory": f"{resources['driver_memory_mb']}m",
+            "spark.driver.cores": str(resources["driver_cores"])}
+    if kind == "pyspark":
+        conf.update({"spark.executor.memory": f"{resources['executor_memory_mb']}m",
+                     "spark.executor.cores": str(resources["executor_cores"])})
+        dyn = resources.get("dynamic_allocation")
+        if dyn:
+            conf.update({"spark.dynamicAllocation.enabled": "true",
+                         "spark.dynamicAllocation.shuffleTracking.enabled": "true",
+                         "spark.dynamicAllocation.minExecutors": str(dyn["min"]),
+                         "spark.dynamicAllocation.initialExecutors": str(dyn["min"]),
+                         "spark.dynamicAllocation.maxExecutors": str(dyn["max"])})
+        else:
+            conf["spark.executor.instances"] = str(resources["executor_instances"])
+            conf["spark.dynamicAllocation.enabled"] = "false"
+    if archive:
+        conf.update({"spark.yarn.dist.archives": f"{archive}#env",
+                     "spark.yarn.appMasterEnv.PYSPARK_PYTHON": "./env/bin/python",
+                     "spark.executorEnv.PYSPARK_PYTHON": "./env/bin/python"})
+    return conf
+
+
+def read_spark_properties(kernels_dir: str | os.PathLike | None, name: str) -> dict[str, str]:
+    """The properties a kernelspec under ``kernels_dir`` was written with ({} when there are none)."""
+    if not kernels_dir or not name or "/" in name or name.startswith("."):
+        return {}
+    props: dict[str, str] = {}
+    try:
+        for line in (Path(kernels_dir) / name / "spark.properties").read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                key, _, value = line.strip().partition(" ")
+                props[key] = value.strip()
+    except OSError:
+        pass
+    return props
+
+
+def yardlab_metadata(spec: dict) -> dict:
+    """The ``yardlab`` metadata of a kernelspec as EG lists it ({} for a spec yardlab did not write)."""
+    meta = ((spec.get("spec") or {}).get("metadata") or {}).get("yardlab")
+    return meta if isinstance(meta, dict) else {}
+
+
+def _mb(value: str | None, default: int) -> int:
+    """Spark memory strings (512m, 2g, 1024) in MB."""
+    if not value:
+        return default
+    m = re.fullmatch(r"\s*(\d+)\s*([kmgt]?)b?\s*", value.lower())
+    if not m:
+        return default
+    n, unit = int(m.group(1)), m.group(2) or "m"
+    return {"k": max(1, n // 1024), "m": n, "g": n * 1024, "t": n * 1024 * 1024}[unit]
+
+
+def container_mb(memory_mb: int, overhead: str | None, min_alloc: int) -> int:
+    """What YARN grants for a Spark container: memory + overhead (max(384, 10%)), rounded up."""
+    over = _mb(overhead, 0) if overhead else max(384, int(memory_mb * 0.10))
+    total = memory_mb + over
+    return int(math.ceil(total / min_alloc) * min_alloc)
+
+
+def requested_resources(props: dict[str, str], meta: dict, min_allocation_mb: int) -> dict:
+    """What a kernel with these Spark properties asks of YARN at its start: its queue (``meta``'s when
+    the properties name none), driver and executor containers, executors, memory and vcores in all."""
+    queue = props.get("spark.yarn.queue", meta.get("queue", "default"))
+    driver = container_mb(_mb(props.get("spark.driver.memory"), 1024), props.get("spark.driver.memoryOverhead"),
+                          min_allocation_mb)
+    executor = container_mb(_mb(props.get("spark.executor.memory"), 1024),
+                            props.get("spark.executor.memoryOverhead"), min_allocation_mb)
+    if props.get("spark.dynamicAllocation.enabled", "false") == "true":
+        instances = int(props.get("spark.dynamicAllocation.initialExecutors",
+                                  props.get("spark.dynamicAllocation.minExecutors", "0")) or 0)
+    else:
+        instances = int(props.get("spark.executor.instances", "2") or 0)
+    vcores = int(props.get("spark.driver.cores", "1")) + instances * int(props.get("spark.executor.cores", "1"))
+    return {"queue": queue, "driverMB": driver, "executorMB": executor, "executors": instances,
+            "needMB": driver + instances * executor, "needVCores": vcores,
+            "largestMB": max(driver, executor if instances else 0)}
+
+
+# -- writing kernelspecs ------------------------------------------------------------------------------------
 def write_kernelspec(kernels_dir: str | os.PathLike, site: KernelSite, req: KernelSpecRequest) -> Path:
     """Write (or replace) one kernelspec atomically; return its folder."""
     kernels_dir = Path(kernels_dir)

@@ -16,7 +16,7 @@ import requests
 
 from jupyter_ws import KernelConnection
 from yardlab.edge.environments import kernel_name_for as kn
-from yardlab.edge.kernels import container_mb
+from yardlab.edge.kernelspecs import container_mb
 
 TABULATE = "tabulate==0.9.0"
 

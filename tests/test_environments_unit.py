@@ -5,6 +5,8 @@ import pytest
 
 from yardlab.edge.auth import Identity
 from yardlab.edge.environments import EnvironmentService, FieldError, kernel_name_for
+from yardlab.edge.environments.request import parse_request
+from yardlab.edge.kernelspecs import spark_properties
 from yardlab.edge.ledger import KernelLedger
 
 ALICE = Identity(name="alice", admin=False, groups=("analysts",))
@@ -30,14 +32,19 @@ def body(**over):
     return base
 
 
+def parsed(svc, who, b) -> dict:
+    """``b`` checked against the rules ``svc``'s settings make (as create() checks a POST body)."""
+    return parse_request(who, b, svc.rules())
+
+
 def refused(svc, who, b) -> FieldError:
     with pytest.raises(FieldError) as info:
-        svc.parse_request(who, b)
+        parsed(svc, who, b)
     return info.value
 
 
 def test_a_good_request_is_normalised_with_site_defaults(svc):
-    req = svc.parse_request(ALICE, body(resources={"executor_memory_mb": 2048, "queue": "interactive"}))
+    req = parsed(svc, ALICE, body(resources={"executor_memory_mb": 2048, "queue": "interactive"}))
     assert req["packages"] == {"pip": ["tabulate==0.9.0"], "conda": []}
     assert req["resources"]["executor_memory_mb"] == 2048
     assert req["resources"]["driver_memory_mb"] == svc.defaults["driver_memory_mb"]
@@ -99,7 +106,7 @@ def test_conda_specs_from_other_channels_or_paths_are_refused(svc, spec, words):
 
 def test_conda_specs_of_the_configured_channel_pass(svc):
     specs = ["file:///srv/conda/local::yardlab-hello>=1", "zlib 1.3.*"]
-    assert svc.parse_request(ALICE, body(packages={"conda": specs}))["packages"]["conda"] == specs
+    assert parsed(svc, ALICE, body(packages={"conda": specs}))["packages"]["conda"] == specs
 
 
 def test_conda_is_refused_when_no_channel_is_configured(svc):
@@ -127,7 +134,7 @@ def test_resources_outside_the_site_limits_are_refused(svc, resources, field):
 
 def test_queues_are_limited_per_group(svc):
     svc.allowed_queues = {"*": ["default"], "analysts": ["interactive"]}
-    assert svc.parse_request(ALICE, body(resources={"queue": "interactive"}))["resources"]["queue"] == "interactive"
+    assert parsed(svc, ALICE, body(resources={"queue": "interactive"}))["resources"]["queue"] == "interactive"
     bob = Identity(name="bob", admin=False)
     err = refused(svc, bob, body(resources={"queue": "interactive"}))
     assert err.status == 403 and err.field == "resources.queue"
@@ -136,7 +143,7 @@ def test_queues_are_limited_per_group(svc):
 def test_only_admins_share(svc):
     err = refused(svc, ALICE, body(visibility="shared"))
     assert err.status == 403 and err.field == "visibility"
-    assert svc.parse_request(ADMIN, body(visibility="shared"))["visibility"] == "shared"
+    assert parsed(svc, ADMIN, body(visibility="shared"))["visibility"] == "shared"
 
 
 def test_unknown_fields_and_non_objects_are_refused(svc):
@@ -149,7 +156,7 @@ def test_unknown_fields_and_non_objects_are_refused(svc):
 
 def test_limits_an_operator_sets_in_part_keep_the_other_defaults(svc):
     svc.limits = {"executor_memory_mb": 2048}
-    assert svc.parse_request(ALICE, body(resources={"driver_memory_mb": 4096}))["resources"]["driver_memory_mb"] == 4096
+    assert parsed(svc, ALICE, body(resources={"driver_memory_mb": 4096}))["resources"]["driver_memory_mb"] == 4096
     assert refused(svc, ALICE, body(resources={"executor_memory_mb": 4096})).field == "resources.executor_memory_mb"
 
 
@@ -166,16 +173,16 @@ def test_spark_settings_carry_resources_queue_and_archive(svc):
            "resources": {"driver_memory_mb": 1024, "driver_cores": 1, "executor_memory_mb": 2048,
                          "executor_cores": 2, "executor_instances": 3, "dynamic_allocation": None,
                          "queue": "interactive"}}
-    conf = svc.spark_conf(env)
+    conf = spark_properties(env["kind"], env["resources"], svc.builder.archive_uri(env["archive"]))
     assert conf["spark.yarn.queue"] == "interactive"
     assert conf["spark.executor.memory"] == "2048m" and conf["spark.executor.instances"] == "3"
     assert conf["spark.yarn.dist.archives"] == f"hdfs:///yardlab/envs/{'ab' * 32}.tar.gz#env"
     assert conf["spark.executorEnv.PYSPARK_PYTHON"] == "./env/bin/python"
     env["resources"]["dynamic_allocation"] = {"min": 0, "max": 4}
-    conf = svc.spark_conf(env)
-    assert "spark.executor.instances" not in conf and conf["spark.dynamicAllocation.maxExecutors"] == "4"
+    conf = spark_properties(env["kind"], env["resources"])
+    assert "spark.executor.instances" not in conf and "spark.yarn.dist.archives" not in conf and conf["spark.dynamicAllocation.maxExecutors"] == "4"
     env["kind"] = "python"
-    assert "spark.executor.memory" not in svc.spark_conf(env)
+    assert "spark.executor.memory" not in spark_properties(env["kind"], env["resources"])
 
 
 def test_kernel_names_are_readable_and_unique():
@@ -216,7 +223,7 @@ def test_parallel_creates_cannot_pass_the_per_user_cap(tmp_path):
     made = [r for r in results if isinstance(r, dict)]
     refused_ = [r for r in results if isinstance(r, PublicError)]
     assert len(made) == 3 and len(refused_) == 7 and all(e.status == 429 for e in refused_)
-    assert svc.queue.qsize() == 3  # and only those three are queued to build
+    assert svc.builder.queue.qsize() == 3  # and only those three are queued to build
 
 
 def test_a_kernelspec_name_collision_is_refused_not_shared(tmp_path, monkeypatch):
@@ -231,4 +238,4 @@ def test_a_kernelspec_name_collision_is_refused_not_shared(tmp_path, monkeypatch
     with pytest.raises(FieldError) as err:
         asyncio.run(svc.create(Identity(name="bob", admin=False), body(name="two")))
     assert err.value.status == 409 and err.value.field == "name"
-    assert svc.get_record("bob", "two") is None
+    assert svc.store.get("bob", "two") is None

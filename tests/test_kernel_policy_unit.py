@@ -8,7 +8,8 @@ import pytest
 from yardlab.edge.audit import AuditLog
 from yardlab.edge.auth import Identity
 from yardlab.edge.errors import PublicError
-from yardlab.edge.kernels import KernelService, container_mb
+from yardlab.edge.kernels import KernelService
+from yardlab.edge.kernelspecs import container_mb
 from yardlab.edge.supervisor import GatewaySupervisor
 from yardlab.edge.ledger import KernelLedger
 from yardlab.edge.snapshot import AppSnapshot, cluster_model

@@ -1,0 +1,463 @@
+"""The environment builder: a queue of builds, each one resolved, installed, packed, uploaded, published.
+
+1. **resolving**: ``uv pip compile`` pins the pip requirements (plus what the kernel launcher
+   needs); py-rattler solves the conda specs against the configured channels.  The pinned set
+   names the archive: ``sha256`` of the resolved environment.
+2. **installing**: ``uv venv`` + ``uv pip sync`` of the pinned set; py-rattler installs the conda
+   records into the same prefix.
+3. **packing**: venv-pack turns the prefix into a relocatable ``.tar.gz``.
+4. **uploading**: the archive goes to HDFS once, as ``/yardlab/envs/<sha256>.tar.gz`` (0644, so
+   every NodeManager may cache it as a PUBLIC resource), via a temporary name and a rename.
+5. **kernelspec**: written atomically (:func:`yardlab.edge.kernelspecs.write_kernelspec`), with the
+   Spark properties of :func:`yardlab.edge.kernelspecs.spark_properties`.
+
+An archive that already exists for the same resolved set is reused (no install, no pack, no
+upload), and a request identical to one resolved recently reuses that resolution too.  Builds run
+with bounded concurrency; a build interrupted by an edge restart is queued again and its leftovers
+(work folders, temporary HDFS files) are removed first.  Commands run as asyncio subprocesses and
+file work (packing, copies, removals) in threads, so the event loop never waits on a build.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+from pathlib import Path
+from typing import Awaitable, Protocol, TypeVar
+
+import rattler
+import venv_pack
+
+from ..clients.webhdfs import WebHDFSClient, WebHDFSError, WebHDFSUnavailable
+from ..clock import monotonic
+from ..kernelspecs import KernelSite, KernelSpecRequest, spark_properties, write_kernelspec
+from ..ledger import KernelLedger
+from ..storage import HDFSStorage
+from .request import redact
+from .store import EnvironmentStore, Key
+
+T = TypeVar("T")
+#: what build commands inherit from the edge's environment (nothing else: no tokens, no config paths)
+BUILD_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+                  "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+#: bumped whenever the way an archive is built changes, so old archives are not reused
+BUILDER_VERSION = "1"
+#: phase -> percent done when the phase starts
+PHASES = {"queued": 0, "resolving": 5, "installing": 20, "packing": 55, "uploading": 80, "kernelspec": 95,
+          "ready": 100}
+PYTHON_PROBE = "import sys,platform; print(sys.version.split()[0], platform.machine())"
+
+
+class BuildError(Exception):
+    """A build step (or HDFS, for the archives) failed; the message is shown to the environment's owner."""
+
+
+class BuildSettings(Protocol):
+    """What the builder reads from EnvironmentService (live: its traits, folders and logger)."""
+
+    log: logging.Logger
+    root: Path
+    kernels_dir: Path | None
+    hdfs_dir: str
+    archive_uri_prefix: str
+    python: str
+    uv: str
+    index_url: str
+    launcher_requirements: list[str]
+    conda_channels: list[str]
+    conda_platforms: list[str]
+    kernel_site: dict
+    max_concurrent_builds: int
+    build_timeout: float
+    resolution_ttl: float
+
+
+class EnvironmentBuilder:
+    """Builds queued environments a few at a time and publishes each as a kernelspec."""
+
+    def __init__(self, settings: BuildSettings, store: EnvironmentStore, storage: HDFSStorage,
+                 ledger: KernelLedger) -> None:
+        self.settings = settings
+        self.store = store
+        self.storage = storage
+        self.ledger = ledger
+        self.queue: asyncio.Queue[Key] = asyncio.Queue()
+        self.pending: set[Key] = set()  # keys in the queue (each at most once)
+        self.fresh: set[Key] = set()  # rebuilds: resolve again, whatever was resolved before
+        self.workers: list[asyncio.Task] = []
+        self.running: dict[Key, asyncio.Task] = {}
+        self._archive_locks: dict[str, asyncio.Lock] = {}
+        self._site: KernelSite | None = None
+        self._python_version: str | None = None
+
+    @property
+    def log(self) -> logging.Logger:
+        return self.settings.log
+
+    @property
+    def webhdfs(self) -> WebHDFSClient:
+        return self.storage.webhdfs
+
+    @property
+    def site(self) -> KernelSite:
+        if self._site is None:
+            self._site = KernelSite(**self.settings.kernel_site)
+        return self._site
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Clean leftovers of an interrupted run, queue its unfinished builds again, start the workers."""
+        work = self.settings.root / "work"
+        await asyncio.to_thread(shutil.rmtree, work, ignore_errors=True)
+        work.mkdir(parents=True, exist_ok=True)
+        await self._remove_hdfs_temporaries()
+        for key in self.store.requeue_unfinished():
+            self.log.info("environment %s/%s: build interrupted by a restart, queued again", *key)
+            self.store.sink(key).line("--- the edge restarted during this build; building again ---")
+            self.enqueue(key)
+        self.workers = [asyncio.create_task(self._worker()) for _ in range(max(1, self.settings.max_concurrent_builds))]
+
+    async def stop(self) -> None:
+        tasks = [*self.workers, *self.running.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def enqueue(self, key: Key, fresh: bool = False) -> None:
+        """Queue a build (``fresh``: resolve again even if an identical request was resolved recently)."""
+        if fresh:
+            self.fresh.add(key)
+        if key not in self.pending:
+            self.pending.add(key)
+            self.queue.put_nowait(key)
+
+    async def cancel(self, key: Key) -> None:
+        """Stop ``key``'s build if one runs, and wait until it has cleaned up."""
+        task = self.running.get(key)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def _archive_lock(self, sha: str) -> asyncio.Lock:
+        """Held while an archive is claimed and checked by a build, or checked and removed by a delete."""
+        return self._archive_locks.setdefault(sha, asyncio.Lock())
+
+    # -- HDFS: the archives --------------------------------------------------------------------------
+    async def _hdfs(self, path: str, call: Awaitable[T]) -> T:
+        """Await one WebHDFS call about ``path``; its errors become BuildErrors (the one place they do)."""
+        try:
+            return await call
+        except WebHDFSUnavailable as e:
+            raise BuildError(e.message) from e  # "WebHDFS at <url> is unreachable: <why>"
+        except WebHDFSError as e:
+            detail = e.message.splitlines()[0][:200] if e.message else e.kind
+            raise BuildError(f"HDFS refused the operation on {path}: {detail}") from e
+
+    def archive_path(self, sha: str) -> str:
+        return f"{self.settings.hdfs_dir}/{sha}.tar.gz"
+
+    def archive_uri(self, sha: str) -> str:
+        """The archive's URI as Spark is given it."""
+        return f"{self.settings.archive_uri_prefix}{self.archive_path(sha)}"
+
+    async def _archive_exists(self, sha: str) -> bool:
+        path = self.archive_path(sha)
+        return await self._hdfs(path, self.webhdfs.status(path, strict=False)) is not None
+
+    async def _remove_hdfs_temporaries(self) -> None:
+        folder = self.settings.hdfs_dir
+        try:
+            names = await self._hdfs(folder, self.webhdfs.names(folder))
+        except BuildError:
+            return  # no folder yet, or HDFS down: nothing of ours to clean
+        for name in names:
+            if name.startswith("."):
+                path = f"{folder}/{name}"
+                self.log.info("removing the unfinished upload %s", path)
+                try:
+                    await self._hdfs(path, self.webhdfs.delete(path))
+                except BuildError as e:
+                    self.log.warning("could not remove %s: %s", path, e)
+
+    async def _upload(self, archive: Path, tmp: str, sha: str) -> None:
+        hdfs, folder, final = self.webhdfs, self.settings.hdfs_dir, self.archive_path(sha)
+        if await self._hdfs(folder, hdfs.status(folder, strict=False)) is None:
+            await self._hdfs(folder, hdfs.makedirs(folder, permission="755"))
+            await self._hdfs(folder, hdfs.set_permission(folder, "755"))
+        await self._hdfs(tmp, _finish_even_if_cancelled(
+            hdfs.upload(tmp, str(archive), overwrite=True, permission="644")))
+        try:
+            await self._hdfs(tmp, hdfs.rename(tmp, final))
+        except BuildError:
+            if not await self._archive_exists(sha):  # someone else's identical upload won the race
+                raise
+            await self._hdfs(tmp, hdfs.delete(tmp))
+        await self._hdfs(final, hdfs.set_permission(final, "644"))
+
+    async def remove_archive_if_unused(self, sha: str, environment: str) -> None:
+        """Remove an archive no environment claims and no live kernel of ``environment`` runs on."""
+        async with self._archive_lock(sha):
+            if self.store.archive_in_use(sha):
+                return
+            if any(k.get("environment") == environment for k in self.ledger.live()):
+                self.log.info("keeping archive %s: kernels of %s still run on it", sha, environment)
+                return
+            self.store.forget_resolutions(sha)
+            path = self.archive_path(sha)
+            try:
+                await self._hdfs(path, self.webhdfs.delete(path))
+            except BuildError as e:
+                self.log.warning("could not remove the unused archive %s: %s", path, e)
+
+    # -- kernelspecs ---------------------------------------------------------------------------------
+    async def write_kernelspec(self, env: dict) -> str:
+        """Publish ``env`` (a record) as its kernelspec; its name."""
+        assert self.settings.kernels_dir is not None
+        name = self.store.spec_name(env["owner"], env["name"])
+        archive = self.archive_uri(env["archive"]) if env.get("archive") else None
+        await asyncio.to_thread(write_kernelspec, self.settings.kernels_dir, self.site, KernelSpecRequest(
+            name=name, display_name=env["display_name"], kind=env["kind"],
+            environment=f"{env['owner']}/{env['name']}",
+            spark_conf=spark_properties(env["kind"], env["resources"], archive),
+            visibility=env["visibility"], owner=env["owner"]))
+        return name
+
+    async def remove_kernelspec(self, name: str) -> None:
+        if self.settings.kernels_dir is not None:
+            await asyncio.to_thread(shutil.rmtree, self.settings.kernels_dir / name, ignore_errors=True)
+
+    # -- the queue -----------------------------------------------------------------------------------
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            self.pending.discard(key)
+            try:
+                env = self.store.get(*key)
+            except Exception:  # noqa: BLE001 - a database hiccup must not end the worker
+                self.log.exception("environment %s/%s: could not read its record", *key)
+                continue
+            if env is None or env["status"] != "queued" or key in self.running:
+                continue  # deleted while queued, or already being built
+            task = asyncio.create_task(self._build(key))
+            self.running[key] = task
+            try:
+                # asyncio.wait, not wait_for: Python 3.11's wait_for swallows a cancellation that
+                # arrives as the build ends, and the worker would then never stop
+                done, _ = await asyncio.wait({task}, timeout=self.settings.build_timeout)
+                if not done:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                    await self._fail(key, f"the build took longer than {self.settings.build_timeout:.0f} s "
+                                          "and was stopped")
+            except asyncio.CancelledError:
+                task.cancel()
+                raise
+            except Exception:  # noqa: BLE001 - keep the worker alive whatever one build did
+                self.log.exception("environment %s/%s: the build worker failed", *key)
+            finally:
+                if self.running.get(key) is task:
+                    self.running.pop(key, None)
+
+    def _phase(self, key: Key, phase: str) -> None:
+        self.store.update(key, status="building", phase=phase, progress=PHASES[phase])
+        self.store.sink(key).line(f"== {phase}")
+
+    async def _fail(self, key: Key, message: str) -> None:
+        message = redact(message)
+        self.store.sink(key).line(f"FAILED: {message}")
+        self.store.update(key, status="failed", phase="failed", error=message, archive=None)
+        # a failed (re)build offers no kernel, not even the one before
+        await self.remove_kernelspec(self.store.spec_name(*key))
+
+    # -- one build -----------------------------------------------------------------------------------
+    async def _build(self, key: Key) -> None:
+        env = self.store.get(*key)
+        if env is None:
+            return
+        started = monotonic()
+        sink = self.store.sink(key)
+        work = self.settings.root / "work" / secrets.token_hex(6)
+        tmp_upload: str | None = None
+        try:
+            work.mkdir(parents=True)
+            self._phase(key, "resolving")
+            request_key = await self._request_key(env)
+            sha = None if key in self.fresh else self.store.reusable(request_key, self.settings.resolution_ttl)
+            self.fresh.discard(key)
+            if sha and await self._claim(key, sha):
+                sink.line(f"same request as one resolved in the last {self.settings.resolution_ttl:.0f} s: "
+                          f"reusing archive {sha}")
+            else:
+                sha, records = await self._resolve(key, env, work)
+                if await self._claim(key, sha):
+                    sink.line(f"the resolved environment is already packed: reusing archive {sha}")
+                else:
+                    archive = await self._install_and_pack(key, records, work)
+                    self._phase(key, "uploading")
+                    tmp_upload = f"{self.settings.hdfs_dir}/.{sha}.{secrets.token_hex(4)}.tmp"
+                    await self._upload(archive, tmp_upload, sha)
+                    tmp_upload = None
+                self.store.remember_resolution(request_key, sha)
+            self._phase(key, "kernelspec")
+            data = self.store.get(*key)
+            if data is None:
+                return  # deleted meanwhile
+            name = await self.write_kernelspec(data)
+            seconds = round(monotonic() - started, 2)
+            sink.line(f"ready in {seconds} s: kernel {name}")
+            self.store.update(key, status="ready", phase="ready", progress=100, error=None, kernel_name=name,
+                              build_seconds=seconds)
+        except asyncio.CancelledError:
+            sink.line("build stopped")
+            raise
+        except BuildError as e:
+            await self._fail(key, str(e))
+        except Exception as e:  # noqa: BLE001 - any other failure ends this build, not the edge
+            self.log.exception("environment %s/%s: build failed", *key)
+            await self._fail(key, f"internal error: {type(e).__name__}: {str(e)[:200]}")
+        finally:
+            await asyncio.to_thread(shutil.rmtree, work, ignore_errors=True)
+            if tmp_upload:
+                try:
+                    await self._hdfs(tmp_upload, self.webhdfs.delete(tmp_upload))
+                except BuildError:
+                    pass
+            self.store.close_sink(key)
+
+    async def _claim(self, key: Key, sha: str) -> bool:
+        """Mark the archive as this environment's (so no delete removes it), then say whether it exists."""
+        async with self._archive_lock(sha):
+            self.store.update(key, archive=sha)
+            return await self._archive_exists(sha)
+
+    async def _request_key(self, env: dict) -> str:
+        s = self.settings
+        blob = json.dumps({"python": await self._base_python(), "launcher": sorted(s.launcher_requirements),
+                           "pip": sorted(env["packages"]["pip"]), "conda": sorted(env["packages"]["conda"]),
+                           "channels": list(s.conda_channels), "index": s.index_url,
+                           "builder": BUILDER_VERSION}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    async def _base_python(self) -> str:
+        """The base interpreter's version and machine (asked once): part of what names an archive."""
+        if self._python_version is None:
+            python = self.settings.python
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    python, "-c", PYTHON_PROBE, stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                out, err = await proc.communicate()
+            except OSError as e:
+                raise BuildError(f"the base interpreter {python} cannot be run: {e}") from e
+            if proc.returncode != 0:
+                detail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
+                raise BuildError(f"the base interpreter {python} failed: {detail[0][:300]}")
+            self._python_version = out.decode().strip()
+        return self._python_version
+
+    async def _run(self, key: Key, argv: list[str], cwd: Path, what: str) -> None:
+        """Run one build command, its output into the build log; BuildError when it fails."""
+        sink = self.store.sink(key)
+        sink.line("$ " + redact(" ".join(argv)))
+        # only what a build needs from the edge's environment: no hub tokens, no config paths
+        env = {k: v for k, v in os.environ.items() if k in BUILD_ENV_KEYS}
+        env.update({"UV_CACHE_DIR": str(self.settings.root / "cache" / "uv"), "NO_COLOR": "1", "UV_NO_PROGRESS": "1"})
+        if self.settings.index_url:
+            # in the environment, not on the command line: an index URL may carry a password
+            env["UV_INDEX_URL"] = self.settings.index_url
+        proc = await asyncio.create_subprocess_exec(*argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
+                                                    stdout=asyncio.subprocess.PIPE, limit=1024 * 1024,
+                                                    stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+        tail: list[str] = []
+        try:
+            assert proc.stdout is not None
+            async for raw in proc.stdout:
+                line = redact(raw.decode("utf-8", "replace").rstrip())
+                sink.line(line)
+                tail = (tail + [line])[-5:]
+            code = await proc.wait()
+        except BaseException:
+            if proc.returncode is None:  # its whole session: uv's own children too
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                await proc.wait()
+            raise
+        if code != 0:
+            detail = next((ln for ln in reversed(tail) if ln.strip()), "")
+            raise BuildError(f"{what} failed: {detail[:300]}" if detail else f"{what} failed (exit {code})")
+
+    async def _resolve(self, key: Key, env: dict, work: Path) -> tuple[str, list]:
+        """Pin the pip requirements and solve the conda specs; the sha256 of the result names the archive."""
+        s = self.settings
+        reqs = work / "requirements.in"
+        reqs.write_text("".join(f"{r}\n" for r in [*s.launcher_requirements, *env["packages"]["pip"]]))
+        await self._run(key, [s.uv, "pip", "compile", "--quiet", "--no-header", "--no-annotate", "--no-build",
+                              "--python", s.python, str(reqs), "-o", str(work / "lock.txt")],
+                        work, "resolving the pip requirements")
+        lock = (work / "lock.txt").read_text()
+        records: list = []
+        conda_lines: list[str] = []
+        if env["packages"]["conda"]:
+            records = await self._solve_conda(key, env["packages"]["conda"])
+            conda_lines = sorted(f"{r.url} {r.sha256.hex() if r.sha256 else ''}" for r in records)
+        blob = "\n".join([f"builder {BUILDER_VERSION}", f"python {await self._base_python()}", lock, *conda_lines])
+        sha = hashlib.sha256(blob.encode()).hexdigest()
+        self.store.sink(key).line(f"resolved {len(lock.splitlines())} pip packages and {len(records)} conda "
+                                  f"packages: archive {sha}")
+        return sha, records
+
+    async def _install_and_pack(self, key: Key, records: list, work: Path) -> Path:
+        """Install the pinned set into ``work/env`` and pack it; the archive."""
+        s = self.settings
+        self._phase(key, "installing")
+        prefix = work / "env"
+        await self._run(key, [s.uv, "venv", "--quiet", "--python", s.python, str(prefix)], work,
+                        "creating the virtualenv")
+        await self._run(key, [s.uv, "pip", "sync", "--no-build", "--python", str(prefix / "bin" / "python"),
+                              str(work / "lock.txt")], work, "installing the pip packages")
+        if records:
+            await self._install_conda(key, records, prefix)
+        self._phase(key, "packing")
+        archive = work / "env.tar.gz"
+        await _finish_even_if_cancelled(asyncio.to_thread(
+            venv_pack.pack, prefix=str(prefix), output=str(archive), force=True, verbose=False))
+        self.store.sink(key).line(f"packed {archive.stat().st_size / 1e6:.1f} MB")
+        return archive
+
+    async def _solve_conda(self, key: Key, specs: list[str]) -> list:
+        s = self.settings
+        self.store.sink(key).line(f"solving {', '.join(specs)} from {', '.join(s.conda_channels)}")
+        try:
+            records = await rattler.solve(list(s.conda_channels), specs, platforms=list(s.conda_platforms),
+                                          virtual_packages=rattler.VirtualPackage.detect())
+        except Exception as e:  # noqa: BLE001 - rattler's solver errors
+            raise BuildError(f"the conda specs could not be solved: {str(e).splitlines()[0][:300]}") from e
+        for r in records:
+            self.store.sink(key).line(f"  {r.name.normalized} {r.version} {r.build}")
+        return records
+
+    async def _install_conda(self, key: Key, records: list, prefix: Path) -> None:
+        self.store.sink(key).line(f"installing {len(records)} conda packages")
+        try:
+            await rattler.install(records, target_prefix=prefix, cache_dir=self.settings.root / "cache" / "conda",
+                                  show_progress=False)
+        except Exception as e:  # noqa: BLE001
+            raise BuildError(f"installing the conda packages failed: {str(e).splitlines()[0][:300]}") from e
+
+
+async def _finish_even_if_cancelled(work: Awaitable[T]) -> T:
+    """Await ``work`` (a thread's job); if cancelled meanwhile, let the thread finish before going on,
+    so the clean-up that follows does not race it (a thread cannot be stopped)."""
+    fut = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        await asyncio.gather(fut, return_exceptions=True)
+        raise
