@@ -1,12 +1,19 @@
-"""Environment requests: validation of every field, Spark settings, names (no stack needed)."""
+"""Environments without the stack: request validation, names, Spark properties both ways (kernelspecs.py),
+the records, and the builder's failure paths (HDFS down, a missing interpreter, a failing command)."""
 from __future__ import annotations
+
+import asyncio
+import sys
 
 import pytest
 
 from yardlab.edge.auth import Identity
+from yardlab.edge.clients.webhdfs import WebHDFSUnavailable
 from yardlab.edge.environments import EnvironmentService, FieldError, kernel_name_for
+from yardlab.edge.environments.builder import BuildError
 from yardlab.edge.environments.request import parse_request
-from yardlab.edge.kernelspecs import spark_properties
+from yardlab.edge.kernelspecs import (KernelSite, KernelSpecRequest, container_mb, read_spark_properties,
+                                      requested_resources, spark_properties, write_kernelspec, yardlab_metadata)
 from yardlab.edge.ledger import KernelLedger
 
 ALICE = Identity(name="alice", admin=False, groups=("analysts",))
@@ -239,3 +246,124 @@ def test_a_kernelspec_name_collision_is_refused_not_shared(tmp_path, monkeypatch
         asyncio.run(svc.create(Identity(name="bob", admin=False), body(name="two")))
     assert err.value.status == 409 and err.value.field == "name"
     assert svc.store.get("bob", "two") is None
+
+
+# -- Spark properties both ways (kernelspecs.py): an environment's resources -> spark-submit -> YARN sizes --
+def _site(tmp_path):
+    launchers = tmp_path / "launchers"
+    for sub in ("python/scripts/launch_ipykernel.py", "shared/scripts/server_listener.py"):
+        (launchers / sub).parent.mkdir(parents=True, exist_ok=True)
+        (launchers / sub).write_text("# stand-in\n")
+    return KernelSite(spark_home="/s", java_home="/j", hadoop_conf_dir="/h", yarn_endpoint="http://127.0.0.1:8088",
+                      launchers_dir=str(launchers), python="/p")
+
+
+def _written(tmp_path, kind, resources, name="yl-alice.tab"):
+    write_kernelspec(tmp_path / "k", _site(tmp_path), KernelSpecRequest(
+        name=name, display_name="t", kind=kind, spark_conf=spark_properties(kind, resources, "hdfs:///e/x.tar.gz")))
+    return read_spark_properties(tmp_path / "k", name)
+
+
+RESOURCES = {"driver_memory_mb": 1024, "driver_cores": 1, "executor_memory_mb": 2048, "executor_cores": 2,
+             "executor_instances": 3, "dynamic_allocation": None, "queue": "interactive"}
+
+
+def test_an_environments_resources_come_back_as_the_yarn_containers_it_asks_for(tmp_path):
+    props = _written(tmp_path, "pyspark", RESOURCES)
+    assert props["spark.yarn.dist.archives"] == "hdfs:///e/x.tar.gz#env"
+    need = requested_resources(props, {}, 256)
+    # driver 1024 + 384 overhead; executors 2048 + 384 rounded up to 256 MB steps
+    assert need == {"queue": "interactive", "driverMB": 1536, "executorMB": 2560, "executors": 3,
+                    "needMB": 1536 + 3 * 2560, "needVCores": 1 + 3 * 2, "largestMB": 2560}
+    dynamic = _written(tmp_path, "pyspark", {**RESOURCES, "dynamic_allocation": {"min": 1, "max": 4}})
+    assert requested_resources(dynamic, {}, 256)["executors"] == 1  # what it starts with, not its ceiling
+    python = requested_resources(_written(tmp_path, "python", RESOURCES), {}, 256)
+    assert python["executors"] == 0 and python["needMB"] == python["largestMB"] == 1536
+
+
+def test_spark_memory_strings_and_missing_properties():
+    need = requested_resources({"spark.driver.memory": "2g", "spark.executor.memory": "512m",
+                                "spark.executor.memoryOverhead": "1g", "spark.executor.instances": "1"},
+                               {"queue": "from-metadata"}, 512)
+    assert need["queue"] == "from-metadata" and need["driverMB"] == 2560 and need["executorMB"] == 1536
+    assert container_mb(1024, "1048576k", 512) == 2048
+    assert requested_resources({}, {}, 256)["executors"] == 2  # Spark's default for a spec without properties
+
+
+def test_spark_properties_are_read_only_from_a_kernelspec_folder(tmp_path):
+    _written(tmp_path, "pyspark", RESOURCES)
+    assert read_spark_properties(tmp_path / "k", "yl-alice.tab")["spark.yarn.queue"] == "interactive"
+    for name in ("missing", "", "../k/yl-alice.tab", ".hidden"):
+        assert read_spark_properties(tmp_path / "k", name) == {}
+    assert read_spark_properties(None, "yl-alice.tab") == {}
+    assert yardlab_metadata({"spec": {"metadata": {"yardlab": {"queue": "q"}}}}) == {"queue": "q"}
+    assert yardlab_metadata({"spec": {"metadata": {"yardlab": "not a dict"}}}) == {}
+
+
+# -- the builder: HDFS faults, the interpreter probe, a failing build (no network, no HDFS) ------------------
+class _DownWebHDFS:
+    """WebHDFS that never answers (fault injection: the real one cannot be made to fail on demand)."""
+
+    error = WebHDFSUnavailable("http://namenode:9870", "connection refused")
+
+    def __getattr__(self, op):
+        async def call(*args, **kwargs):
+            raise self.error
+        return call
+
+
+class _DownStorage:
+    webhdfs = _DownWebHDFS()
+
+
+def _builder_service(tmp_path, **kw):
+    from yardlab.edge.audit import AuditLog
+
+    ledger = KernelLedger(db_url=f"sqlite:///{tmp_path / 'db3.sqlite'}")
+    site = _site(tmp_path)
+    return EnvironmentService(ledger, storage=_DownStorage(), snapshot=_Snapshot(),
+                              audit=AuditLog(path=str(tmp_path / "a.jsonl")), kernels_dir=str(tmp_path / "k"),
+                              builds_dir=str(tmp_path / "b"), kernel_site=site.__dict__, **kw)
+
+
+def test_hdfs_faults_become_build_errors(tmp_path):
+    builder = _builder_service(tmp_path).builder
+
+    async def scenario():
+        await builder._remove_hdfs_temporaries()  # HDFS down at a start: nothing to clean, no error
+        await builder.remove_archive_if_unused("ab" * 32, "alice/tab")  # logged, not raised
+        with pytest.raises(BuildError) as err:
+            await builder._archive_exists("ab" * 32)
+        return err.value
+
+    assert str(asyncio.run(scenario())) == _DownWebHDFS.error.message  # the client's words, once
+
+
+def test_the_base_interpreter_is_probed_without_blocking(tmp_path):
+    svc = _builder_service(tmp_path)
+    version = asyncio.run(svc.builder._base_python())
+    assert version.split()[0] == ".".join(map(str, sys.version_info[:3]))
+    svc = _builder_service(tmp_path, python=str(tmp_path / "no-python"))
+    with pytest.raises(BuildError, match="cannot be run"):
+        asyncio.run(svc.builder._base_python())
+
+
+def test_a_failing_build_leaves_no_work_folder_and_no_kernel(tmp_path):
+    svc = _builder_service(tmp_path, uv="false")  # every uv command fails
+
+    async def scenario():
+        await svc.start()
+        await svc.create(ALICE, body())
+        for _ in range(200):
+            rec = svc.store.get("alice", "tab")
+            if rec["status"] == "failed":
+                break
+            await asyncio.sleep(0.05)
+        await svc.stop()
+        return rec
+
+    rec = asyncio.run(scenario())
+    assert rec["status"] == "failed" and rec["error"] == "resolving the pip requirements failed (exit 1)"
+    assert list((tmp_path / "b" / "work").iterdir()) == []
+    assert not (tmp_path / "k" / kernel_name_for("alice", "tab")).exists()
+    assert "FAILED: resolving the pip requirements failed" in svc.store.log_path(("alice", "tab")).read_text()

@@ -1,25 +1,23 @@
 """The environment builder: a queue of builds, each one resolved, installed, packed, uploaded, published.
 
-1. **resolving**: ``uv pip compile`` pins the pip requirements (plus what the kernel launcher
-   needs); py-rattler solves the conda specs against the configured channels.  The pinned set
-   names the archive: ``sha256`` of the resolved environment.
+1. **resolving**: ``uv pip compile`` pins the pip requirements (plus what the kernel launcher needs);
+   py-rattler solves the conda specs.  The sha256 of the pinned set names the archive.
 2. **installing**: ``uv venv`` + ``uv pip sync`` of the pinned set; py-rattler installs the conda
    records into the same prefix.
 3. **packing**: venv-pack turns the prefix into a relocatable ``.tar.gz``.
-4. **uploading**: the archive goes to HDFS once, as ``/yardlab/envs/<sha256>.tar.gz`` (0644, so
-   every NodeManager may cache it as a PUBLIC resource), via a temporary name and a rename.
-5. **kernelspec**: written atomically (:func:`yardlab.edge.kernelspecs.write_kernelspec`), with the
-   Spark properties of :func:`yardlab.edge.kernelspecs.spark_properties`.
+4. **uploading**: the archive goes to HDFS once, as ``/yardlab/envs/<sha256>.tar.gz`` (0644, so every
+   NodeManager may cache it as a PUBLIC resource), via a temporary name and a rename.
+5. **kernelspec**: written atomically, with the Spark properties of ``kernelspecs.spark_properties``.
 
-An archive that already exists for the same resolved set is reused (no install, no pack, no
-upload), and a request identical to one resolved recently reuses that resolution too.  Builds run
-with bounded concurrency; a build interrupted by an edge restart is queued again and its leftovers
-(work folders, temporary HDFS files) are removed first.  Commands run as asyncio subprocesses and
-file work (packing, copies, removals) in threads, so the event loop never waits on a build.
+An archive that exists for the same resolved set is reused (no install, pack or upload), and so is
+the resolution of an identical recent request.  Builds run with bounded concurrency; one cut by an
+edge restart is queued again, its leftovers (work folders, HDFS temporaries) removed first.  Commands
+run as asyncio subprocesses, file work (packing, copies, removals) in threads.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,6 +25,7 @@ import os
 import secrets
 import shutil
 import signal
+from asyncio.subprocess import DEVNULL, PIPE, STDOUT
 from pathlib import Path
 from typing import Awaitable, Protocol, TypeVar
 
@@ -48,8 +47,7 @@ BUILD_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "
 #: bumped whenever the way an archive is built changes, so old archives are not reused
 BUILDER_VERSION = "1"
 #: phase -> percent done when the phase starts
-PHASES = {"queued": 0, "resolving": 5, "installing": 20, "packing": 55, "uploading": 80, "kernelspec": 95,
-          "ready": 100}
+PHASES = {"queued": 0, "resolving": 5, "installing": 20, "packing": 55, "uploading": 80, "kernelspec": 95, "ready": 100}
 PYTHON_PROBE = "import sys,platform; print(sys.version.split()[0], platform.machine())"
 
 
@@ -83,6 +81,7 @@ class EnvironmentBuilder:
     def __init__(self, settings: BuildSettings, store: EnvironmentStore, storage: HDFSStorage,
                  ledger: KernelLedger) -> None:
         self.settings = settings
+        self.log = settings.log
         self.store = store
         self.storage = storage
         self.ledger = ledger
@@ -92,22 +91,12 @@ class EnvironmentBuilder:
         self.workers: list[asyncio.Task] = []
         self.running: dict[Key, asyncio.Task] = {}
         self._archive_locks: dict[str, asyncio.Lock] = {}
-        self._site: KernelSite | None = None
+        self._kernelspecs_lock = asyncio.Lock()  # writes and removals run in threads: one at a time
         self._python_version: str | None = None
-
-    @property
-    def log(self) -> logging.Logger:
-        return self.settings.log
 
     @property
     def webhdfs(self) -> WebHDFSClient:
         return self.storage.webhdfs
-
-    @property
-    def site(self) -> KernelSite:
-        if self._site is None:
-            self._site = KernelSite(**self.settings.kernel_site)
-        return self._site
 
     # -- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -220,16 +209,19 @@ class EnvironmentBuilder:
         assert self.settings.kernels_dir is not None
         name = self.store.spec_name(env["owner"], env["name"])
         archive = self.archive_uri(env["archive"]) if env.get("archive") else None
-        await asyncio.to_thread(write_kernelspec, self.settings.kernels_dir, self.site, KernelSpecRequest(
-            name=name, display_name=env["display_name"], kind=env["kind"],
-            environment=f"{env['owner']}/{env['name']}",
-            spark_conf=spark_properties(env["kind"], env["resources"], archive),
-            visibility=env["visibility"], owner=env["owner"]))
+        spec = KernelSpecRequest(name=name, display_name=env["display_name"], kind=env["kind"],
+                                 environment=f"{env['owner']}/{env['name']}",
+                                 spark_conf=spark_properties(env["kind"], env["resources"], archive),
+                                 visibility=env["visibility"], owner=env["owner"])
+        site = KernelSite(**self.settings.kernel_site)
+        async with self._kernelspecs_lock:
+            await asyncio.to_thread(write_kernelspec, self.settings.kernels_dir, site, spec)
         return name
 
     async def remove_kernelspec(self, name: str) -> None:
         if self.settings.kernels_dir is not None:
-            await asyncio.to_thread(shutil.rmtree, self.settings.kernels_dir / name, ignore_errors=True)
+            async with self._kernelspecs_lock:
+                await asyncio.to_thread(shutil.rmtree, self.settings.kernels_dir / name, ignore_errors=True)
 
     # -- the queue -----------------------------------------------------------------------------------
     async def _worker(self) -> None:
@@ -252,8 +244,8 @@ class EnvironmentBuilder:
                 if not done:
                     task.cancel()
                     await asyncio.gather(task, return_exceptions=True)
-                    await self._fail(key, f"the build took longer than {self.settings.build_timeout:.0f} s "
-                                          "and was stopped")
+                    limit = self.settings.build_timeout
+                    await self._fail(key, f"the build took longer than {limit:.0f} s and was stopped")
             except asyncio.CancelledError:
                 task.cancel()
                 raise
@@ -271,8 +263,7 @@ class EnvironmentBuilder:
         message = redact(message)
         self.store.sink(key).line(f"FAILED: {message}")
         self.store.update(key, status="failed", phase="failed", error=message, archive=None)
-        # a failed (re)build offers no kernel, not even the one before
-        await self.remove_kernelspec(self.store.spec_name(*key))
+        await self.remove_kernelspec(self.store.spec_name(*key))  # a failed (re)build offers no kernel at all
 
     # -- one build -----------------------------------------------------------------------------------
     async def _build(self, key: Key) -> None:
@@ -320,14 +311,15 @@ class EnvironmentBuilder:
         except Exception as e:  # noqa: BLE001 - any other failure ends this build, not the edge
             self.log.exception("environment %s/%s: build failed", *key)
             await self._fail(key, f"internal error: {type(e).__name__}: {str(e)[:200]}")
-        finally:
-            await asyncio.to_thread(shutil.rmtree, work, ignore_errors=True)
-            if tmp_upload:
-                try:
-                    await self._hdfs(tmp_upload, self.webhdfs.delete(tmp_upload))
-                except BuildError:
-                    pass
-            self.store.close_sink(key)
+        finally:  # cancelled or not, the clean-up completes
+            await _finish_even_if_cancelled(self._clean_up(key, work, tmp_upload))
+
+    async def _clean_up(self, key: Key, work: Path, tmp_upload: str | None) -> None:
+        self.store.close_sink(key)
+        await asyncio.to_thread(shutil.rmtree, work, ignore_errors=True)
+        if tmp_upload:
+            with contextlib.suppress(BuildError):
+                await self._hdfs(tmp_upload, self.webhdfs.delete(tmp_upload))
 
     async def _claim(self, key: Key, sha: str) -> bool:
         """Mark the archive as this environment's (so no delete removes it), then say whether it exists."""
@@ -348,16 +340,14 @@ class EnvironmentBuilder:
         if self._python_version is None:
             python = self.settings.python
             try:
-                proc = await asyncio.create_subprocess_exec(
-                    python, "-c", PYTHON_PROBE, stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-                out, err = await proc.communicate()
+                proc = await asyncio.create_subprocess_exec(python, "-c", PYTHON_PROBE, stdin=DEVNULL, stdout=PIPE,
+                                                            stderr=STDOUT)
+                out = (await proc.communicate())[0].decode("utf-8", "replace").strip()
             except OSError as e:
                 raise BuildError(f"the base interpreter {python} cannot be run: {e}") from e
             if proc.returncode != 0:
-                detail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
-                raise BuildError(f"the base interpreter {python} failed: {detail[0][:300]}")
-            self._python_version = out.decode().strip()
+                raise BuildError(f"the base interpreter {python} failed (exit {proc.returncode}): {out[-300:]}")
+            self._python_version = out
         return self._python_version
 
     async def _run(self, key: Key, argv: list[str], cwd: Path, what: str) -> None:
@@ -370,9 +360,8 @@ class EnvironmentBuilder:
         if self.settings.index_url:
             # in the environment, not on the command line: an index URL may carry a password
             env["UV_INDEX_URL"] = self.settings.index_url
-        proc = await asyncio.create_subprocess_exec(*argv, cwd=cwd, env=env, stdin=asyncio.subprocess.DEVNULL,
-                                                    stdout=asyncio.subprocess.PIPE, limit=1024 * 1024,
-                                                    stderr=asyncio.subprocess.STDOUT, start_new_session=True)
+        proc = await asyncio.create_subprocess_exec(*argv, cwd=cwd, env=env, stdin=DEVNULL, stdout=PIPE, stderr=STDOUT,
+                                                    limit=1024 * 1024, start_new_session=True)
         tail: list[str] = []
         try:
             assert proc.stdout is not None
@@ -453,8 +442,8 @@ class EnvironmentBuilder:
 
 
 async def _finish_even_if_cancelled(work: Awaitable[T]) -> T:
-    """Await ``work`` (a thread's job); if cancelled meanwhile, let the thread finish before going on,
-    so the clean-up that follows does not race it (a thread cannot be stopped)."""
+    """Await ``work`` (a thread's job, a clean-up); if cancelled meanwhile, let it finish before going on,
+    so what follows does not race it (a thread cannot be stopped) and nothing is left half done."""
     fut = asyncio.ensure_future(work)
     try:
         return await asyncio.shield(fut)
