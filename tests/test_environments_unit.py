@@ -7,11 +7,14 @@ import sys
 
 import pytest
 
+from yardlab.edge.audit import AuditLog
 from yardlab.edge.auth import Identity
 from yardlab.edge.clients.webhdfs import WebHDFSUnavailable
-from yardlab.edge.environments import EnvironmentService, FieldError, kernel_name_for
+from yardlab.edge.environments import EnvironmentService, FieldError, kernel_name_for, redact
+from yardlab.edge.environments import service as envmod
 from yardlab.edge.environments.builder import BuildError
 from yardlab.edge.environments.request import parse_request
+from yardlab.edge.errors import PublicError
 from yardlab.edge.kernelspecs import (KernelSite, KernelSpecRequest, container_mb, read_spark_properties,
                                       requested_resources, spark_properties, write_kernelspec, yardlab_metadata)
 from yardlab.edge.ledger import KernelLedger
@@ -168,8 +171,6 @@ def test_limits_an_operator_sets_in_part_keep_the_other_defaults(svc):
 
 
 def test_credentials_in_urls_are_never_shown():
-    from yardlab.edge.environments import redact
-
     assert redact("--index-url https://bob:s3cret@pypi.corp/simple") == "--index-url https://***@pypi.corp/simple"
     assert redact("https://conda.corp/t/abc123/chan") == "https://conda.corp/t/***/chan"
     assert redact("https://pypi.org/simple") == "https://pypi.org/simple"
@@ -204,8 +205,6 @@ def test_kernel_names_are_readable_and_unique():
 
 
 def _service_with_audit(tmp_path, **kw):
-    from yardlab.edge.audit import AuditLog
-
     ledger = KernelLedger(db_url=f"sqlite:///{tmp_path / 'db2.sqlite'}")
     return EnvironmentService(ledger, storage=None, snapshot=_Snapshot(), audit=AuditLog(path=str(tmp_path / "a.jsonl")),
                               kernels_dir=str(tmp_path / "k"), builds_dir=str(tmp_path / "b"),
@@ -216,10 +215,6 @@ def _service_with_audit(tmp_path, **kw):
 
 
 def test_parallel_creates_cannot_pass_the_per_user_cap(tmp_path):
-    import asyncio
-
-    from yardlab.edge.errors import PublicError
-
     svc = _service_with_audit(tmp_path, max_environments_per_user=3)
 
     async def many():
@@ -234,10 +229,6 @@ def test_parallel_creates_cannot_pass_the_per_user_cap(tmp_path):
 
 
 def test_a_kernelspec_name_collision_is_refused_not_shared(tmp_path, monkeypatch):
-    import asyncio
-
-    from yardlab.edge.environments import service as envmod
-
     svc = _service_with_audit(tmp_path)
     # the worst case: two different environments mapped to one kernelspec name
     monkeypatch.setattr(envmod, "kernel_name_for", lambda owner, name: "yl-same")
@@ -317,8 +308,6 @@ class _DownStorage:
 
 
 def _builder_service(tmp_path, **kw):
-    from yardlab.edge.audit import AuditLog
-
     ledger = KernelLedger(db_url=f"sqlite:///{tmp_path / 'db3.sqlite'}")
     site = _site(tmp_path)
     return EnvironmentService(ledger, storage=_DownStorage(), snapshot=_Snapshot(),
