@@ -15,8 +15,16 @@ from yardlab.edge.environments import service as envmod
 from yardlab.edge.environments.builder import BuildError
 from yardlab.edge.environments.request import parse_request
 from yardlab.edge.errors import PublicError
-from yardlab.edge.kernelspecs import (KernelSite, KernelSpecRequest, container_mb, read_spark_properties,
-                                      requested_resources, spark_properties, write_kernelspec, yardlab_metadata)
+from yardlab.edge.kernelspecs import (
+    KernelSite,
+    KernelSpecRequest,
+    container_mb,
+    read_spark_properties,
+    requested_resources,
+    spark_properties,
+    write_kernelspec,
+    yardlab_metadata,
+)
 from yardlab.edge.ledger import KernelLedger
 
 ALICE = Identity(name="alice", admin=False, groups=("analysts",))

@@ -33,8 +33,18 @@ from ..ledger import KernelLedger
 from ..snapshot import AppSnapshot
 from ..storage import HDFSStorage
 from .builder import EnvironmentBuilder
-from .request import (DEFAULT_LIMITS, NAME, FieldError, RequestRules, kernel_name_for, leaf_queues,
-                      parse_display_name, parse_request, parse_resources, valid_owner)
+from .request import (
+    DEFAULT_LIMITS,
+    NAME,
+    FieldError,
+    RequestRules,
+    kernel_name_for,
+    leaf_queues,
+    parse_display_name,
+    parse_request,
+    parse_resources,
+    valid_owner,
+)
 from .store import EnvironmentStore, Key
 
 
