@@ -29,16 +29,16 @@ from pathlib import Path
 
 from bench_snapshot import machine_facts
 from yardlab.edge.auth import Identity
+from yardlab.edge.clients.webhdfs import WebHDFSError
 from yardlab.edge.environments import EnvironmentService
-from yardlab.edge.errors import PublicError
 from yardlab.edge.ledger import KernelLedger
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
-class FolderStorage:
-    """The slice of HDFSStorage the build uses, on a local folder (a stand-in for WebHDFS)."""
+class FolderWebHDFS:
+    """The slice of WebHDFSClient the build uses, on a local folder (a stand-in for WebHDFS)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -46,40 +46,51 @@ class FolderStorage:
     def _p(self, path: str) -> Path:
         return self.root / path.lstrip("/")
 
-    async def call(self, user, path, method, *args, **kwargs):  # noqa: ANN001, ANN201
-        p = self._p(args[0]) if args else self._p(path)
-        if method == "status":
-            if p.exists():
-                return {"type": "DIRECTORY" if p.is_dir() else "FILE", "length": p.stat().st_size}
-            if kwargs.get("strict", True):
-                raise PublicError(404, f"{path} does not exist")
-            return None
-        if method == "list":
-            if not p.is_dir():
-                raise PublicError(404, f"{path} does not exist")
-            return sorted(os.listdir(p))
-        if method == "makedirs":
-            p.mkdir(parents=True, exist_ok=True)
-            return None
-        if method == "set_permission":
-            return None
-        if method == "upload":
-            p.parent.mkdir(parents=True, exist_ok=True)
-            await asyncio.to_thread(shutil.copyfile, args[1], p)
-            return str(p)
-        if method == "rename":
-            target = self._p(args[1])
-            if target.exists():
-                raise PublicError(409, f"{args[1]} already exists")
-            p.rename(target)
-            return None
-        if method == "delete":
-            if p.is_dir():
-                shutil.rmtree(p)
-            else:
-                p.unlink(missing_ok=True)
-            return None
-        raise NotImplementedError(method)
+    async def status(self, path: str, user: str | None = None, strict: bool = True) -> dict | None:
+        p = self._p(path)
+        if p.exists():
+            return {"type": "DIRECTORY" if p.is_dir() else "FILE", "length": p.stat().st_size}
+        if strict:
+            raise WebHDFSError("FileNotFoundException", f"File does not exist: {path}")
+        return None
+
+    async def names(self, path: str, user: str | None = None) -> list[str]:
+        if not self._p(path).is_dir():
+            raise WebHDFSError("FileNotFoundException", f"File {path} does not exist.")
+        return sorted(os.listdir(self._p(path)))
+
+    async def makedirs(self, path: str, user: str | None = None, permission: str | None = None) -> None:
+        self._p(path).mkdir(parents=True, exist_ok=True)
+
+    async def set_permission(self, path: str, permission: str, user: str | None = None) -> None:
+        return None
+
+    async def upload(self, path: str, local: str, user: str | None = None, overwrite: bool = False,
+                     permission: str | None = None) -> None:
+        self._p(path).parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(shutil.copyfile, local, self._p(path))
+
+    async def rename(self, src: str, dst: str, user: str | None = None) -> None:
+        if self._p(dst).exists():
+            raise WebHDFSError("FileAlreadyExistsException", f"{dst} already exists")
+        self._p(src).rename(self._p(dst))
+
+    async def delete(self, path: str, user: str | None = None, recursive: bool = False) -> bool:
+        p = self._p(path)
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif not p.exists():
+            return False
+        else:
+            p.unlink()
+        return True
+
+
+class FolderStorage:
+    """HDFSStorage as the build sees it: its WebHDFS client."""
+
+    def __init__(self, root: Path) -> None:
+        self.webhdfs = FolderWebHDFS(root)
 
 
 class NoSnapshot:
@@ -107,7 +118,7 @@ async def build_once(svc: EnvironmentService, who: Identity, name: str, pip: lis
     env = await svc.create(who, {"name": name, "packages": {"pip": pip}})
     key = (env["owner"], env["name"])
     while True:
-        rec = svc.get_record(*key)
+        rec = svc.store.get(*key)
         if rec["status"] in ("ready", "failed"):
             if rec["status"] == "failed":
                 raise SystemExit(f"build {name} failed: {rec['error']}")
@@ -137,7 +148,7 @@ async def part1(workdir: Path, pip: list[str], runs: int) -> dict:
             t0 = time.perf_counter()
             rec = await build_once(svc, who, "again", pip)
             out["hit"].append(time.perf_counter() - t0)
-            assert rec["archive"] == svc.get_record("bench", "cold")["archive"], "the same spec must reuse the archive"
+            assert rec["archive"] == svc.store.get("bench", "cold")["archive"], "the same spec must reuse the archive"
         finally:
             await svc.stop()
         print(f"  run {run + 1}: cold {out['cold'][-1]:.2f} s, warm cache {out['warm'][-1]:.2f} s, "
