@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode
 
+import requests
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
+
 SERVICE_PATH = "/services/yardlab-edge"
+# what a relay passes on besides status and body: the type (is a 5xx the edge's JSON?) and the version
+RELAYED_HEADERS = ("Content-Type", "ETag")
 
 
 class EdgeAPIError(Exception):
@@ -62,8 +67,6 @@ class EdgeClient:
     """Blocking client, for scripts and the `yardlab` command."""
 
     def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 120.0) -> None:
-        import requests
-
         self.url = edge_url_from_env(url)
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"token {token_from_env(token)}"
@@ -139,32 +142,57 @@ class EdgeClient:
         return self.request("DELETE", f"/apps/{quote(app_id, safe='')}")
 
 
+class EdgeReply(NamedTuple):
+    """The edge's answer as it came: for services that pass it on byte for byte."""
+
+    status: int
+    headers: dict[str, str]  # only RELAYED_HEADERS, those the edge sent
+    body: bytes
+
+
 class AsyncEdgeClient:
     """Non-blocking client for the hub service and the server extension (tornado)."""
 
     def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 120.0) -> None:
-        from tornado.httpclient import AsyncHTTPClient
-
         self.url = edge_url_from_env(url)
         self.token = token_from_env(token)
         self.timeout = timeout
         self.http = AsyncHTTPClient()
 
-    async def request(self, method: str, path: str, token: str | None = None, body: Any = None,
-                      headers: dict[str, str] | None = None, **params: Any) -> tuple[int, dict[str, str], Any]:
-        """One call with the caller's own token (default: this client's); returns status, headers, JSON."""
-        from tornado.httpclient import HTTPRequest
-
+    async def _fetch(self, method: str, path: str, token: str | None, body: str | None,
+                     headers: dict[str, str] | None, params: dict[str, Any]) -> HTTPResponse:
+        # a caller's token that is empty stays empty: never this client's own (the service's) instead
+        token = self.token if token is None else token
         query = f"?{urlencode(params)}" if params else ""
         req = HTTPRequest(f"{self.url}/api/v1{path}{query}", method=method,
-                          headers={"Authorization": f"token {token or self.token}", **(headers or {})},
-                          body=json.dumps(body) if body is not None else None,
-                          request_timeout=self.timeout, allow_nonstandard_methods=True)
-        resp = await self.http.fetch(req, raise_error=False)
-        if resp.code == 599:
+                          headers={"Authorization": f"token {token}", **(headers or {})},
+                          body=body, request_timeout=self.timeout, allow_nonstandard_methods=True)
+        try:
+            resp = await self.http.fetch(req, raise_error=False)
+        except OSError as e:  # refused, reset, no route: raise_error=False covers only HTTP answers
+            raise EdgeAPIError(503, f"the yardlab edge service is unreachable: {e}") from e
+        if resp.code == 599:  # a timeout
             raise EdgeAPIError(503, f"the yardlab edge service is unreachable: {resp.error}")
+        return resp
+
+    async def request(self, method: str, path: str, token: str | None = None, body: Any = None,
+                      headers: dict[str, str] | None = None, **params: Any) -> tuple[int, dict[str, str], Any]:
+        """One call with the caller's own token (None: this client's); returns status, headers, JSON."""
+        resp = await self._fetch(method, path, token, json.dumps(body) if body is not None else None, headers, params)
         data = json.loads(resp.body) if resp.body else None
         return resp.code, dict(resp.headers.get_all()), data
+
+    async def relay(self, method: str, path: str, token: str | None = None, if_none_match: str | None = None,
+                    **params: Any) -> EdgeReply:
+        """One call whose answer is to be passed on unchanged: status, ETag and body bytes, not parsed.
+
+        Parameters that are None are left out; ``if_none_match`` (the caller's) lets the edge answer 304.
+        """
+        params = {k: v for k, v in params.items() if v is not None}
+        headers = {"If-None-Match": if_none_match} if if_none_match else None
+        resp = await self._fetch(method, path, token, None, headers, params)
+        kept = {name: resp.headers[name] for name in RELAYED_HEADERS if name in resp.headers}
+        return EdgeReply(resp.code, kept, resp.body or b"")
 
     async def call(self, method: str, path: str, **params: Any) -> Any:
         status, _, data = await self.request(method, path, **params)

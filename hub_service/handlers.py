@@ -6,7 +6,7 @@ import json
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated, UserNotAllowed
 from tornado import web
@@ -111,27 +111,20 @@ class BaseHandler(HubOAuthenticated, web.RequestHandler):
     async def edge_relay(self, method: str, path: str, **params: Any) -> None:
         """Answer with the edge's own answer to the caller's request: status, ETag and body bytes
         unchanged (no re-encoding), 304 when the caller already has that version."""
-        from tornado.httpclient import HTTPRequest
-
-        params = {k: v for k, v in params.items() if v is not None}
-        query = f"?{urlencode(params)}" if params else ""
-        headers = {"Authorization": f"token {self.token}"}
-        if self.request.headers.get("If-None-Match"):
-            headers["If-None-Match"] = self.request.headers["If-None-Match"]
-        req = HTTPRequest(f"{self.edge.url}/api/v1{path}{query}", method=method, headers=headers,
-                          request_timeout=self.edge.timeout, allow_nonstandard_methods=True)
-        resp = await self.edge.http.fetch(req, raise_error=False)
-        if resp.code == 599:
-            raise PublicError(503, f"the yardlab edge service is unreachable: {resp.error}")
-        if resp.code >= 500 and not resp.headers.get("Content-Type", "").startswith("application/json"):
-            raise PublicError(502, f"the yardlab edge service answered HTTP {resp.code}")
-        self.set_status(resp.code)
-        if resp.headers.get("ETag"):
-            self.set_header("ETag", resp.headers["ETag"])
-        if resp.code == 304:
+        try:
+            reply = await self.edge.relay(method, path, token=self.token,
+                                          if_none_match=self.request.headers.get("If-None-Match"), **params)
+        except EdgeAPIError as e:
+            raise PublicError(e.status or 503, e.message) from e
+        if reply.status >= 500 and not reply.headers.get("Content-Type", "").startswith("application/json"):
+            raise PublicError(502, f"the yardlab edge service answered HTTP {reply.status}")
+        self.set_status(reply.status)
+        if reply.headers.get("ETag"):
+            self.set_header("ETag", reply.headers["ETag"])
+        if reply.status == 304:
             self.finish()
             return
-        self.finish(resp.body or b"{}")
+        self.finish(reply.body or b"{}")
 
     def check_etag_header(self) -> bool:
         return False  # ETags are the edge's, relayed as they are

@@ -1,8 +1,19 @@
-"""Unit tests of the hub service's pure parts: redirect targets, usage deltas and windows, the sample store."""
+"""Unit tests of the hub service's pure parts: redirect targets, usage deltas and windows, the sample store,
+the edge's view of the service's token, and the byte-for-byte relay of the edge client it talks through."""
 from __future__ import annotations
 
-import pytest
+import asyncio
 
+import pytest
+from tornado import web
+from tornado.httpserver import HTTPServer
+from tornado.testing import bind_unused_port
+
+from yardlab.edge.auth import TokenIdentifier
+from yardlab.edge.client import AsyncEdgeClient, EdgeAPIError
+from yardlab.edge.errors import PublicError
+from yardlab.edge.handlers import routes as handlers
+from yardlab.edge.handlers.routes import gateway_routes
 from yardlab.hub_service.app import YardlabHubOAuth
 from yardlab.hub_service.security import CONTENT_SECURITY_POLICY, safe_next
 from yardlab.hub_service.store import UsageStore
@@ -122,22 +133,16 @@ def test_history_is_averaged_into_equal_buckets(tmp_path):
 # --- the edge's side: an admin-scoped hub service (the sampler) may read, nothing else --------------
 
 def _identifier(model):
-    import asyncio
-
-    from yardlab.edge.auth import TokenIdentifier
-
     ident = TokenIdentifier(hub_api_url="http://127.0.0.1:1/hub/api", hub_api_token="x")
 
     async def user_for_token(token, use_cache=True, sync=False):  # noqa: ARG001
         return model
 
     ident.hub_auth.user_for_token = user_for_token
-    return lambda: asyncio.run(ident._identify("tok"))
+    return lambda: asyncio.run(ident.identify("token tok"))
 
 
 def test_edge_accepts_a_hub_service_only_with_the_admin_scope():
-    from yardlab.edge.errors import PublicError
-
     access = "access:services!service=yardlab-edge"
     who = _identifier({"kind": "service", "name": "yardlab", "scopes": [access, "custom:yardlab:admin"]})()
     assert who.kind == "service" and who.admin and who.name == "yardlab"
@@ -147,9 +152,88 @@ def test_edge_accepts_a_hub_service_only_with_the_admin_scope():
 
 
 def test_edge_lets_services_read_only_cluster_and_apps():
-    from yardlab.edge.handlers import routes as handlers
-    from yardlab.edge.handlers.routes import gateway_routes
-
     readable = {cls.__name__ for _, cls, *_ in handlers.routes("/x/") if getattr(cls, "services_may_read", False)}
     assert readable == {"MeHandler", "ClusterHandler", "AppsHandler", "AppHandler"}
     assert not any(getattr(r[1], "services_may_read", False) for r in gateway_routes("/x/"))
+
+
+# --- AsyncEdgeClient.relay: what the hub service passes on is the edge's answer, byte for byte --------
+
+# spacing and key order json.dumps would not keep: proves the body is not parsed and encoded again
+EDGE_BODY = b'{ "apps" :[ {"id":"application_1_0001", "name":"x"} ],"next_cursor":null }'
+ETAG = '"sha256-abc"'
+
+
+class StandInEdge(web.RequestHandler):
+    """Answers like the edge's /apps: an ETag, a 304 for it, the caller's token and query recorded."""
+
+    seen: list[dict] = []
+
+    def check_etag_header(self) -> bool:
+        return False
+
+    def get(self) -> None:
+        StandInEdge.seen.append({"authorization": self.request.headers.get("Authorization"),
+                                 "query": self.request.query,
+                                 "if_none_match": self.request.headers.get("If-None-Match")})
+        self.set_header("ETag", ETAG)
+        self.set_header("X-Edge-Internal", "not relayed")
+        if self.request.headers.get("If-None-Match") == ETAG:
+            self.set_status(304)
+            return
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.write(EDGE_BODY)
+
+    def delete(self) -> None:
+        self.set_status(502)
+        self.set_header("Content-Type", "text/html")
+        self.write(b"<html>bad gateway</html>")
+
+
+async def _with_stand_in(go):
+    sock, port = bind_unused_port()
+    server = HTTPServer(web.Application([(r"/api/v1/apps.*", StandInEdge)]))
+    server.add_sockets([sock])
+    try:
+        return await go(AsyncEdgeClient(f"http://127.0.0.1:{port}", "service-token", timeout=10))
+    finally:
+        server.stop()
+
+
+def test_relay_passes_status_etag_and_body_bytes_unchanged():
+    StandInEdge.seen = []
+
+    async def go(edge):
+        fresh = await edge.relay("GET", "/apps", token="alice-token", user="*", cursor=None, limit=5)
+        again = await edge.relay("GET", "/apps", token="alice-token", if_none_match=ETAG)
+        broken = await edge.relay("DELETE", "/apps/x", token="alice-token")
+        return fresh, again, broken
+
+    fresh, again, broken = asyncio.run(_with_stand_in(go))
+    assert fresh.status == 200 and fresh.body == EDGE_BODY
+    assert fresh.headers == {"Content-Type": "application/json; charset=UTF-8", "ETag": ETAG}
+    assert again.status == 304 and again.body == b"" and again.headers["ETag"] == ETAG
+    assert broken.status == 502 and broken.headers["Content-Type"] == "text/html"
+    first, second = StandInEdge.seen
+    assert first == {"authorization": "token alice-token", "query": "user=%2A&limit=5", "if_none_match": None}
+    assert second["if_none_match"] == ETAG
+
+
+def test_relay_never_lends_the_services_own_token_to_a_caller_without_one():
+    StandInEdge.seen = []
+    asyncio.run(_with_stand_in(lambda edge: edge.relay("GET", "/apps", token="")))
+    # no token at all (the edge refuses it), never the service's own
+    assert StandInEdge.seen[0]["authorization"].strip() == "token"
+
+
+def test_relay_to_an_unreachable_edge_is_a_503_with_a_sentence():
+    sock, port = bind_unused_port()
+    sock.close()  # nothing listens there any more
+
+    async def go():
+        edge = AsyncEdgeClient(f"http://127.0.0.1:{port}", "service-token", timeout=5)
+        return await edge.relay("GET", "/apps", token="alice-token")
+
+    with pytest.raises(EdgeAPIError) as e:
+        asyncio.run(go())
+    assert e.value.status == 503 and "unreachable" in e.value.message
