@@ -8,22 +8,40 @@ from typing import Any
 
 from tornado import web
 from tornado.httpserver import HTTPServer
-from traitlets import Bool, Float, Instance, Integer, Unicode, default
-from traitlets.config import Application, catch_config_error
+from traitlets import Bool, Float, Instance, Integer, Unicode, default, observe
+from traitlets.config import Application, Configurable, catch_config_error
 
 from . import __version__
 from .audit import AuditLog
 from .auth import AdminRoster, TokenIdentifier
+from .clients.gateway import GatewayClient
 from .clients.resourcemanager import ResourceManagerClient
 from .environments import EnvironmentService
 from .handlers.routes import routes
 from .jobs import JobService
 from .kernels import KernelService
 from .ledger import KernelLedger
+from .loops import PeriodicTask
 from .reaper import Reaper
 from .snapshot import AppSnapshot
 from .storage import HDFSStorage
 from .supervisor import GatewaySupervisor
+
+#: EdgeApp settings that belong to other classes now: still read (with a warning), forwarded there
+MOVED = {
+    "hub_api_url": (TokenIdentifier, "hub_api_url"),
+    "hub_api_token": (TokenIdentifier, "hub_api_token"),
+    "audit_log": (AuditLog, "path"),
+    "kill_timeout": (JobService, "kill_timeout"),
+    "apps_cache_bytes": (JobService, "page_cache_bytes"),
+    "max_kernels_per_user": (KernelService, "max_kernels_per_user"),
+    "kernels_dir": (KernelService, "kernels_dir"),
+}
+
+
+def _moved(old: str) -> str:
+    cls, new = MOVED[old]
+    return f"Deprecated: use {cls.__name__}.{new} (this setting is forwarded there)."
 
 
 class EdgeApp(Application):
@@ -53,26 +71,40 @@ class EdgeApp(Application):
     def _base_url_default(self) -> str:
         return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/yardlab-edge/")
 
-    hub_api_url = Unicode(help="Shortcut for TokenIdentifier.hub_api_url.").tag(config=True)
-    hub_api_token = Unicode(help="Shortcut for TokenIdentifier.hub_api_token.").tag(config=True)
-    audit_log = Unicode(help="Shortcut for AuditLog.path.").tag(config=True)
     max_body_size = Integer(1024 * 1024, help="Largest request body accepted, in bytes.").tag(config=True)
-    kill_timeout = Float(60.0, help="Seconds a kill waits for YARN to confirm KILLED.").tag(config=True)
     metrics_require_auth = Bool(True, help="Whether /metrics needs an admin's token.").tag(config=True)
 
-    kernels_dir = Unicode(
-        help="Folder of the kernelspecs EG serves (read for each kernel's Spark resources before a launch).",
-    ).tag(config=True)
-    max_kernels_per_user = Integer(4, help="Kernels one user may have at once.").tag(config=True)
-    apps_cache_bytes = Integer(
-        64 * 1024**2, help="Bytes of serialized /apps pages kept in memory (least recently used go first).",
-    ).tag(config=True)
+    hub_api_url = Unicode(help=_moved("hub_api_url")).tag(config=True)
+    hub_api_token = Unicode(help=_moved("hub_api_token")).tag(config=True)
+    audit_log = Unicode(help=_moved("audit_log")).tag(config=True)
+    kill_timeout = Float(60.0, help=_moved("kill_timeout")).tag(config=True)
+    apps_cache_bytes = Integer(64 * 1024**2, help=_moved("apps_cache_bytes")).tag(config=True)
+    max_kernels_per_user = Integer(4, help=_moved("max_kernels_per_user")).tag(config=True)
+    kernels_dir = Unicode(help=_moved("kernels_dir")).tag(config=True)
+
+    @observe(*MOVED)
+    def _moved_setting(self, change: dict) -> None:
+        cls, new = MOVED[change["name"]]
+        self.log.warning("EdgeApp.%s is deprecated: set %s.%s instead (the value is forwarded there)",
+                         change["name"], cls.__name__, new)
+        self._forwarded[change["name"]] = change["new"]
 
     classes = [ResourceManagerClient, AppSnapshot, TokenIdentifier, AdminRoster, AuditLog, HDFSStorage,
-               GatewaySupervisor, KernelLedger, Reaper, EnvironmentService]
+               GatewaySupervisor, GatewayClient, KernelLedger, JobService, KernelService, Reaper,
+               EnvironmentService]
 
     rm = Instance(ResourceManagerClient, allow_none=True)
     snapshot = Instance(AppSnapshot, allow_none=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._forwarded: dict[str, Any] = {}
+        super().__init__(**kwargs)
+
+    def _settings_for(self, cls: type[Configurable]) -> dict[str, Any]:
+        """The deprecated EdgeApp settings that were set and now belong to ``cls``, as keyword arguments
+        (which win over ``cls``'s own config, as the shortcuts always did)."""
+        return {new: self._forwarded[old] for old, (owner, new) in MOVED.items()
+                if owner is cls and old in self._forwarded}
 
     @catch_config_error
     def initialize(self, argv: list[str] | None = None) -> None:
@@ -85,30 +117,24 @@ class EdgeApp(Application):
             self.update_config(self.cli_config)
 
     def make_app(self) -> web.Application:
-        identifier_kw: dict[str, Any] = {}
-        if self.hub_api_url:
-            identifier_kw["hub_api_url"] = self.hub_api_url
-        if self.hub_api_token:
-            identifier_kw["hub_api_token"] = self.hub_api_token
-        audit_kw = {"path": self.audit_log} if self.audit_log else {}
         self.rm = ResourceManagerClient(parent=self)
         self.snapshot = AppSnapshot(parent=self, rm=self.rm)
-        audit = AuditLog(parent=self, **audit_kw)
+        audit = AuditLog(parent=self, **self._settings_for(AuditLog))
         self.ledger = KernelLedger(parent=self)
         self.gateway = GatewaySupervisor(parent=self)
-        kernels = KernelService(self.gateway, self.ledger, self.snapshot, audit, self.kernels_dir,
-                                max_kernels_per_user=self.max_kernels_per_user)
-        jobs = JobService(self.rm, self.snapshot, audit, kill_timeout=self.kill_timeout, ledger=self.ledger,
-                          waiting=kernels.waiting_message, page_cache_bytes=self.apps_cache_bytes)
+        kernels = KernelService(self.gateway, self.ledger, self.snapshot, audit, parent=self,
+                                **self._settings_for(KernelService))
+        jobs = JobService(self.rm, self.snapshot, audit, ledger=self.ledger, waiting=kernels.waiting_message,
+                          parent=self, **self._settings_for(JobService))
         storage = HDFSStorage(parent=self)
-        identifier = TokenIdentifier(parent=self, **identifier_kw)
+        identifier = TokenIdentifier(parent=self, **self._settings_for(TokenIdentifier))
         # nobody acts through doAs as the account the edge itself runs as
         identifier.service_accounts = {self.rm.service_user, storage.service_user}
         self.storage = storage
         self.roster = AdminRoster(identifier, parent=self)
         storage.is_admin_now = self.roster.is_admin
-        self.environments = EnvironmentService(self.ledger, storage, self.snapshot, audit, self.kernels_dir,
-                                               parent=self)
+        self.environments = EnvironmentService(self.ledger, storage, self.snapshot, audit,
+                                               kernels.kernels_dir, parent=self)
         self.reaper = Reaper(self.rm, self.snapshot, self.ledger, self.gateway, audit, parent=self)
         channels: dict[str, set] = {}
 
@@ -134,15 +160,10 @@ class EdgeApp(Application):
         return web.Application(routes(base), **settings)
 
     async def _reconcile_admins(self) -> None:
-        """Take away what former admins were given (their ACL entries on /public), every interval."""
-        while self.roster.interval > 0:
-            try:
-                admins = await self.roster.admins()
-                if admins is not None:
-                    await self.storage.reconcile_public_acl(admins)
-            except Exception:  # noqa: BLE001 - the loop must survive HDFS or the hub being away
-                self.log.exception("reconciling /public's ACL with the hub's admins failed")
-            await asyncio.sleep(self.roster.interval)
+        """Take away what former admins were given (their ACL entries on /public)."""
+        admins = await self.roster.admins()
+        if admins is not None:
+            await self.storage.reconcile_public_acl(admins)
 
     def _log_request(self, handler: web.RequestHandler) -> None:
         status = handler.get_status()
@@ -163,7 +184,11 @@ class EdgeApp(Application):
         await self.gateway.start()
         if self.gateway.enabled:
             self.reaper.start()
-        reconciler = asyncio.ensure_future(self._reconcile_admins())
+        # the loop survives HDFS or the hub being away (logged); every interval, the first at once
+        reconciler = PeriodicTask(self._reconcile_admins, self.roster.interval,
+                                  name="reconciling /public's ACL with the hub's admins", log=self.log)
+        if self.roster.interval > 0:
+            reconciler.start()
         self.log.info("yardlab edge %s listening on http://%s:%d%s (RM: %s)", self.version, self.ip, self.port,
                       self.base_url, ", ".join(self.rm.urls if self.rm else []))
         stop = asyncio.Event()
@@ -173,7 +198,7 @@ class EdgeApp(Application):
         await stop.wait()
         self.log.info("stopping")
         server.stop()
-        reconciler.cancel()
+        await reconciler.stop()
         await self.reaper.stop()
         await self.environments.stop()
         await self.gateway.stop()  # Enterprise Gateway keeps running: the next edge adopts it

@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
-from tornado.log import app_log
+from traitlets import Float, Integer, observe
+from traitlets.config import LoggingConfigurable
 
 from . import metrics
 from .audit import AuditLog
 from .auth import Identity
 from .clients.resourcemanager import (
+    ALL_STATES,
     FINAL_STATES,
     ResourceManagerClient,
     RMError,
@@ -21,7 +24,13 @@ from .clients.resourcemanager import (
 from .clock import monotonic
 from .errors import PublicError
 from .ledger import KernelLedger
-from .snapshot import AppSnapshot
+from .snapshot import AppSnapshot, decode_cursor
+
+USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$")
+MAX_LIMIT = 1000
+#: the /apps query parameters and the longest value each may have
+APPS_ARGS = {"user": 100, "state": 200, "queue": 255, "search": 200, "limit": 10, "cursor": 200}
 
 PUBLIC_FIELDS = ("id", "name", "user", "queue", "state", "finalStatus", "progress", "startedTime",
                  "finishedTime", "elapsedTime", "allocatedMB", "allocatedVCores", "runningContainers",
@@ -74,28 +83,73 @@ class PageCache:
             self.bytes -= len(dropped)
 
 
-class JobService:
+class JobService(LoggingConfigurable):
     """Reads from the shared snapshot and acts on the ResourceManager for one caller at a time."""
 
+    kill_timeout = Float(60.0, help="Seconds a kill waits for YARN to confirm KILLED.").tag(config=True)
+    kill_poll = Float(0.5, help="Seconds between the ResourceManager reads that confirm a kill.").tag(config=True)
+    page_cache_bytes = Integer(
+        64 * 1024**2, help="Bytes of serialized /apps pages kept in memory (least recently used go first).",
+    ).tag(config=True)
+    unknown_ttl = Float(
+        30.0, help="Seconds an application id the ResourceManager does not know is answered 404 without "
+                   "asking it again.").tag(config=True)
+
     def __init__(self, rm: ResourceManagerClient, snapshot: AppSnapshot, audit: AuditLog,
-                 kill_timeout: float = 60.0, kill_poll: float = 0.5, ledger: KernelLedger | None = None,
-                 waiting: Callable[[dict, dict], str | None] | None = None,
-                 page_cache_bytes: int = 64 * 1024**2) -> None:
+                 ledger: KernelLedger | None = None, waiting: Callable[[dict, dict], str | None] | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.ledger = ledger
         self.waiting = waiting
         # serialized /apps pages: identical while the user's applications, the ledger (kernel
         # links), the cluster view (waiting messages) and the query stay the same
-        self.pages = PageCache(page_cache_bytes)
+        self.pages = PageCache(self.page_cache_bytes)
         self.rm = rm
         self.snapshot = snapshot
         self.audit = audit
-        self.kill_timeout = kill_timeout
-        self.kill_poll = kill_poll
         # ids the RM said it does not know, briefly: a caller repeating one costs the RM nothing
         self._unknown: OrderedDict[str, float] = OrderedDict()
-        self.unknown_ttl = 30.0
 
-    # -- views -----------------------------------------------------------------------------------
+    @observe("page_cache_bytes")
+    def _page_cache_bytes_changed(self, change: dict) -> None:
+        if hasattr(self, "pages"):
+            self.pages = PageCache(change["new"])
+
+    # -- /apps -------------------------------------------------------------------------------------
+    def apps_query(self, who: Identity, args: dict[str, str | None]) -> AppsQuery:
+        """One /apps request checked whole (the cursor decoded) before anything is looked up: a 400
+        naming the parameter for a bad value, 403 for a non-admin asking for another user's."""
+        scope = args.get("user")
+        if scope in (None, "", who.name):
+            user: str | None = who.name
+        elif not who.admin:
+            raise PublicError(403, "only yardlab admins may list other users' applications")
+        elif scope in ("*", "all"):
+            user = None
+        elif USER_NAME.fullmatch(scope):
+            user = scope
+        else:
+            raise PublicError(400, "`user` must be a user name, or * for everyone")
+        states: set[str] = set()
+        if args.get("state"):
+            states = {s.strip().upper() for s in args["state"].split(",") if s.strip()}
+            unknown = states - set(ALL_STATES)
+            if unknown:
+                raise PublicError(400, f"unknown state {sorted(unknown)[0][:30]!r}; use {', '.join(ALL_STATES)}")
+        queue = args.get("queue")
+        if queue and not QUEUE_NAME.fullmatch(queue):
+            raise PublicError(400, "`queue` must be a queue name such as default or root.interactive")
+        try:
+            limit = int(args["limit"]) if args.get("limit") else 100
+        except ValueError as e:
+            raise PublicError(400, "`limit` must be a whole number") from e
+        if not 1 <= limit <= MAX_LIMIT:
+            raise PublicError(400, f"`limit` must be between 1 and {MAX_LIMIT}")
+        cursor = args.get("cursor")
+        return AppsQuery(user=user, states=tuple(sorted(states)), queue=queue or None,
+                         search=args.get("search") or None, limit=limit,
+                         after=decode_cursor(cursor) if cursor else None)
+
     def public_app(self, app: dict) -> dict:
         out = {k: app.get(k) for k in PUBLIC_FIELDS}
         rec = self.ledger.for_app(app) if self.ledger else None
@@ -197,7 +251,7 @@ class JobService:
             try:
                 state = await self.rm.app_state(app_id)
             except (RMUnavailable, RMError) as e:
-                app_log.warning("kill of %s: state check failed: %s", app_id, e)
+                self.log.warning("kill of %s: state check failed: %s", app_id, e)
                 state = ""
             if state in FINAL_STATES:
                 break
@@ -220,5 +274,3 @@ class JobService:
         # refusals are rate-limited per actor: a loop of forbidden kills must not fill the disk
         write = self.audit.refusal if outcome in ("denied", "already-finished") else self.audit.record
         write("kill", who.name, outcome, app=app_id, owner=owner, actor_kind=actor_kind, actor_admin=who.admin)
-
-

@@ -5,18 +5,24 @@ when it dies.  The edge therefore runs EG itself (its own virtualenv, loopback, 
 restarted with backoff when it dies, adopted again after an edge restart so no kernel dies with
 the edge), and every request reaches it through :class:`KernelService`, which sets the user from
 the hub token, passes other KERNEL_* variables only from an allow-list, lets users reach only
-their own kernels, caps kernels per user and checks the queue before a launch.
+their own kernels, caps kernels per user and checks the queue before a launch.  The service calls
+EG only through the supervisor's :class:`~.clients.gateway.GatewayClient`, and turns that client's
+errors into public ones in one place (:func:`public_error`).
 """
 from __future__ import annotations
 
 import re
 import uuid
-from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, TypeVar
+
+from tornado.websocket import WebSocketClientConnection
+from traitlets import Integer, Unicode
+from traitlets.config import LoggingConfigurable
 
 from . import metrics
 from .audit import AuditLog
 from .auth import Identity
+from .clients.gateway import GatewayClient, GatewayError, GatewayUnavailable, Reply
 from .clients.resourcemanager import RMError, RMUnavailable
 from .clock import monotonic
 from .errors import PublicError
@@ -26,27 +32,57 @@ from .snapshot import AppSnapshot, queue_matches
 from .supervisor import GatewaySupervisor
 
 KERNEL_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
-
 SPEC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-#: edge environment variables EG does not inherit (EG passes parts of its environment on to kernels);
-#: names of files and folders (HADOOP_TOKEN_FILE_LOCATION) are pointers, not secrets, and stay
+GATEWAY_ERRORS = (GatewayUnavailable, GatewayError)
+T = TypeVar("T")
 
 
-class KernelService:
+def public_error(e: GatewayUnavailable | GatewayError, failed: str = "the kernel gateway failed",
+                 theirs: bool = False) -> PublicError:
+    """What a user is told when EG fails: 503 while it cannot answer; 502 for an answer that is not what
+    was asked, or EG's own 4xx when ``theirs`` (the answer is about the caller's request)."""
+    if isinstance(e, GatewayUnavailable):
+        return PublicError(503, e.message, reason="Service Unavailable")
+    status = e.status if theirs and 400 <= e.status < 500 else 502
+    return PublicError(status, f"{failed}: {e.reason[:500]}")
+
+
+class KernelService(LoggingConfigurable):
     """The policy between users and Enterprise Gateway."""
 
     ALLOWED_ENV = {"KERNEL_WORKING_DIR", "KERNEL_LAUNCH_TIMEOUT"}
 
+    max_kernels_per_user = Integer(4, help="Kernels one user may have running or starting at once.").tag(config=True)
+    min_allocation_mb = Integer(
+        256, help="YARN's yarn.scheduler.minimum-allocation-mb: containers are granted in multiples of it, "
+                  "which is what a kernel's need is counted in before a launch.").tag(config=True)
+    kernels_dir = Unicode(
+        help="Folder of the kernelspecs EG serves (read for each kernel's Spark resources before a launch; "
+             "environments write their kernelspecs here).",
+    ).tag(config=True)
+
     def __init__(self, gateway: GatewaySupervisor, ledger: KernelLedger, snapshot: AppSnapshot, audit: AuditLog,
-                 kernels_dir: str, max_kernels_per_user: int = 4, min_allocation_mb: int = 256) -> None:
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.gateway = gateway
         self.ledger = ledger
         self.snapshot = snapshot
         self.audit = audit
-        self.kernels_dir = Path(kernels_dir) if kernels_dir else None
-        self.max_kernels_per_user = max_kernels_per_user
-        self.min_allocation_mb = min_allocation_mb
+
+    @property
+    def client(self) -> GatewayClient:
+        return self.gateway.client
+
+    async def _eg(self, call: Awaitable[T], failed: str = "the kernel gateway failed") -> T:
+        """One call to EG, its errors turned into public ones."""
+        try:
+            return await call
+        except GATEWAY_ERRORS as e:
+            raise public_error(e, failed) from e
+
+    async def version(self) -> Reply:
+        """EG's version information, as EG gives it."""
+        return await self._eg(self.client.version())
 
     # -- kernelspecs ----------------------------------------------------------------------------------
     @staticmethod
@@ -58,9 +94,7 @@ class KernelService:
         return visibility in ("builtin", "shared") or meta.get("owner") == who.name
 
     async def kernelspecs(self, who: Identity) -> dict:
-        code, data = await self.gateway.request("GET", "/api/kernelspecs")
-        if code != 200 or not isinstance(data, dict):
-            raise PublicError(502, "the kernel gateway could not list kernelspecs")
+        data = await self._eg(self.client.kernelspecs(), "the kernel gateway could not list kernelspecs")
         specs = {n: s for n, s in (data.get("kernelspecs") or {}).items() if self.may_use_spec(who, s)}
         default_name = data.get("default") if data.get("default") in specs else next(iter(sorted(specs)), "")
         return {"default": default_name, "kernelspecs": specs}
@@ -72,6 +106,11 @@ class KernelService:
         if name not in specs:
             raise PublicError(404, f"no kernelspec {name!r} you may use", reason="Not Found")
         return specs[name]
+
+    async def kernelspec_resource(self, who: Identity, name: str, resource: str) -> None:
+        """A kernelspec's logo or the like: the edge serves none (404), once the spec is one the user may use."""
+        await self.kernelspec(who, name)
+        raise PublicError(404, f"kernelspec {name} has no resource {resource[:50]!r}", reason="Not Found")
 
     # -- kernels -------------------------------------------------------------------------------------------
     def check_kernel(self, who: Identity, kernel_id: str, admin_ok: bool = False) -> dict:
@@ -85,15 +124,37 @@ class KernelService:
         return rec
 
     async def list_kernels(self, who: Identity) -> list[dict]:
-        code, data = await self.gateway.request("GET", "/api/kernels")
-        if code != 200 or not isinstance(data, list):
-            raise PublicError(502, "the kernel gateway could not list kernels")
+        data = await self._eg(self.client.kernels(), "the kernel gateway could not list kernels")
         out = []
         for k in data:
             rec = self.ledger.get(k.get("id", ""))
             if rec and (rec["user"] == who.name or who.admin):
                 out.append(k)
         return out
+
+    async def kernel(self, who: Identity, kernel_id: str) -> Reply:
+        """EG's model of one kernel: the owner's (admins: any)."""
+        self.check_kernel(who, kernel_id, admin_ok=True)
+        return await self._eg(self.client.kernel(kernel_id))
+
+    async def kernel_action(self, who: Identity, kernel_id: str, action: str) -> Reply:
+        """Restart or interrupt one's own kernel; EG's answer."""
+        if action == "restart":
+            return await self.restart_kernel(who, kernel_id)
+        if action != "interrupt":
+            raise PublicError(404, f"kernels have no action {action[:30]!r}", reason="Not Found")
+        self.check_kernel(who, kernel_id)
+        return await self._eg(self.client.interrupt_kernel(kernel_id))
+
+    def may_connect(self, who: Identity, kernel_id: str) -> None:
+        """Whether ``who`` may open the kernel's websocket: users only, their own kernels only."""
+        if who.kind != "user":
+            raise PublicError(403, "only JupyterHub users may connect to kernels", reason="Forbidden")
+        self.check_kernel(who, kernel_id)
+
+    async def connect(self, kernel_id: str, query: str = "") -> WebSocketClientConnection:
+        """The kernel's channels on EG (after :meth:`may_connect`); 503 when EG refuses or is down."""
+        return await self._eg(self.client.connect_channels(kernel_id, query))
 
     def requested_resources(self, spec: dict) -> dict:
         """What launching ``spec`` asks of YARN (see kernelspecs.requested_resources)."""
@@ -158,7 +219,7 @@ class KernelService:
             env[key] = value
         env.setdefault("KERNEL_LAUNCH_TIMEOUT", str(self.gateway.launch_timeout))
         spec = await self.kernelspec(who, name or (await self.kernelspecs(who))["default"])
-        eg_ids = await self.gateway.kernel_ids()
+        eg_ids = await self.client.kernel_ids()
         need = self.requested_resources(spec)
         # from here to the ledger entry nothing awaits: the count and the reservation are one step,
         # so starts running side by side cannot pass the cap together
@@ -178,35 +239,30 @@ class KernelService:
                         queue=placement["queue"], need_mb=need["needMB"], need_vcores=need["needVCores"])
         started = monotonic()
         try:
-            code, data = await self.gateway.request("POST", "/api/kernels", {"name": spec["name"], "env": env},
-                                                    timeout=self.gateway.launch_timeout + 30)
-        except PublicError:
+            data = await self.client.start_kernel(spec["name"], env, timeout=self.gateway.launch_timeout + 30)
+        except GATEWAY_ERRORS as e:
             self.ledger.end(kernel_id, "launch-failed")
-            raise
-        if code != 201 or not isinstance(data, dict):
-            self.ledger.end(kernel_id, "launch-failed")
-            reason = (data or {}).get("reason") or (data or {}).get("message") or f"HTTP {code}"
-            self.audit.record("launch", who.name, "failed", kernel=kernel_id, kernelspec=spec["name"])
-            raise PublicError(502 if code >= 500 else code, f"the kernel did not start: {str(reason)[:500]}")
+            if isinstance(e, GatewayError):
+                self.audit.record("launch", who.name, "failed", kernel=kernel_id, kernelspec=spec["name"])
+            raise public_error(e, "the kernel did not start", theirs=True) from e
         self.ledger.update(kernel_id, state="running")
         metrics.KERNEL_LAUNCH_SECONDS.observe(monotonic() - started)
         self.audit.record("launch", who.name, "started", kernel=kernel_id, kernelspec=spec["name"],
                           queue=placement["queue"], need_mb=need["needMB"])
         return data
 
-    async def restart_kernel(self, who: Identity, kernel_id: str) -> tuple[int, Any]:
+    async def restart_kernel(self, who: Identity, kernel_id: str) -> Reply:
         """Restart one's own kernel; the ledger follows it onto the YARN application EG submits next."""
         self.check_kernel(who, kernel_id)
         self.ledger.begin_restart(kernel_id)
         apps: list[dict] | None = None
         try:
-            code, data = await self.gateway.request("POST", f"/api/kernels/{kernel_id}/restart", {},
-                                                    timeout=self.gateway.launch_timeout + 30)
+            code, data = await self._eg(self.client.restart_kernel(kernel_id, self.gateway.launch_timeout + 30))
             try:
                 # the RM itself, not the snapshot (up to a poll behind): which application runs it now
                 apps = await self.snapshot.rm.apps(None, applicationTags=f"kernel:{kernel_id}")
             except (RMError, RMUnavailable) as e:
-                self.gateway.log.warning("after restarting %s: could not read its applications: %s", kernel_id, e)
+                self.log.warning("after restarting %s: could not read its applications: %s", kernel_id, e)
         finally:
             self.ledger.end_restart(kernel_id, apps)
         self.audit.record("restart", who.name, "done" if code == 200 else f"http-{code}", kernel=kernel_id)
@@ -214,7 +270,7 @@ class KernelService:
 
     async def shutdown_kernel(self, who: Identity, kernel_id: str) -> int:
         rec = self.check_kernel(who, kernel_id, admin_ok=True)
-        code, _ = await self.gateway.request("DELETE", f"/api/kernels/{kernel_id}", timeout=120)
+        code = await self._eg(self.client.shutdown_kernel(kernel_id, timeout=120))
         if code in (204, 404):
             self.ledger.end(kernel_id, "shutdown" if rec["user"] == who.name else "shutdown-by-admin")
             self.audit.record("shutdown", who.name, "done", kernel=kernel_id, owner=rec["user"])

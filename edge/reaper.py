@@ -9,7 +9,6 @@ earlier application of a restarted kernel (the ledger keeps it as history) says 
 """
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Callable
 
 from traitlets import Float
@@ -27,6 +26,7 @@ from .clients.resourcemanager import (
 from .clock import monotonic
 from .clock import now as now_wall
 from .ledger import KernelLedger, app_order
+from .loops import PeriodicTask
 from .snapshot import AppSnapshot
 from .supervisor import GatewaySupervisor
 
@@ -43,27 +43,21 @@ class Reaper(LoggingConfigurable):
         self.rm, self.snapshot, self.ledger, self.gateway, self.audit = rm, snapshot, ledger, gateway, audit
         self.orphan_since: dict[str, float] = {}
         self.on_dead_kernel: list[Callable[[str], None]] = []
-        self._task: asyncio.Task | None = None
+        self._loop: PeriodicTask | None = None
 
     def start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
+        # a failing round is tried again after the same interval: the reaper acts only on a trusted picture
+        self._loop = PeriodicTask(self.round, self.interval, wait_first=True, name="reaper round", log=self.log)
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.round()
-            except Exception:  # noqa: BLE001 - the reaper must keep going
-                self.log.exception("reaper round failed")
+        if self._loop is not None:
+            await self._loop.stop()
 
     async def round(self) -> None:
         if self.snapshot.last_error is not None or self.snapshot.last_success is None:
             return  # never act on a picture of YARN we cannot trust
-        eg_ids = await self.gateway.kernel_ids()
+        eg_ids = await self.gateway.client.kernel_ids()
         if eg_ids is None:
             return  # nor when EG cannot be asked which kernels exist
         now = monotonic()
@@ -136,7 +130,7 @@ class Reaper(LoggingConfigurable):
         for listener in self.on_dead_kernel:
             listener(rec["id"])
         try:
-            await self.gateway.request("DELETE", f"/api/kernels/{rec['id']}", timeout=60)
+            await self.gateway.client.shutdown_kernel(rec["id"], timeout=60)
         except Exception:  # noqa: BLE001 - best effort: EG may be gone too
             pass
         self.ledger.end(rec["id"], f"yarn-{app['state'].lower()}")

@@ -12,7 +12,7 @@ import base64
 import hashlib
 import json
 import secrets
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from traitlets import Float, Instance, Integer
 from traitlets.config import LoggingConfigurable
@@ -27,6 +27,7 @@ from .clients.resourcemanager import (
 )
 from .clock import monotonic, now_ms
 from .errors import PublicError
+from .loops import PeriodicTask
 
 
 def _nonneg(value: Any) -> int:
@@ -123,41 +124,36 @@ class AppSnapshot(LoggingConfigurable):
         self.last_error: str | None = None
         self.error_since: float | None = None
         self._last_poll_ms: int | None = None
-        self._task: asyncio.Task | None = None
-        self._listeners: list[Callable[[set[str]], None]] = []
+        self._task: PeriodicTask | None = None
 
     # -- the loop ------------------------------------------------------------------------------
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.ensure_future(self._run())
+            self._task = PeriodicTask(self._run, self.poll_interval, max_backoff=self.max_backoff,
+                                      name="YARN snapshot poll", log=self.log)
+            self._task.start()
 
     async def stop(self) -> None:
         if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await self._task.stop()
             self._task = None
 
-    async def _run(self) -> None:
-        delay = self.poll_interval
-        while True:
-            try:
-                await self.poll_once()
-                delay = self.poll_interval
-            except (RMUnavailable, RMError) as e:
-                if self.last_error is None:
-                    self.error_since = monotonic()
-                    self.log.warning("YARN snapshot: %s", e)
-                self.last_error = str(e)
-                delay = min(max(delay, 0.5) * 2, self.max_backoff)
-            except Exception:  # noqa: BLE001 - the loop must survive anything the RM sends
-                self.log.exception("YARN snapshot poll failed")
-                self.last_error = "unexpected error while reading the ResourceManager"
-                delay = min(max(delay, 0.5) * 2, self.max_backoff)
+    async def _run(self) -> bool:
+        """One round of the poll loop; False (the loop backs off) when the RM could not be read."""
+        try:
+            await self.poll_once()
+            return True
+        except (RMUnavailable, RMError) as e:
+            if self.last_error is None:
+                self.error_since = monotonic()
+                self.log.warning("YARN snapshot: %s", e)
+            self.last_error = str(e)
+        except Exception:  # noqa: BLE001 - the loop must survive anything the RM sends
+            self.log.exception("YARN snapshot poll failed")
+            self.last_error = "unexpected error while reading the ResourceManager"
+        finally:
             metrics.SNAPSHOT_AGE.set(self.age if self.age is not None else float("nan"))
-            await asyncio.sleep(delay)
+        return False
 
     async def poll_once(self) -> None:
         """Refresh applications (and, when due, cluster metrics, nodes and queues)."""
@@ -231,12 +227,6 @@ class AppSnapshot(LoggingConfigurable):
                 self._user_lists.pop(user, None)
             self.user_generation[user] = self.user_generation.get(user, 0) + 1
         self.generation += 1
-        for listener in self._listeners:
-            listener(users)
-
-    def on_change(self, listener: Callable[[set[str]], None]) -> None:
-        """Call ``listener(users)`` after every poll that changed those users' applications."""
-        self._listeners.append(listener)
 
     def update_app(self, raw: dict) -> dict:
         """Fold one application read straight from the RM (after a kill, say) into the snapshot."""

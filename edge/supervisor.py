@@ -1,5 +1,8 @@
 """Enterprise Gateway as a supervised child of the edge: loopback, a private token, restarted when it
 dies, adopted again after an edge restart (so no kernel dies with the edge).
+
+This module is EG's process only; the edge talks to it through :attr:`GatewaySupervisor.client`
+(:class:`~.clients.gateway.GatewayClient`), which the supervisor hands the token and readiness.
 """
 from __future__ import annotations
 
@@ -13,13 +16,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
-from traitlets import Bool, Dict, Float, Integer, List, Unicode, default
+from traitlets import Bool, Dict, Float, Integer, List, Type, Unicode, default, observe
 from traitlets.config import LoggingConfigurable
 
 from . import metrics
+from .clients.gateway import GatewayClient
 from .clock import monotonic
-from .errors import PublicError
+from .loops import PeriodicTask
 
 SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_KEY)(?!.*_(FILE|LOCATION|PATH|DIR)$)",
                          re.IGNORECASE)
@@ -53,6 +56,10 @@ class GatewaySupervisor(LoggingConfigurable):
     cull_interval = Integer(120, help="Seconds between idle-kernel checks.").tag(config=True)
     launch_timeout = Integer(300, help="Seconds a kernel may take to start on YARN.").tag(config=True)
     max_backoff = Float(30.0, help="Longest pause between restarts of a failing Enterprise Gateway.").tag(config=True)
+    client_class = Type(
+        GatewayClient, klass=GatewayClient,
+        help="The class the edge talks to Enterprise Gateway through (REST and kernel websockets).",
+    ).tag(config=True)
 
     @default("config_file")
     def _config_file_default(self) -> str:
@@ -61,29 +68,45 @@ class GatewaySupervisor(LoggingConfigurable):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.token = ""
         self.pid: int | None = None
         self.proc: subprocess.Popen | None = None
         self.started_at = 0.0
         self.restarts = 0
+        #: set while EG is up and enforces the token the client holds
         self.ready = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self.http = AsyncHTTPClient()
+        self.client: GatewayClient = self.client_class(self.url, ready=self.ready, parent=self)
+        self._watch = PeriodicTask(self._check, 1.0, max_backoff=self.max_backoff, wait_first=True,
+                                   name="watching Enterprise Gateway", log=self.log)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @observe("port")
+    def _port_changed(self, change: dict) -> None:
+        if hasattr(self, "client"):
+            self.client.url = self.url
+
+    @property
+    def token(self) -> str:
+        """EG's token (the client holds it: it is what the client calls EG with)."""
+        return self.client.token
+
+    @token.setter
+    def token(self, value: str) -> None:
+        self.client.token = value
 
     async def start(self) -> None:
         if not self.enabled:
             return
         if not await self._adopt():
             await self._launch()
-        self._task = asyncio.ensure_future(self._watch())
+        self._watch.max_backoff = self.max_backoff
+        self._watch.start()
 
     async def stop(self, stop_gateway: bool = False) -> None:
-        if self._task:
-            self._task.cancel()
+        """Stop watching EG; stop EG itself too only when asked (otherwise the next edge adopts it)."""
+        await self._watch.stop()
         if stop_gateway and self.pid:
             try:
                 os.killpg(self.pid, signal.SIGTERM)
@@ -161,76 +184,27 @@ class GatewaySupervisor(LoggingConfigurable):
 
     async def refuses_strangers(self) -> bool:
         """Whether EG turns away a request without its token (it runs with the token it was given)."""
-        try:
-            resp = await self.http.fetch(HTTPRequest(f"{self.url}/api/kernelspecs", request_timeout=5,
-                                                     connect_timeout=2), raise_error=False)
-        except (HTTPClientError, OSError, asyncio.TimeoutError):
-            return False
-        return resp.code in (401, 403)
+        return await self.client.probe(with_token=False) in (401, 403)
 
     async def healthy(self) -> bool:
-        try:
-            resp = await self.http.fetch(HTTPRequest(f"{self.url}/api/kernelspecs", headers=self.headers,
-                                                     request_timeout=5, connect_timeout=2), raise_error=False)
-        except (HTTPClientError, OSError, asyncio.TimeoutError):
-            return False
-        return resp.code == 200
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"token {self.token}"}
+        return await self.client.probe() == 200
 
     def alive(self) -> bool:
         if self.proc is not None:
             return self.proc.poll() is None
         return bool(self.pid) and _alive(self.pid)
 
-    async def _watch(self) -> None:
-        delay = 1.0
-        while True:
-            await asyncio.sleep(1.0)
-            if self.alive():
-                delay = 1.0
-                continue
-            self.ready.clear()
-            metrics.GATEWAY_RESTARTS.inc()
-            self.restarts += 1
-            self.log.warning("Enterprise Gateway (pid %s) is gone; restarting in %.0f s", self.pid, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.max_backoff)
-            await self._launch()
-
-    async def request(self, method: str, path: str, body: Any = None, timeout: float = 30.0) -> tuple[int, Any]:
-        """One call to EG's REST API with EG's token; returns (status, JSON or None)."""
-        if not self.ready.is_set():
-            raise PublicError(503, "the kernel gateway is starting; try again in a few seconds",
-                              reason="Service Unavailable")
-        req = HTTPRequest(f"{self.url}{path}", method=method, headers={**self.headers, "Content-Type": "application/json"},
-                          body=json.dumps(body) if body is not None else None, request_timeout=timeout,
-                          connect_timeout=5, allow_nonstandard_methods=True)
-        try:
-            resp = await self.http.fetch(req, raise_error=False)
-        except (HTTPClientError, OSError, asyncio.TimeoutError) as e:
-            raise PublicError(503, f"the kernel gateway did not answer: {e}", reason="Service Unavailable") from e
-        if resp.code == 599:
-            raise PublicError(503, f"the kernel gateway is unreachable: {resp.error}", reason="Service Unavailable")
-        try:
-            data = json.loads(resp.body) if resp.body else None
-        except ValueError:
-            data = None
-        return resp.code, data
-
-    async def kernel_ids(self) -> set[str] | None:
-        """Ids of the kernels EG knows right now, or None when EG cannot be asked."""
-        if not self.ready.is_set():
-            return None
-        try:
-            code, data = await self.request("GET", "/api/kernels", timeout=10)
-        except PublicError:
-            return None
-        if code != 200 or not isinstance(data, list):
-            return None
-        return {k["id"] for k in data if isinstance(k, dict) and "id" in k}
+    async def _check(self) -> bool:
+        """One look at EG (every second): relaunched when it is gone.  False while it stays down, so the
+        looks (and relaunches) slow down, up to max_backoff apart."""
+        if self.alive():
+            return True
+        self.ready.clear()
+        metrics.GATEWAY_RESTARTS.inc()
+        self.restarts += 1
+        self.log.warning("Enterprise Gateway (pid %s) is gone; restarting it", self.pid)
+        await self._launch()
+        return self.ready.is_set()
 
 
 def write_private(path: str | os.PathLike, text: str) -> None:

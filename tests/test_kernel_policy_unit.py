@@ -7,6 +7,7 @@ import pytest
 
 from yardlab.edge.audit import AuditLog
 from yardlab.edge.auth import Identity
+from yardlab.edge.clients.gateway import GatewayClient
 from yardlab.edge.errors import PublicError
 from yardlab.edge.kernels import KernelService
 from yardlab.edge.kernelspecs import container_mb
@@ -18,11 +19,11 @@ SPEC = {"name": "yardlab_pyspark", "spec": {"metadata": {"yardlab": {"visibility
                                                                     "environment": "builtin"}}}}
 
 
-class ScriptedGateway(GatewaySupervisor):
+class ScriptedEG(GatewayClient):
     """Answers like EG would, from memory; records the start requests it got."""
 
-    def __init__(self, **kw):
-        super().__init__(**kw)
+    def __init__(self, url, **kw):
+        super().__init__(url, **kw)
         self.ready.set()
         self.started: list[dict] = []
 
@@ -40,7 +41,7 @@ class ScriptedGateway(GatewaySupervisor):
 
 @pytest.fixture
 def service(tmp_path):
-    gw = ScriptedGateway()
+    gw = GatewaySupervisor(client_class=ScriptedEG)
     ledger = KernelLedger(db_url=f"sqlite:///{tmp_path / 'l.sqlite'}")
     snap = AppSnapshot()
     snap.last_success = 1.0
@@ -59,7 +60,7 @@ def test_env_is_rebuilt_from_the_allow_list(service):
     asyncio.run(service.start_kernel(alice, {"name": "yardlab_pyspark", "env": {
         "KERNEL_USERNAME": "alice", "KERNEL_ID": "1" * 36,
         "PATH": "/evil", "KERNEL_WORKING_DIR": "/home/alice/work", "KERNEL_LAUNCH_TIMEOUT": "9999.5"}}))
-    env = service.gateway.started[0]["env"]
+    env = service.client.started[0]["env"]
     assert set(env) == {"KERNEL_USERNAME", "KERNEL_WORKING_DIR", "KERNEL_LAUNCH_TIMEOUT", "KERNEL_ID"}
     assert env["KERNEL_USERNAME"] == "alice" and env["KERNEL_LAUNCH_TIMEOUT"] == "300"
     assert env["KERNEL_ID"] != "1" * 36  # the edge chooses kernel ids
@@ -103,7 +104,7 @@ def test_ledger_survives_a_restart(tmp_path):
 
 def test_parallel_starts_cannot_pass_the_cap(service):
     """Starts that overlap in time (EG answers slowly) are counted against the cap together."""
-    gw = service.gateway
+    gw = service.client
     real = gw.request
 
     async def slow(method, path, body=None, timeout=30.0):
@@ -131,4 +132,4 @@ def test_unknown_kernel_variables_are_400_naming_them(service, var):
     assert err.value.status == 400 and var in err.value.message
     if "SPARK" in var:
         assert "environment" in err.value.message
-    assert service.gateway.started == [] and service.ledger.live_for("alice") == []
+    assert service.client.started == [] and service.ledger.live_for("alice") == []

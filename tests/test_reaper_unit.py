@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from yardlab.edge.audit import AuditLog
+from yardlab.edge.clients.gateway import GatewayClient
 from yardlab.edge.supervisor import GatewaySupervisor
 from yardlab.edge.ledger import KernelLedger, app_order
 from yardlab.edge.reaper import Reaper
@@ -15,24 +16,22 @@ from yardlab.edge.snapshot import AppSnapshot, app_model
 KID = "0b7c3c4e-1111-4222-8333-444455556666"
 
 
-class FakeGateway(GatewaySupervisor):
-    """EG as the reaper sees it: the kernels it lists, and the DELETEs it receives."""
+class FakeEG(GatewayClient):
+    """EG as the reaper sees it: the kernels it lists, and the shutdowns it receives."""
 
-    def __init__(self, **kw):
-        super().__init__(**kw)
+    def __init__(self, url, **kw):
+        super().__init__(url, **kw)
         self.ready.set()
-        self.kernels: set[str] = set()
+        self.live: set[str] = set()
         self.deleted: list[str] = []
 
     async def kernel_ids(self):
-        return set(self.kernels)
+        return set(self.live)
 
-    async def request(self, method, path, body=None, timeout=30.0):
-        if method == "DELETE":
-            self.deleted.append(path.rsplit("/", 1)[-1])
-            self.kernels.discard(path.rsplit("/", 1)[-1])
-            return 204, None
-        raise AssertionError(path)
+    async def shutdown_kernel(self, kernel_id, timeout=120):
+        self.deleted.append(kernel_id)
+        self.live.discard(kernel_id)
+        return 204
 
 
 class FakeRM:
@@ -55,8 +54,8 @@ def world(tmp_path):
     ledger.add(id=KID, user="alice", kernelspec="yardlab_pyspark", state="running")
     snap = AppSnapshot()
     snap.last_success = 1.0
-    gw = FakeGateway()
-    gw.kernels.add(KID)
+    gw = GatewaySupervisor(client_class=FakeEG)
+    gw.client.live.add(KID)
     rm = FakeRM()
     reaper = Reaper(rm, snap, ledger, gw, AuditLog(path=str(tmp_path / "audit.jsonl")), grace=0.0)
     dead: list[str] = []
@@ -91,7 +90,7 @@ def test_a_restarted_kernel_lives_on_its_new_application(world):
         world.round()
     rec = world.ledger.get(KID)
     assert rec["state"] == "running" and rec["app_id"].endswith("_0002")
-    assert world.dead == [] and world.gw.deleted == [] and world.rm.killed == []
+    assert world.dead == [] and world.gw.client.deleted == [] and world.rm.killed == []
     assert world.ledger.is_history(KID, "application_1700000000000_0001")
 
 
@@ -122,7 +121,7 @@ def test_the_current_application_ending_is_still_death(world):
     world.ledger.end_restart(KID, [app(1, "KILLED"), app(2, "RUNNING")])
     world.show(app(1, "KILLED"), app(2, "KILLED"))  # the new one dies too
     world.round()
-    assert world.dead == [KID] and world.gw.deleted == [KID]
+    assert world.dead == [KID] and world.gw.client.deleted == [KID]
     assert world.ledger.get(KID)["end_reason"] == "yarn-killed"
 
 

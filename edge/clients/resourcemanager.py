@@ -73,10 +73,6 @@ class ResourceManagerClient(LoggingConfigurable):
         self._active = 0
         self.http = AsyncHTTPClient()
 
-    @property
-    def active_url(self) -> str:
-        return self.urls[self._active % len(self.urls)]
-
     async def request(self, method: str, path: str, params: dict[str, Any] | None = None,
                       body: dict | None = None, call: str = "other", do_as: str | None = None) -> Any:
         """One REST call, trying the active RM first and the others after it; JSON in and out."""

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 from tornado import websocket
-from tornado.httpclient import HTTPRequest
 from tornado.log import app_log
 
 from ..errors import PublicError
@@ -24,12 +23,20 @@ class GatewayHandler(AuthenticatedHandler):
     def json_body(self, empty: Any = None, max_bytes: int | None = 64 * 1024) -> Any:
         return super().json_body({} if empty is None else empty, max_bytes)
 
+    def relay(self, code: int, data: Any) -> None:
+        """EG's answer, as it gave it (no body when it sent none)."""
+        if code == 204 or data is None:
+            self.set_status(code)
+            self.finish()
+        else:
+            self.write_json(data, code)
+
 
 class GatewayRootHandler(GatewayHandler):
     """GET /gateway/api: version information (GatewayClient probes it)."""
 
     async def get(self) -> None:
-        code, data = await self.kernels.gateway.request("GET", "/api")
+        code, data = await self.kernels.version()
         self.write_json(data or {}, code if code < 500 else 502)
 
 
@@ -51,8 +58,7 @@ class KernelSpecResourceHandler(GatewayHandler):
     """GET /gateway/kernelspecs/<name>/<file>: logos and the like, for specs the user may use."""
 
     async def get(self, name: str, resource: str) -> None:
-        await self.kernels.kernelspec(self.me, name)
-        raise PublicError(404, f"kernelspec {name} has no resource {resource[:50]!r}", reason="Not Found")
+        await self.kernels.kernelspec_resource(self.me, name, resource)
 
 
 class KernelsHandler(GatewayHandler):
@@ -71,8 +77,7 @@ class KernelHandler(GatewayHandler):
     """GET /gateway/api/kernels/<id>: own kernels (admins: any); DELETE: shut down (owner or admin)."""
 
     async def get(self, kernel_id: str) -> None:
-        self.kernels.check_kernel(self.me, kernel_id, admin_ok=True)
-        code, data = await self.kernels.gateway.request("GET", f"/api/kernels/{kernel_id}")
+        code, data = await self.kernels.kernel(self.me, kernel_id)
         self.write_json(data or {"message": "no such kernel"}, code)
 
     async def delete(self, kernel_id: str) -> None:
@@ -85,16 +90,7 @@ class KernelActionHandler(GatewayHandler):
     """POST /gateway/api/kernels/<id>/(interrupt|restart): the owner only."""
 
     async def post(self, kernel_id: str, action: str) -> None:
-        if action == "restart":
-            code, data = await self.kernels.restart_kernel(self.me, kernel_id)
-        else:
-            self.kernels.check_kernel(self.me, kernel_id)
-            code, data = await self.kernels.gateway.request("POST", f"/api/kernels/{kernel_id}/{action}", {})
-        if code == 204 or data is None:
-            self.set_status(code)
-            self.finish()
-        else:
-            self.write_json(data, code)
+        self.relay(*await self.kernels.kernel_action(self.me, kernel_id, action))
 
 
 class KernelChannelsHandler(websocket.WebSocketHandler):
@@ -119,9 +115,7 @@ class KernelChannelsHandler(websocket.WebSocketHandler):
     async def get(self, kernel_id: str) -> None:
         try:
             who = await self.settings["identifier"].identify(self.request.headers.get("Authorization"))
-            if who.kind != "user":
-                raise PublicError(403, "only JupyterHub users may connect to kernels", reason="Forbidden")
-            self.kernels.check_kernel(who, kernel_id)
+            self.kernels.may_connect(who, kernel_id)
         except PublicError as e:
             self.set_status(e.status)
             self.set_header("Content-Type", "application/json; charset=UTF-8")
@@ -134,16 +128,10 @@ class KernelChannelsHandler(websocket.WebSocketHandler):
         return None  # EG 3.3 speaks the original JSON protocol only
 
     async def open(self, kernel_id: str) -> None:
-        gw = self.kernels.gateway
-        url = gw.url.replace("http", "ws", 1) + f"/api/kernels/{kernel_id}/channels"
-        if self.request.query:
-            url += "?" + self.request.query
         try:
-            upstream = await websocket.websocket_connect(
-                HTTPRequest(url, headers=gw.headers, connect_timeout=10, request_timeout=60),
-                max_message_size=256 * 1024 * 1024)
-        except Exception as e:  # noqa: BLE001 - EG refused or is down: tell the client plainly
-            app_log.warning("kernel %s: could not reach it on the gateway: %s", kernel_id, e)
+            upstream = await self.kernels.connect(kernel_id, self.request.query)
+        except PublicError as e:  # EG refused or is down: tell the client plainly
+            app_log.warning("kernel %s: %s", kernel_id, e.message)
             self.close(1011, "could not reach the kernel on the gateway")
             return
         if self._closed:  # the client left while EG was being reached

@@ -2,21 +2,8 @@
 """
 from __future__ import annotations
 
-import re
-
-from ..clients.resourcemanager import ALL_STATES
-from ..errors import PublicError
-from ..jobs import AppsQuery
-from ..snapshot import decode_cursor
+from ..jobs import APPS_ARGS
 from .base import AuthenticatedHandler, valid_app_id
-
-USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
-
-
-QUEUE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$")
-
-
-MAX_LIMIT = 1000
 
 
 class ClusterHandler(AuthenticatedHandler):
@@ -37,39 +24,7 @@ class AppsHandler(AuthenticatedHandler):
     services_may_read = True
 
     def get(self) -> None:
-        scope = self.arg("user", 100)
-        if scope in (None, "", self.me.name):
-            user: str | None = self.me.name
-        elif not self.me.admin:
-            raise PublicError(403, "only yardlab admins may list other users' applications")
-        elif scope in ("*", "all"):
-            user = None
-        elif USER_NAME.fullmatch(scope):
-            user = scope
-        else:
-            raise PublicError(400, "`user` must be a user name, or * for everyone")
-        states = None
-        raw_states = self.arg("state", 200)
-        if raw_states:
-            states = {s.strip().upper() for s in raw_states.split(",") if s.strip()}
-            unknown = states - set(ALL_STATES)
-            if unknown:
-                raise PublicError(400, f"unknown state {sorted(unknown)[0][:30]!r}; use {', '.join(ALL_STATES)}")
-        queue = self.arg("queue", 255)
-        if queue and not QUEUE_NAME.fullmatch(queue):
-            raise PublicError(400, "`queue` must be a queue name such as default or root.interactive")
-        search = self.arg("search", 200)
-        limit_arg = self.arg("limit", 10)
-        try:
-            limit = int(limit_arg) if limit_arg else 100
-        except ValueError as e:
-            raise PublicError(400, "`limit` must be a whole number") from e
-        if not 1 <= limit <= MAX_LIMIT:
-            raise PublicError(400, f"`limit` must be between 1 and {MAX_LIMIT}")
-        cursor = self.arg("cursor", 200)
-        # every parameter is checked (the cursor decoded) before anything is looked up
-        query = AppsQuery(user=user, states=tuple(sorted(states or ())), queue=queue or None,
-                          search=search or None, limit=limit, after=decode_cursor(cursor) if cursor else None)
+        query = self.jobs.apps_query(self.me, {name: self.arg(name, n) for name, n in APPS_ARGS.items()})
         snap = self.jobs.snapshot
         snap.require_fresh()
         self.set_header("X-Snapshot-Age", f"{snap.age or 0.0:.3f}")
