@@ -1,8 +1,8 @@
 """HDFS storage for users: personal, shared and public folders, always used as the calling user.
 
-Every operation goes to WebHDFS through the `hdfs` library with ``doas=<user>``, so HDFS itself
-checks permissions; the edge adds path hygiene, provisioning and limits on top.  Provisioning on a
-user's first contact (idempotent):
+Every operation goes to WebHDFS acting as the calling user (doAs), so HDFS itself checks permissions;
+the edge adds path hygiene, provisioning and limits on top.  Provisioning on a user's first contact
+(idempotent):
 
 * ``/user/<name>`` owned by the user, mode 0700 (private);
 * ``/shared``: read/write for everyone, sticky (mode 1777) so nobody removes another's files;
@@ -14,11 +14,11 @@ gets ``user:<name>:rwx`` and ``default:user:<name>:rwx`` there, a user seen as n
 Folders and files made inside ``/public`` inherit the default entries; :meth:`HDFSStorage.
 reconcile_public_acl`, given the hub's current admins, removes the entries of everyone else there too.
 
-Uploads stream the request body to a WebHDFS write running in one of the edge's worker threads, so
-each one in progress holds a thread.  They are bounded in number (per user and in all, fewer than the
-threads, so listings and downloads always find one) and in time (an idle timeout between chunks and a
-deadline for the whole body); an upload past either is cut, its thread freed and its temporary file
-removed.
+Uploads (:mod:`.uploads`) stream the request body to a WebHDFS write in one of the client's threads;
+this service checks where they go and bounds them (per user and in all, in size and in time).
+
+HDFS is reached only through :class:`~.clients.webhdfs.WebHDFSClient` (``self.webhdfs``); its errors
+become the user's :class:`PublicError` in one place, :func:`public_error`.
 """
 from __future__ import annotations
 
@@ -26,23 +26,19 @@ import asyncio
 import getpass
 import os
 import posixpath
-import queue
 import re
-import secrets
-import threading
-from collections import Counter
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, TypeVar
+from contextlib import aclosing, contextmanager
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+from urllib.parse import quote
 
-from hdfs import HdfsError, InsecureClient
 from traitlets import Float, Integer, TraitError, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from .auth import Identity
-from .clients.webhdfs import WebHDFSClient
-from .clock import monotonic
+from .clients.webhdfs import WebHDFSClient, WebHDFSError, WebHDFSUnavailable
 from .errors import PublicError
-
-T = TypeVar("T")
+from .uploads import Upload, UploadLimits, UploadSlots
 
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f:\\]")
 MAX_PATH = 4096
@@ -69,9 +65,12 @@ def clean_path(raw: str) -> str:
     return "/" + "/".join(parts)
 
 
-def _human_error(e: HdfsError, path: str) -> PublicError:
-    exc = getattr(e, "exception", "") or ""
-    text = str(e)
+def public_error(e: WebHDFSError, path: str) -> PublicError:
+    """What the user is told when WebHDFS refused or failed an operation on ``path``."""
+    if isinstance(e, WebHDFSUnavailable):
+        return PublicError(503, f"HDFS (WebHDFS at {e.url}) is unreachable: {e.reason}")
+    exc = e.kind
+    text = e.message
     if exc == "AccessControlException" or "Permission denied" in text:
         return PublicError(403, f"permission denied on {path}", reason="Forbidden")
     if exc == "FileNotFoundException" or "does not exist" in text or "File not found" in text:
@@ -84,6 +83,23 @@ def _human_error(e: HdfsError, path: str) -> PublicError:
     if exc in ("ParentNotDirectoryException", "InvalidPathException", "IllegalArgumentException"):
         return PublicError(400, f"{path}: {text.splitlines()[0][:200]}")
     return PublicError(502, f"HDFS refused the operation on {path}: {text.splitlines()[0][:200] if text else exc}")
+
+
+@contextmanager
+def hdfs_errors(path: str) -> Iterator[None]:
+    """Turn the WebHDFS errors raised inside the block into the PublicError about ``path``."""
+    try:
+        yield
+    except WebHDFSError as e:
+        raise public_error(e, path) from e
+
+
+@dataclass(frozen=True)
+class Download:
+    """A file ready to stream: the headers to answer with, then its bytes."""
+
+    headers: dict[str, str]
+    chunks: AsyncIterator[bytes]
 
 
 class HDFSStorage(LoggingConfigurable):
@@ -141,7 +157,7 @@ class HDFSStorage(LoggingConfigurable):
                              f"than HDFSStorage.threads ({self.threads})")
         self.webhdfs = WebHDFSClient(parent=self, url=self.webhdfs_url, service_user=self.service_user,
                                      timeout=self.timeout, threads=self.threads)
-        self._executor = self.webhdfs.executor  # one pool: the client's
+        self.upload_slots = UploadSlots(self.uploads_per_user, self.upload_threads)
         self._provisioned: set[tuple[str, bool]] = set()
         self._lock = asyncio.Lock()
         self._reconcile_lock = asyncio.Lock()
@@ -150,30 +166,6 @@ class HDFSStorage(LoggingConfigurable):
         # token without the admin scope does not make its user a non-admin: ACL entries belong to
         # the user, and their kernels write to HDFS as them, so only the hub's roles take entries away
         self.is_admin_now: Callable[[str], Awaitable[bool | None]] | None = None
-        self._uploads: Counter[str] = Counter()  # uploads holding a thread, by user
-
-    # -- plumbing -------------------------------------------------------------------------------------
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run one blocking WebHDFS call in the edge's thread pool."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def client(self, user: str | None) -> InsecureClient:
-        """A WebHDFS client acting as ``user`` (None: the service account itself)."""
-        return self.webhdfs.session(user)
-
-    async def call(self, user: str | None, path: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        """One method of the hdfs client acting as ``user``; HDFS's errors become PublicErrors about ``path``."""
-        client = self.client(user)
-        return await self.guarded(path, lambda: getattr(client, method)(*args, **kwargs))
-
-    async def guarded(self, path: str, fn: Callable[[], T]) -> T:
-        """Run blocking WebHDFS work in the pool; HDFS's errors become PublicErrors about ``path``."""
-        try:
-            return await self.run(fn)
-        except HdfsError as e:
-            raise _human_error(e, path) from e
-        except OSError as e:  # requests' connection errors
-            raise PublicError(503, f"HDFS (WebHDFS at {self.webhdfs_url}) is unreachable: {e}") from e
 
     # -- layout ---------------------------------------------------------------------------------------
     def home(self, user: str) -> str:
@@ -197,6 +189,13 @@ class HDFSStorage(LoggingConfigurable):
         raise PublicError(403, f"{path} is outside yardlab storage (your home, {self.shared_path}, "
                                f"{self.public_path})", reason="Forbidden")
 
+    async def checked_path(self, who: Identity, raw: str) -> str:
+        """``raw`` as a clean path inside the storage roots, with ``who``'s folders provisioned."""
+        path = clean_path(raw)
+        self.check_within_roots(who, path)
+        await self.ensure_provisioned(who)
+        return path
+
     async def ensure_provisioned(self, who: Identity) -> None:
         """Create the user's home and the shared/public folders, and give or take the user's ACL entries on
         /public as they are an admin or not; once per user, admin or not, and process."""
@@ -206,26 +205,27 @@ class HDFSStorage(LoggingConfigurable):
         async with self._lock:
             if key in self._provisioned:
                 return
-            su = None  # the service account: HDFS superuser on the edge's cluster
+            hdfs = self.webhdfs  # as the service account: HDFS superuser on the edge's cluster
             home = self.home(who.name)
-            status = await self.call(su, home, "status", home, strict=False)
-            if status is None:
-                await self.call(su, home, "makedirs", home, permission="700")
-                await self.call(su, home, "set_owner", home, owner=who.name, group=who.name)
-                await self.call(su, home, "set_permission", home, permission="700")
-            elif status.get("owner") != who.name:
-                await self.call(su, home, "set_owner", home, owner=who.name)
+            with hdfs_errors(home):
+                status = await hdfs.status(home, strict=False)
+                if status is None:
+                    await hdfs.makedirs(home, permission="700")
+                    await hdfs.set_owner(home, owner=who.name, group=who.name)
+                    await hdfs.set_permission(home, permission="700")
+                elif status.get("owner") != who.name:
+                    await hdfs.set_owner(home, owner=who.name)
             for path, perm in ((self.shared_path, "1777"), (self.public_path, "755")):
-                st = await self.call(su, path, "status", path, strict=False)
-                if st is None:
-                    await self.call(su, path, "makedirs", path, permission=perm)
-                    await self.call(su, path, "set_permission", path, permission=perm)
+                with hdfs_errors(path):
+                    if await hdfs.status(path, strict=False) is None:
+                        await hdfs.makedirs(path, permission=perm)
+                        await hdfs.set_permission(path, permission=perm)
             public = self.public_path
-            if who.admin:
-                await self.call(su, public, "set_acl", public, admin_acl_spec(who.name), clear=False)
-            elif self.is_admin_now is not None and await self.is_admin_now(who.name) is False:
-                client = self.client(su)
-                await self.guarded(public, lambda: strip_named_users(client, public, lambda u: u == who.name))
+            with hdfs_errors(public):
+                if who.admin:
+                    await hdfs.set_acl(public, admin_acl_spec(who.name), clear=False)
+                elif self.is_admin_now is not None and await self.is_admin_now(who.name) is False:
+                    await strip_named_users(hdfs, public, lambda u: u == who.name)
             # the other key goes: were this user seen as the other kind again, the ACL is set again
             self._provisioned.discard((who.name, not who.admin))
             self._provisioned.add(key)
@@ -235,45 +235,30 @@ class HDFSStorage(LoggingConfigurable):
 
         Pass the hub's full list of admins (an empty set removes every admin's entries).  /public itself
         is checked on every call; the folders and files inside it, which inherited /public's default
-        entries, are walked (one thread, one GETACLSTATUS per entry) on the first call, when the set of
-        admins changed since the last complete walk, and when /public itself held a stale entry.
+        entries, are walked (one GETACLSTATUS per entry that has an ACL) on the first call, when the set
+        of admins changed since the last complete walk, and when /public itself held a stale entry.
         Returns the names whose entries were removed.
         """
         admins = frozenset(current_admins)
-        public, client = self.public_path, self.client(None)
+        public = self.public_path
 
         def stale(user: str) -> bool:
             return user not in admins
 
         async with self._reconcile_lock:
             async with self._lock:  # not while a contact is setting /public's ACL
-                removed = await self.guarded(public, lambda: strip_named_users(client, public, stale))
+                with hdfs_errors(public):
+                    removed = await strip_named_users(self.webhdfs, public, stale)
                 for name in removed:
                     self._provisioned.discard((name, True))
             if removed or admins != self._reconciled_admins:
-                removed |= await self.guarded(public, lambda: strip_named_users_below(client, public, stale))
+                with hdfs_errors(public):
+                    removed |= await strip_named_users_below(self.webhdfs, public, stale)
                 self._reconciled_admins = admins
         if removed:
             self.log.info("removed the HDFS ACL entries in %s of users who are not admins: %s", public,
                           ", ".join(sorted(removed)))
         return removed
-
-    # -- upload slots ----------------------------------------------------------------------------------
-    def claim_upload_slot(self, user: str) -> None:
-        """Count one more upload for ``user``; a 429 past their share, a 503 when all upload threads are busy."""
-        mine = self._uploads[user]
-        if mine >= self.uploads_per_user:
-            raise PublicError(429, f"you already have {mine} uploads in progress, the most allowed at once; "
-                                   "try again when one of them has finished", reason="Too Many Requests")
-        if sum(self._uploads.values()) >= self.upload_threads:
-            raise PublicError(503, "the storage service is receiving as many uploads as it can; "
-                                   "try again in a minute", reason="Service Unavailable")
-        self._uploads[user] += 1
-
-    def release_upload_slot(self, user: str) -> None:
-        self._uploads[user] -= 1
-        if self._uploads[user] <= 0:
-            del self._uploads[user]
 
     # -- models ------------------------------------------------------------------------------------------
     @staticmethod
@@ -287,67 +272,97 @@ class HDFSStorage(LoggingConfigurable):
 
     # -- operations --------------------------------------------------------------------------------------
     async def stat(self, who: Identity, path: str) -> dict:
-        st = await self.call(who.name, path, "status", path)
+        with hdfs_errors(path):
+            st = await self.webhdfs.status(path, who.name)
         return self.model(path, st, who.name)
 
     async def listing(self, who: Identity, path: str) -> dict:
-        st = await self.call(who.name, path, "status", path)
-        model = self.model(path, st, who.name)
+        model = await self.stat(who, path)
         if model["type"] == "directory":
-            entries = await self.call(who.name, path, "list", path, status=True)
+            with hdfs_errors(path):
+                entries = await self.webhdfs.list(path, who.name)
             model["content"] = [self.model(posixpath.join(path, name), s, who.name) for name, s in entries]
         return model
 
+    async def _refuse_existing(self, who: Identity, path: str) -> None:
+        with hdfs_errors(path):
+            if await self.webhdfs.status(path, who.name, strict=False) is not None:
+                raise PublicError(409, f"{path} already exists", reason="Conflict")
+
     async def mkdir(self, who: Identity, path: str) -> dict:
-        if await self.call(who.name, path, "status", path, strict=False) is not None:
-            raise PublicError(409, f"{path} already exists", reason="Conflict")
-        await self.call(who.name, path, "makedirs", path)
+        await self._refuse_existing(who, path)
+        with hdfs_errors(path):
+            await self.webhdfs.makedirs(path, who.name)
         return await self.stat(who, path)
 
-    async def rename(self, who: Identity, src: str, dst: str) -> dict:
-        if await self.call(who.name, dst, "status", dst, strict=False) is not None:
-            raise PublicError(409, f"{dst} already exists", reason="Conflict")
-        await self.call(who.name, src, "rename", src, dst)
+    async def rename(self, who: Identity, src: str, raw_dst: str) -> dict:
+        """Move ``src`` to ``raw_dst`` (checked like any path the caller names); never over something."""
+        dst = clean_path(raw_dst)
+        self.check_within_roots(who, dst)
+        await self._refuse_existing(who, dst)
+        with hdfs_errors(src):
+            await self.webhdfs.rename(src, dst, who.name)
         return await self.stat(who, dst)
 
     async def delete(self, who: Identity, path: str, recursive: bool) -> None:
         if path in (self.home(who.name), self.shared_path, self.public_path):
             raise PublicError(400, f"{path} is a storage root and cannot be deleted")
-        deleted = await self.call(who.name, path, "delete", path, recursive=recursive)
+        with hdfs_errors(path):
+            deleted = await self.webhdfs.delete(path, who.name, recursive=recursive)
         if not deleted:
             raise PublicError(404, f"{path} does not exist", reason="Not Found")
+
+    async def overview(self, who: Identity) -> dict:
+        """The caller's storage roots and their usage, provisioning them on first contact."""
+        await self.ensure_provisioned(who)
+        return {"user": who.name, "roots": self.roots(who), "usage": await self.usage(who)}
 
     async def usage(self, who: Identity) -> dict:
         out = {}
         for key, path, user in (("personal", self.home(who.name), who.name), ("shared", self.shared_path, None),
                                 ("public", self.public_path, None)):
             try:
-                s = await self.call(user, path, "content", path)
+                s = await self.webhdfs.content(path, user)
                 out[key] = {"path": path, "bytes": s.get("length", 0), "files": s.get("fileCount", 0),
                             "directories": s.get("directoryCount", 0), "quota": s.get("spaceQuota", -1)}
-            except PublicError as e:
-                out[key] = {"path": path, "error": e.message}
+            except WebHDFSError as e:
+                out[key] = {"path": path, "error": public_error(e, path).message}
         return out
 
-    async def read_chunks(self, who: Identity, path: str) -> AsyncIterator[bytes]:
-        """Stream a file's bytes (a chunk at a time; never the whole file in memory)."""
-        client = self.client(who.name)
-        ctx = client.read(path, chunk_size=self.chunk_size)
-        try:
-            reader = await self.run(ctx.__enter__)
-        except HdfsError as e:
-            raise _human_error(e, path) from e
-        try:
-            while True:
-                chunk = await self.run(next, reader, b"")
-                if not chunk:
-                    break
-                yield chunk
-        finally:
-            await self.run(ctx.__exit__, None, None, None)
+    async def download(self, who: Identity, path: str) -> Download:
+        """A file's download headers and its bytes (a chunk at a time; never the whole file in memory)."""
+        model = await self.stat(who, path)
+        if model["type"] != "file":
+            raise PublicError(400, f"{path} is a folder; only files can be downloaded")
+        headers = {"Content-Type": "application/octet-stream",
+                   "Content-Disposition": f"attachment; filename*=UTF-8''{quote(model['name'])}",
+                   "Content-Length": str(model["size"])}
+        return Download(headers, self.read_chunks(who, path))
 
-    def upload(self, who: Identity, path: str, overwrite: bool) -> "Upload":
-        return Upload(self, who, path, overwrite)
+    async def read_chunks(self, who: Identity, path: str) -> AsyncIterator[bytes]:
+        """Stream a file's bytes."""
+        with hdfs_errors(path):
+            # closed with this generator, so HDFS's stream is let go of as soon as the caller stops
+            async with aclosing(self.webhdfs.read(path, who.name, self.chunk_size)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+
+    # -- uploads ----------------------------------------------------------------------------------------
+    def upload(self, who: Identity, path: str, overwrite: bool, length: int = 0,
+               on_expired: Callable[[PublicError], None] | None = None) -> Upload:
+        """A new upload of ``length`` bytes (0: not said) to ``path``; a 413 past ``max_upload_bytes``.
+        ``on_expired`` is told when the upload is cut for taking too long.  Start it with ``start()``."""
+        limits = UploadLimits(self.max_upload_bytes, self.upload_idle_timeout, self.upload_deadline)
+        if length > limits.max_bytes:
+            raise limits.too_large()
+        upload = Upload(self.webhdfs, self.upload_slots, limits, public_error, who, path, overwrite)
+        upload.on_expired = on_expired
+        return upload
+
+    async def finish_upload(self, upload: Upload) -> dict:
+        """End a complete upload; the model of the file it made."""
+        await upload.finish()
+        return await self.stat(upload.who, upload.path)
 
 
 def admin_acl_spec(user: str) -> str:
@@ -356,12 +371,12 @@ def admin_acl_spec(user: str) -> str:
             "default:user::rwx,default:group::r-x,default:other::r-x")
 
 
-def strip_named_users(client: InsecureClient, path: str, stale: Callable[[str], bool]) -> set[str]:
+async def strip_named_users(hdfs: WebHDFSClient, path: str, stale: Callable[[str], bool]) -> set[str]:
     """Remove the named user entries (access and default) that ``stale`` picks from ``path``'s ACL.
 
-    Blocking; returns the names removed.  A path that is gone has nothing to remove.
+    Returns the names removed.  A path that is gone has nothing to remove.
     """
-    acl = client.acl_status(path, strict=False)
+    acl = await hdfs.acl_status(path, strict=False)
     spec, names = [], set()
     for entry in (acl or {}).get("entries", []):  # e.g. "user:ann:rwx", "default:user:ann:rwx", "group::r-x"
         scope = "default:" if entry.startswith("default:") else ""
@@ -371,26 +386,26 @@ def strip_named_users(client: InsecureClient, path: str, stale: Callable[[str], 
             spec.append(f"{scope}user:{parts[1]}:")
             names.add(parts[1])
     if spec:
-        client.remove_acl_entries(path, ",".join(spec))
+        await hdfs.remove_acl_entries(path, ",".join(spec))
     return names
 
 
-def strip_named_users_below(client: InsecureClient, root: str, stale: Callable[[str], bool]) -> set[str]:
-    """:func:`strip_named_users` on everything inside ``root`` that has an ACL (blocking, one thread)."""
+async def strip_named_users_below(hdfs: WebHDFSClient, root: str, stale: Callable[[str], bool]) -> set[str]:
+    """:func:`strip_named_users` on everything inside ``root`` that has an ACL, one call at a time."""
     names: set[str] = set()
     folders = [root]
     while folders:
         folder = folders.pop()
         try:
-            entries = client.list(folder, status=True)
-        except HdfsError as e:
-            if getattr(e, "exception", "") == "FileNotFoundException":
+            entries = await hdfs.list(folder)
+        except WebHDFSError as e:
+            if e.kind == "FileNotFoundException":
                 continue  # removed while we walked
             raise
         for name, st in entries:
             path = posixpath.join(folder, name)
             if st.get("aclBit"):
-                names |= strip_named_users(client, path, stale)
+                names |= await strip_named_users(hdfs, path, stale)
             if st.get("type") == "DIRECTORY":
                 folders.append(path)
     return names
@@ -405,219 +420,3 @@ def _may_write(st: dict, user: str) -> bool:
     if st.get("owner") == user:
         return bool(bits & 0o200)
     return bool(bits & 0o002)
-
-
-class UploadAborted(Exception):
-    """Raised in the writer thread's body so an abandoned WebHDFS write fails instead of saving part of a file."""
-
-
-class Upload:
-    """One streamed upload: chunks go through a small bounded queue to a WebHDFS write in a thread.
-
-    The bytes land in a hidden temporary file next to the target, which is renamed into place only
-    when everything arrived; a failed, aborted or timed-out upload leaves nothing behind.  A watchdog
-    stops the upload when no bytes came for ``upload_idle_timeout`` or the body took longer than
-    ``upload_deadline`` and calls ``on_expired`` with the error to answer; the writer thread, waiting
-    for a chunk, wakes every ``POLL`` seconds to look at the aborted flag and the same limits, so it
-    never waits for a silent client for ever.
-    """
-
-    QUEUE_CHUNKS = 8
-    POLL = 0.25
-
-    def __init__(self, storage: HDFSStorage, who: Identity, path: str, overwrite: bool) -> None:
-        self.storage = storage
-        self.who = who
-        self.path = path
-        self.overwrite = overwrite
-        folder, name = posixpath.split(path)
-        self.tmp = posixpath.join(folder, f".{name}.yardlab-upload-{secrets.token_hex(6)}")
-        self.queue: queue.Queue[bytes | None] = queue.Queue(self.QUEUE_CHUNKS)
-        self.received = 0
-        self.future: asyncio.Future | None = None
-        self.aborted = threading.Event()
-        self.error: PublicError | None = None  # why the upload was stopped, once it was
-        self.on_expired: Callable[[PublicError], None] | None = None
-        self.started = self.last_activity = 0.0
-        self._feeding = False
-        self._ended = asyncio.Event()  # the body is complete, or the upload was aborted
-        self._abort_task: asyncio.Future | None = None
-        self._watchdog: asyncio.Task | None = None
-
-    async def start(self) -> None:
-        self.storage.claim_upload_slot(self.who.name)
-        try:
-            st = await self.storage.call(self.who.name, self.path, "status", self.path, strict=False)
-            if st is not None and (not self.overwrite or st.get("type") == "DIRECTORY"):
-                raise PublicError(409, f"{self.path} already exists", reason="Conflict")
-            parent = posixpath.dirname(self.path)
-            pst = await self.storage.call(self.who.name, parent, "status", parent, strict=False)
-            if pst is None or pst.get("type") != "DIRECTORY":
-                raise PublicError(404, f"folder {parent} does not exist", reason="Not Found")
-            if self.aborted.is_set():  # the client went away meanwhile
-                raise self._stopped()
-        except BaseException:
-            self.storage.release_upload_slot(self.who.name)
-            raise
-        self.started = self.last_activity = monotonic()
-        client = self.storage.client(self.who.name)
-        self.future = asyncio.get_running_loop().run_in_executor(
-            self.storage._executor, lambda: client.write(self.tmp, data=self._chunks(), overwrite=False))
-        self.future.add_done_callback(self._writer_done)
-        self._watchdog = asyncio.ensure_future(self._watch())
-
-    def _writer_done(self, future: asyncio.Future) -> None:
-        # the slot stands for the thread: it is free only now
-        self.storage.release_upload_slot(self.who.name)
-        if not future.cancelled():
-            future.exception()  # retrieved here; whoever awaits the future sees it too
-
-    def expiry(self, now: float) -> PublicError | None:
-        """The error that stops this upload if it is past its idle timeout or deadline at ``now``."""
-        s = self.storage
-        if now - self.started > s.upload_deadline:
-            return PublicError(408, f"the upload was stopped because it took longer than {s.upload_deadline:g} "
-                                    "seconds; nothing was saved", reason="Request Timeout")
-        if not self._feeding and now - self.last_activity > s.upload_idle_timeout:
-            return PublicError(408, f"the upload was stopped because no data arrived for "
-                                    f"{s.upload_idle_timeout:g} seconds; nothing was saved", reason="Request Timeout")
-        return None
-
-    def _chunks(self) -> Iterator[bytes]:
-        """The body of the WebHDFS write (in the writer thread)."""
-        while True:
-            try:
-                chunk = self.queue.get(timeout=self.POLL)
-            except queue.Empty:
-                if self.aborted.is_set():
-                    raise UploadAborted(self.path) from None
-                error = self.expiry(monotonic())
-                if error is not None:
-                    self.error = self.error or error
-                    raise UploadAborted(self.path) from None
-                continue
-            if self.aborted.is_set():
-                raise UploadAborted(self.path)
-            if chunk is None:
-                return
-            yield chunk
-
-    async def _watch(self) -> None:
-        s = self.storage
-        while not self._ended.is_set():
-            now = monotonic()
-            error = self.expiry(now)
-            if error is not None:
-                s.log.info("upload of %s by %s stopped: %s", self.path, self.who.name, error.message)
-                await self.abort(error)
-                if self.on_expired is not None:
-                    self.on_expired(error)
-                return
-            idle_from = now if self._feeding else self.last_activity
-            due = min(self.started + s.upload_deadline, idle_from + s.upload_idle_timeout)
-            try:
-                await asyncio.wait_for(self._ended.wait(), max(due - now, 0.01))
-            except asyncio.TimeoutError:
-                pass
-
-    def _stopped(self) -> PublicError:
-        return self.error or PublicError(400, "the upload was stopped; nothing was saved")
-
-    async def feed(self, chunk: bytes) -> None:
-        self.received += len(chunk)
-        if self.received > self.storage.max_upload_bytes:
-            raise PublicError(413, f"uploads are limited to {self.storage.max_upload_bytes // 1024**2} MB",
-                              reason="Payload Too Large")
-        assert self.future is not None
-        self._feeding = True
-        self.last_activity = monotonic()
-        try:
-            while True:
-                if self.aborted.is_set():
-                    raise self._stopped()
-                if self.future.done():
-                    await self._fail_from_writer()
-                try:
-                    self.queue.put_nowait(chunk)
-                    return
-                except queue.Full:
-                    # back-pressure: tornado stops reading the socket until this returns
-                    await asyncio.sleep(0.005)
-        finally:
-            self._feeding = False
-            self.last_activity = monotonic()
-
-    def _writer_error(self, e: BaseException) -> PublicError:
-        if isinstance(e, UploadAborted):
-            return self._stopped()
-        if isinstance(e, HdfsError):
-            return _human_error(e, self.path)
-        if isinstance(e, OSError):
-            return PublicError(503, f"HDFS (WebHDFS at {self.storage.webhdfs_url}) is unreachable: {e}")
-        return PublicError(500, "the HDFS write ended early")
-
-    async def _fail_from_writer(self) -> None:
-        assert self.future is not None
-        try:
-            await self.future
-        except Exception as e:  # noqa: BLE001 - every way the writer failed is answered
-            await self.cleanup()
-            raise self._writer_error(e) from e
-        await self.cleanup()
-        raise PublicError(500, "the HDFS write ended early")
-
-    async def finish(self) -> dict:
-        assert self.future is not None
-        self._ended.set()
-        if self.aborted.is_set():
-            raise self._stopped()
-        while True:
-            try:
-                self.queue.put_nowait(None)
-                break
-            except queue.Full:
-                if self.future.done():
-                    break
-                await asyncio.sleep(0.005)
-        try:
-            await self.future
-            if self.overwrite:
-                await self.storage.call(self.who.name, self.path, "delete", self.path)
-            await self.storage.call(self.who.name, self.path, "rename", self.tmp, self.path)
-        except PublicError:
-            await self.cleanup()
-            raise
-        except Exception as e:  # noqa: BLE001 - see _writer_error
-            await self.cleanup()
-            raise self._writer_error(e) from e
-        return await self.storage.stat(self.who, self.path)
-
-    async def abort(self, error: PublicError | None = None) -> None:
-        """Stop the upload (once), wait for its thread to let go and remove the temporary file."""
-        if error is not None and self.error is None:
-            self.error = error
-        if self._abort_task is None:
-            self._abort_task = asyncio.ensure_future(self._abort())
-        # shielded: a caller that is cancelled does not stop the cleanup half-way
-        await asyncio.shield(self._abort_task)
-
-    async def _abort(self) -> None:
-        self.aborted.set()
-        self._ended.set()
-        try:
-            self.queue.put_nowait(None)  # wakes the writer at once; it sees the flag and gives up
-        except queue.Full:
-            pass
-        if self.future is not None:
-            try:
-                await self.future
-            except Exception:  # noqa: BLE001 - the upload is being thrown away anyway
-                pass
-        await self.cleanup()
-
-    async def cleanup(self) -> None:
-        # as the service account: the user may lack the right to delete what never got written
-        try:
-            await self.storage.run(lambda: self.storage.client(None).delete(self.tmp))
-        except (HdfsError, OSError):
-            self.storage.log.warning("could not remove the temporary upload %s", self.tmp)

@@ -1,8 +1,8 @@
 """HDFS storage logic without the stack: upload limits and timeouts, /public's ACL and admins, '#' in paths.
 
-A fake WebHDFS client stands in for HDFS where the real one cannot be driven on demand (a client
-that goes silent mid-body, an admin demoted between two contacts); tests/test_storage.py checks
-the same behaviour on the real stack.
+Fake sessions behind the real WebHDFSClient (its one seam, ``session``) stand in for HDFS where the
+real one cannot be driven on demand (a client that goes silent mid-body, an admin demoted between
+two contacts); tests/test_storage.py checks the same behaviour on the real stack.
 """
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from traitlets import TraitError
 from yardlab.edge.auth import Identity
 from yardlab.edge.errors import PublicError
 from yardlab.edge.handlers.storage import FilesHandler
-from yardlab.edge.storage import HDFSStorage, UploadAborted, clean_path
+from yardlab.edge.storage import HDFSStorage, clean_path
+from yardlab.edge.uploads import UploadAborted
 
 ALICE = Identity(name="alice", admin=False)
 BOB = Identity(name="bob", admin=False)
@@ -49,7 +50,7 @@ def _key(entry: str) -> str:
 
 
 class FakeClient:
-    """The few `hdfs.InsecureClient` methods the edge uses, with the library's signatures."""
+    """The few `hdfs.InsecureClient` methods WebHDFSClient uses, with the library's signatures."""
 
     def __init__(self, fs: FakeHDFS, user: str | None) -> None:
         self.fs, self.user = fs, user
@@ -122,12 +123,9 @@ class FakeClient:
 
 
 class FakeStorage(HDFSStorage):
-    """HDFSStorage whose WebHDFS clients are FakeClients on one FakeHDFS."""
+    """HDFSStorage whose WebHDFS client's sessions are FakeClients on one FakeHDFS."""
 
     fs: FakeHDFS
-
-    def client(self, user):
-        return FakeClient(self.fs, user)
 
 
 @pytest.fixture
@@ -136,13 +134,14 @@ def make_storage():
 
     def make(**traits) -> FakeStorage:
         storage = FakeStorage(**traits)
-        storage.fs = FakeHDFS()
+        storage.fs = fs = FakeHDFS()
+        storage.webhdfs.session = lambda user: FakeClient(fs, user)
         made.append(storage)
         return storage
 
     yield make
     for storage in made:
-        storage._executor.shutdown(wait=False, cancel_futures=True)
+        storage.webhdfs.executor.shutdown(wait=False, cancel_futures=True)
 
 
 def leftovers(fs: FakeHDFS) -> list[str]:
@@ -166,12 +165,12 @@ def test_a_steady_upload_is_saved_and_frees_its_slot(make_storage):
         for piece in (b"one,", b"two,", b"three"):
             await up.feed(piece)
             await asyncio.sleep(0.05)
-        return await up.finish()
+        return await storage.finish_upload(up)
 
     model = asyncio.run(go())
     assert model["size"] == len(b"one,two,three")
     assert storage.fs.files["/user/alice/a.txt"] == b"one,two,three"
-    assert leftovers(storage.fs) == [] and not storage._uploads
+    assert leftovers(storage.fs) == [] and not storage.upload_slots.busy
 
 
 def test_a_silent_upload_is_stopped_after_the_idle_timeout_and_leaves_nothing(make_storage):
@@ -193,7 +192,7 @@ def test_a_silent_upload_is_stopped_after_the_idle_timeout_and_leaves_nothing(ma
     assert answered[0].status == 408 and "no data arrived for 0.3 seconds" in answered[0].message
     assert up.future.done() and isinstance(up.future.exception(), UploadAborted)  # the thread is free
     assert leftovers(storage.fs) == [] and "/user/alice/silent.bin" not in storage.fs.files
-    assert not storage._uploads
+    assert not storage.upload_slots.busy
 
 
 def test_a_trickling_upload_is_stopped_at_its_deadline(make_storage):
@@ -215,7 +214,7 @@ def test_a_trickling_upload_is_stopped_at_its_deadline(make_storage):
     refused = asyncio.run(go())
     assert refused.status == 408 and "took longer than 0.6 seconds" in refused.message
     assert answered and answered[0] is refused
-    assert leftovers(storage.fs) == [] and not storage._uploads
+    assert leftovers(storage.fs) == [] and not storage.upload_slots.busy
 
 
 def test_the_writer_thread_stops_waiting_for_a_silent_client_by_itself(make_storage):
@@ -238,9 +237,9 @@ def test_the_writer_thread_stops_waiting_for_a_silent_client_by_itself(make_stor
     assert isinstance(outcome[0], UploadAborted) and up.error.status == 408
 
     # and the aborted flag alone ends it, well before any timeout
+    storage.upload_idle_timeout = 60.0
     up2 = storage.upload(ALICE, "/user/alice/y", overwrite=True)
     up2.started = up2.last_activity = time.monotonic()
-    storage.upload_idle_timeout = 60.0
     thread = threading.Thread(target=lambda: outcome.append(pytest.raises(UploadAborted, list, up2._chunks())),
                               daemon=True)
     thread.start()
@@ -277,7 +276,7 @@ def test_uploads_are_capped_per_user_429_and_overall_503_and_slots_come_back(mak
     assert too_many.status == 429 and "you already have 2 uploads in progress" in too_many.message
     assert full.status == 503 and "try again" in full.message
     assert listing["type"] == "directory"
-    assert not storage._uploads and leftovers(storage.fs) == []
+    assert not storage.upload_slots.busy and leftovers(storage.fs) == []
 
 
 def test_a_refused_upload_start_gives_its_slot_back(make_storage):
@@ -289,7 +288,7 @@ def test_a_refused_upload_start_gives_its_slot_back(make_storage):
         return missing.value
 
     assert asyncio.run(go()).status == 404
-    assert not storage._uploads
+    assert not storage.upload_slots.busy
 
 
 def test_upload_threads_must_leave_threads_for_everything_else():
@@ -365,7 +364,7 @@ def test_over_http_a_silent_upload_gets_408_and_the_third_of_one_user_429(make_s
     assert head.startswith(b"HTTP/1.1 201")
     assert storage.fs.files["/user/alice/busy.bin"] == b"hellox" + b"x" * 3
     assert "/user/alice/silent.bin" not in storage.fs.files and leftovers(storage.fs) == []
-    assert not storage._uploads
+    assert not storage.upload_slots.busy
 
 
 # -- (B) /public's ACL follows the admins ------------------------------------------------------------------

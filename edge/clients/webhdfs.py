@@ -12,8 +12,7 @@ import asyncio
 import getpass
 import os
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, AsyncIterator, Callable, Iterable, TypeVar
 
 from hdfs import HdfsError, InsecureClient
 from traitlets import Float, Integer, Unicode, default
@@ -32,7 +31,12 @@ class WebHDFSError(Exception):
 
 
 class WebHDFSUnavailable(WebHDFSError):
-    """The NameNode (or a DataNode) did not answer."""
+    """The NameNode (or a DataNode) did not answer; ``url`` is the NameNode's, ``reason`` what went wrong."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__("", f"WebHDFS at {url} is unreachable: {reason}")
+        self.url = url
+        self.reason = reason
 
 
 class WebHDFSClient(LoggingConfigurable):
@@ -74,7 +78,7 @@ class WebHDFSClient(LoggingConfigurable):
         except HdfsError as e:
             raise WebHDFSError(getattr(e, "exception", "") or "", str(e)) from e
         except OSError as e:  # requests' connection errors
-            raise WebHDFSUnavailable("", f"WebHDFS at {self.url} is unreachable: {e}") from e
+            raise WebHDFSUnavailable(self.url, str(e)) from e
 
     # -- typed operations ----------------------------------------------------------------------------
     async def status(self, path: str, user: str | None = None, strict: bool = True) -> dict | None:
@@ -86,6 +90,7 @@ class WebHDFSClient(LoggingConfigurable):
         return await self.run(lambda: self.session(user).list(path, status=True))
 
     async def names(self, path: str, user: str | None = None) -> list[str]:
+        """A folder's entry names."""
         return await self.run(lambda: self.session(user).list(path))
 
     async def content(self, path: str, user: str | None = None) -> dict:
@@ -113,8 +118,10 @@ class WebHDFSClient(LoggingConfigurable):
         """Copy a local file to ``path``."""
         await self.run(lambda: self.session(user).upload(path, local, overwrite=overwrite, permission=permission))
 
-    async def acl_status(self, path: str) -> dict:
-        return await self.run(lambda: self.session(None).acl_status(path))
+    async def acl_status(self, path: str, strict: bool = True) -> dict | None:
+        """The AclStatus (entries like ``user:ann:rwx``), as the service account; None for a missing path
+        unless ``strict``."""
+        return await self.run(lambda: self.session(None).acl_status(path, strict=strict))
 
     async def set_acl(self, path: str, spec: str, clear: bool = False) -> None:
         await self.run(lambda: self.session(None).set_acl(path, spec, clear=clear))
@@ -122,11 +129,20 @@ class WebHDFSClient(LoggingConfigurable):
     async def remove_acl_entries(self, path: str, spec: str) -> None:
         await self.run(lambda: self.session(None).remove_acl_entries(path, spec))
 
-    # -- streams (their blocking parts run in `run` by the caller, chunk by chunk) ------------------------
-    def reader(self, path: str, user: str | None, chunk_size: int) -> AbstractContextManager:
-        """A context manager yielding an iterator of ``chunk_size`` byte chunks (blocking)."""
-        return self.session(user).read(path, chunk_size=chunk_size)
+    # -- streams: the blocking parts run in the pool, a chunk at a time -----------------------------------
+    async def read(self, path: str, user: str | None, chunk_size: int) -> AsyncIterator[bytes]:
+        """A file's bytes in chunks of ``chunk_size``, never the whole file in memory."""
+        ctx = self.session(user).read(path, chunk_size=chunk_size)
+        chunks = await self.run(ctx.__enter__)
+        try:
+            while True:
+                chunk = await self.run(lambda: next(chunks, b""))
+                if not chunk:
+                    break
+                yield chunk
+        finally:
+            await self.run(lambda: ctx.__exit__(None, None, None))
 
-    def write(self, path: str, chunks: Iterable[bytes], user: str | None, overwrite: bool = False) -> None:
-        """Write ``chunks`` to ``path`` (blocking: call it in the pool)."""
-        self.session(user).write(path, data=chunks, overwrite=overwrite)
+    async def write(self, path: str, chunks: Iterable[bytes], user: str | None, overwrite: bool = False) -> None:
+        """Write ``chunks`` to ``path``; the iterator is consumed in the pool thread, so it may block."""
+        await self.run(lambda: self.session(user).write(path, data=chunks, overwrite=overwrite))

@@ -1,15 +1,19 @@
 """/api/v1/storage and /api/v1/files: HDFS for the caller, uploads streamed.
+
+The handlers parse the request and call one method of the storage service (``settings["storage"]``,
+:class:`~..storage.HDFSStorage`) per verb; an upload is fed from ``data_received`` as tornado reads
+the body.
 """
 from __future__ import annotations
 
 import asyncio
 import json
-from urllib.parse import quote
 
 from tornado import web
 
 from ..errors import PublicError
-from ..storage import clean_path
+from ..storage import HDFSStorage
+from ..uploads import Upload
 from .base import AuthenticatedHandler
 
 
@@ -17,16 +21,14 @@ class StorageHandler(AuthenticatedHandler):
     """GET /api/v1/storage: the caller's three storage roots and their usage."""
 
     async def get(self) -> None:
-        storage = self.settings["storage"]
-        await storage.ensure_provisioned(self.me)
-        self.write_json({"user": self.me.name, "roots": storage.roots(self.me), "usage": await storage.usage(self.me)})
+        self.write_json(await self.settings["storage"].overview(self.me))
 
 
 @web.stream_request_body
 class FilesHandler(AuthenticatedHandler):
     """/api/v1/files/<hdfs path>: list/stat, download, upload (streamed), mkdir, rename, delete."""
 
-    upload = None
+    upload: Upload | None = None
     deferred: PublicError | None = None
     DRAIN_LIMIT = 1024 * 1024
 
@@ -42,26 +44,23 @@ class FilesHandler(AuthenticatedHandler):
             self._json_body = b""
             self.request.connection.set_max_body_size(self.DRAIN_LIMIT)
 
+    @property
+    def storage(self) -> HDFSStorage:
+        return self.settings["storage"]
+
     def raise_deferred(self) -> None:
         if self.deferred is not None:
             raise self.deferred
 
     async def _prepare(self) -> None:
         await super().prepare()
-        storage = self.settings["storage"]
-        self.path_ = clean_path(self.path_args[0] if self.path_args else "")
-        storage.check_within_roots(self.me, self.path_)
-        await storage.ensure_provisioned(self.me)
+        self.path_ = await self.storage.checked_path(self.me, self.path_args[0] if self.path_args else "")
         if self.request.method == "PUT":
-            limit = storage.max_upload_bytes
             length = int(self.request.headers.get("Content-Length", "0") or 0)
-            if length > limit:
-                raise PublicError(413, f"uploads are limited to {limit // 1024**2} MB", reason="Payload Too Large")
-            self.request.connection.set_max_body_size(limit + 1)
             overwrite = self.get_query_argument("overwrite", "1") not in ("0", "false")
-            self.upload = storage.upload(self.me, self.path_, overwrite)
-            self.upload.on_expired = self.upload_expired
-            await self.upload.start()
+            self.upload = self.storage.upload(self.me, self.path_, overwrite, length, on_expired=self.upload_expired)
+            self.request.connection.set_max_body_size(self.storage.max_upload_bytes + 1)
+            await self.upload.start()  # held meanwhile: a client that leaves now aborts it
         else:
             self.request.connection.set_max_body_size(64 * 1024)
             self._json_body = b""
@@ -99,33 +98,28 @@ class FilesHandler(AuthenticatedHandler):
 
     async def get(self, _path: str) -> None:
         self.raise_deferred()
-        storage = self.settings["storage"]
-        if self.get_query_argument("download", "0") in ("1", "true"):
-            model = await storage.stat(self.me, self.path_)
-            if model["type"] != "file":
-                raise PublicError(400, f"{self.path_} is a folder; only files can be downloaded")
-            self.set_header("Content-Type", "application/octet-stream")
-            self.set_header("Content-Disposition", f"attachment; filename*=UTF-8''{quote(model['name'])}")
-            self.set_header("Content-Length", str(model["size"]))
-            async for chunk in storage.read_chunks(self.me, self.path_):
-                self.write(chunk)
-                await self.flush()
-            self.finish()
+        if self.get_query_argument("download", "0") not in ("1", "true"):
+            self.write_json(await self.storage.listing(self.me, self.path_))
             return
-        self.write_json(await storage.listing(self.me, self.path_))
+        download = await self.storage.download(self.me, self.path_)
+        for name, value in download.headers.items():
+            self.set_header(name, value)
+        async for chunk in download.chunks:
+            self.write(chunk)
+            await self.flush()
+        self.finish()
 
     async def put(self, _path: str) -> None:
         self.raise_deferred()
         upload, self.upload = self.upload, None
         assert upload is not None
-        model = await upload.finish()
-        self.write_json(model, 201)
+        self.write_json(await self.storage.finish_upload(upload), 201)
 
     async def post(self, _path: str) -> None:
         self.raise_deferred()
         if self.get_query_argument("op", "") != "mkdir":
             raise PublicError(400, "POST needs op=mkdir")
-        self.write_json(await self.settings["storage"].mkdir(self.me, self.path_), 201)
+        self.write_json(await self.storage.mkdir(self.me, self.path_), 201)
 
     async def patch(self, _path: str) -> None:
         self.raise_deferred()
@@ -136,14 +130,11 @@ class FilesHandler(AuthenticatedHandler):
                 raise TypeError
         except (ValueError, KeyError, TypeError) as e:
             raise PublicError(400, 'PATCH needs a JSON body {"path": "/new/absolute/path"}') from e
-        storage = self.settings["storage"]
-        dst = clean_path(target)
-        storage.check_within_roots(self.me, dst)
-        self.write_json(await storage.rename(self.me, self.path_, dst))
+        self.write_json(await self.storage.rename(self.me, self.path_, target))
 
     async def delete(self, _path: str) -> None:
         self.raise_deferred()
         recursive = self.get_query_argument("recursive", "0") in ("1", "true")
-        await self.settings["storage"].delete(self.me, self.path_, recursive)
+        await self.storage.delete(self.me, self.path_, recursive)
         self.set_status(204)
         self.finish()
