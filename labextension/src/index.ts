@@ -6,15 +6,16 @@ import {
 import { ICommandPalette, Notification } from '@jupyterlab/apputils';
 import { addIcon, refreshIcon } from '@jupyterlab/ui-components';
 
-import { ClusterModel } from './capacity';
+import { ClusterModel } from './cluster';
 import { EnvironmentsModel } from './environments/model';
 import { requestAPI, requestConditional } from './handler';
 import { hdfsBrowserPlugin } from './hdfs/plugin';
 import { StorageUsageModel } from './hdfs/usage';
 import { yardlabIcon } from './icons';
 import { JobsModel } from './jobs/model';
-import { ReplyModel, StatusModel } from './model';
+import { ReplyModel } from './reply';
 import { YardlabSidebar } from './sidebar';
+import { StatusModel } from './status';
 import type {
   IAppsReply,
   IClusterInfo,

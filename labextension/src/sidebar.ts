@@ -6,13 +6,13 @@ import {
 import type { Message } from '@lumino/messaging';
 import { AccordionPanel, Panel, Widget } from '@lumino/widgets';
 
-import { ClusterModel, capacityText } from './capacity';
+import { ClusterModel, capacityText } from './cluster';
 import { EnvironmentsModel } from './environments/model';
 import { EnvironmentsView } from './environments/view';
 import { StorageUsageModel, StorageUsageView } from './hdfs/usage';
 import { JobsModel } from './jobs/model';
 import { JobsView } from './jobs/view';
-import { StatusModel } from './model';
+import { StatusModel } from './status';
 
 /**
  * The yardlab sidebar: a header with the capacity line, a status toolbar, and the Jobs,

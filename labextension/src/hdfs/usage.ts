@@ -2,7 +2,7 @@ import { formatFileSize } from '@jupyterlab/filebrowser';
 import { Poll } from '@lumino/polling';
 import { Widget } from '@lumino/widgets';
 
-import { ReplyModel } from '../model';
+import { ReplyModel } from '../reply';
 import type { IStorageInfo } from '../tokens';
 
 /**

@@ -1,4 +1,4 @@
-import { capacityText } from '../capacity';
+import { capacityText } from '../cluster';
 import type { IClusterInfo } from '../tokens';
 
 const CLUSTER: IClusterInfo = {

@@ -1,7 +1,7 @@
 import { Poll } from '@lumino/polling';
 
 import { formatMemory } from './jobs/model';
-import { ReplyModel } from './model';
+import { ReplyModel } from './reply';
 import type { IClusterInfo } from './tokens';
 
 /**

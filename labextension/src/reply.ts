@@ -1,7 +1,5 @@
 import { ISignal, Signal } from '@lumino/signaling';
 
-import type { IServerStatus } from './tokens';
-
 /**
  * The last reply of one server request, or its error, refreshed on demand.
  */
@@ -90,43 +88,5 @@ export namespace ReplyModel {
   export interface IOptions<T> {
     /** Sends the request; rejects when the server cannot be reached or refuses. */
     fetch: () => Promise<T>;
-  }
-}
-
-/**
- * State of the sidebar's status line: the server extension's last reply or error.
- */
-export class StatusModel extends ReplyModel<IServerStatus> {
-  constructor(options: StatusModel.IOptions) {
-    super({ fetch: options.fetchStatus });
-  }
-
-  /** The last status reply, or `null` before the first successful request. */
-  get status(): IServerStatus | null {
-    return this.reply;
-  }
-
-  /** One line describing the current state, for display. */
-  get text(): string {
-    if (this.error !== null) {
-      return `Server extension unavailable: ${this.error}`;
-    }
-    if (this.status !== null) {
-      return `Server extension ${this.status.version}`;
-    }
-    return 'Checking server extension…';
-  }
-}
-
-/**
- * The namespace for `StatusModel` statics.
- */
-export namespace StatusModel {
-  /**
-   * Options to create a `StatusModel`.
-   */
-  export interface IOptions {
-    /** Fetches the server extension's status; rejects when it cannot be reached. */
-    fetchStatus: () => Promise<IServerStatus>;
   }
 }

@@ -1,4 +1,4 @@
-import { StatusModel } from '../model';
+import { StatusModel } from '../status';
 import type { IServerStatus } from '../tokens';
 
 /**
