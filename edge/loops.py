@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from asyncio import sleep  # module-level, so tests can count the pauses
 from typing import Awaitable, Callable
 
 from tornado.log import app_log
@@ -54,7 +55,7 @@ class PeriodicTask:
     async def _run(self) -> None:
         delay = self.interval
         if self.wait_first:
-            await asyncio.sleep(delay)
+            await sleep(delay)
         while True:
             try:
                 ok = await self.step() is not False
@@ -62,7 +63,7 @@ class PeriodicTask:
                 self.log.exception("%s failed", self.name)
                 ok = False
             delay = self.interval if ok else backoff(delay, self.max_backoff)
-            await asyncio.sleep(delay)
+            await sleep(delay)
 
 
 def backoff(delay: float, cap: float) -> float:

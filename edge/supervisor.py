@@ -71,12 +71,10 @@ class GatewaySupervisor(LoggingConfigurable):
         self.pid: int | None = None
         self.proc: subprocess.Popen | None = None
         self.started_at = 0.0
-        self.restarts = 0
         #: set while EG is up and enforces the token the client holds
         self.ready = asyncio.Event()
         self.client: GatewayClient = self.client_class(self.url, ready=self.ready, parent=self)
-        self._watch = PeriodicTask(self._check, 1.0, max_backoff=self.max_backoff, wait_first=True,
-                                   name="watching Enterprise Gateway", log=self.log)
+        self._watch: PeriodicTask | None = None
 
     @property
     def url(self) -> str:
@@ -101,12 +99,14 @@ class GatewaySupervisor(LoggingConfigurable):
             return
         if not await self._adopt():
             await self._launch()
-        self._watch.max_backoff = self.max_backoff
+        self._watch = PeriodicTask(self._check, 1.0, max_backoff=self.max_backoff, wait_first=True,
+                                   name="watching Enterprise Gateway", log=self.log)
         self._watch.start()
 
     async def stop(self, stop_gateway: bool = False) -> None:
         """Stop watching EG; stop EG itself too only when asked (otherwise the next edge adopts it)."""
-        await self._watch.stop()
+        if self._watch is not None:
+            await self._watch.stop()
         if stop_gateway and self.pid:
             try:
                 os.killpg(self.pid, signal.SIGTERM)
@@ -201,7 +201,6 @@ class GatewaySupervisor(LoggingConfigurable):
             return True
         self.ready.clear()
         metrics.GATEWAY_RESTARTS.inc()
-        self.restarts += 1
         self.log.warning("Enterprise Gateway (pid %s) is gone; restarting it", self.pid)
         await self._launch()
         return self.ready.is_set()

@@ -1,6 +1,7 @@
 """The gateway's edge side without a cluster: the kernel websocket relay (against a stand-in EG that counts
-its connections, which the real one cannot be made to report on demand), the JSON body reader, and how
-GatewaySupervisor hands Enterprise Gateway its token (the real EG binary from .venv-eg, on a free port)."""
+its connections, which the real one cannot be made to report on demand), the REST calls relayed through
+GatewayClient, the JSON body reader, and how GatewaySupervisor hands Enterprise Gateway its token (the
+real EG binary from .venv-eg, on a free port)."""
 from __future__ import annotations
 
 import asyncio
@@ -22,6 +23,7 @@ from tornado.testing import bind_unused_port
 from yardlab.edge import supervisor as gateway_mod
 from yardlab.edge.audit import AuditLog
 from yardlab.edge.auth import Identity
+from yardlab.edge.clients.gateway import GatewayClient, GatewayUnavailable
 from yardlab.edge.errors import PublicError
 from yardlab.edge.kernels import KernelService
 from yardlab.edge.supervisor import GatewaySupervisor, write_private
@@ -70,6 +72,20 @@ class FakeChannelsHandler(websocket.WebSocketHandler):
         self.eg.live.discard(self)
 
 
+class FakeRESTHandler(web.RequestHandler):
+    """EG's REST answers the relay passes on: its version, a kernel's model, an interrupt."""
+
+    def prepare(self) -> None:
+        if self.request.headers.get("Authorization") != f"token {EG_TOKEN}":
+            raise web.HTTPError(401)
+
+    def get(self, kernel_id: str | None = None) -> None:
+        self.finish({"id": kernel_id, "name": "yardlab_python"} if kernel_id else {"version": "3.3.0"})
+
+    def post(self, kernel_id: str) -> None:
+        self.set_status(204)
+
+
 class HubTokens:
     """The identifier: two users' tokens, nothing else."""
 
@@ -87,6 +103,7 @@ class Rig:
     edge: str
     eg: FakeGateway
     channels: dict
+    supervisor: GatewaySupervisor
     servers: list[HTTPServer] = field(default_factory=list)
 
     @property
@@ -102,8 +119,10 @@ def with_rig(tmp_path: Path, scenario: Callable[[Rig], Awaitable[None]]) -> None
     async def main() -> None:
         eg = FakeGateway()
         eg_sock, eg_port = bind_unused_port()
-        eg_server = HTTPServer(web.Application([(r"/api/kernels/([^/]+)/channels", FakeChannelsHandler,
-                                                 {"eg": eg})]))
+        eg_server = HTTPServer(web.Application([
+            (r"/api/kernels/([^/]+)/channels", FakeChannelsHandler, {"eg": eg}),
+            (r"/api", FakeRESTHandler), (r"/api/kernels/([^/]+)", FakeRESTHandler),
+            (r"/api/kernels/([^/]+)/interrupt", FakeRESTHandler)]))
         eg_server.add_sockets([eg_sock])
         supervisor = GatewaySupervisor(port=eg_port)
         supervisor.token = EG_TOKEN
@@ -118,7 +137,7 @@ def with_rig(tmp_path: Path, scenario: Callable[[Rig], Awaitable[None]]) -> None
         edge_server = HTTPServer(web.Application(gateway_routes("/"), identifier=HubTokens(), kernels=kernels,
                                                  channels=channels, base_url="/"))
         edge_server.add_sockets([edge_sock])
-        rig = Rig(f"http://127.0.0.1:{edge_port}", eg, channels, [edge_server, eg_server])
+        rig = Rig(f"http://127.0.0.1:{edge_port}", eg, channels, supervisor, [edge_server, eg_server])
         try:
             await scenario(rig)
         finally:
@@ -216,6 +235,56 @@ def test_an_unreachable_gateway_closes_the_websocket_with_a_reason(tmp_path):
         assert await eventually(lambda: rig.channels == {})
 
     with_rig(tmp_path, scenario)
+
+
+# -- REST calls relayed to EG ------------------------------------------------------------------------
+
+
+async def call(rig: Rig, path: str, method: str = "GET", token: str = "alice-token") -> tuple[int, dict | None]:
+    resp = await AsyncHTTPClient().fetch(f"{rig.edge}/gateway/api{path}", method=method, raise_error=False,
+                                         body=b"{}" if method == "POST" else None,
+                                         headers={"Authorization": f"token {token}"})
+    return resp.code, json.loads(resp.body) if resp.body else None
+
+
+def test_eg_answers_are_relayed_to_the_kernels_owner_only(tmp_path):
+    async def scenario(rig: Rig) -> None:
+        assert await call(rig, "") == (200, {"version": "3.3.0"})
+        assert await call(rig, f"/kernels/{KERNEL_ID}") == (200, {"id": KERNEL_ID, "name": "yardlab_python"})
+        assert await call(rig, f"/kernels/{KERNEL_ID}/interrupt", "POST") == (204, None)
+        for path, method in ((f"/kernels/{KERNEL_ID}", "GET"), (f"/kernels/{KERNEL_ID}/interrupt", "POST")):
+            code, body = await call(rig, path, method, token="bob-token")
+            assert code == 403 and "another user" in body["message"]
+        code, body = await call(rig, "/kernels/not-a-kernel-id")
+        assert code == 400
+
+    with_rig(tmp_path, scenario)
+
+
+def test_while_eg_starts_or_is_gone_calls_are_503_with_a_sentence(tmp_path):
+    async def scenario(rig: Rig) -> None:
+        rig.supervisor.ready.clear()
+        code, body = await call(rig, f"/kernels/{KERNEL_ID}")
+        assert code == 503 and "starting" in body["message"]
+        assert await rig.supervisor.client.kernel_ids() is None
+        rig.supervisor.ready.set()
+        for server in rig.servers[1:]:  # EG goes away
+            server.stop()
+            await server.close_all_connections()
+        code, body = await call(rig, f"/kernels/{KERNEL_ID}/interrupt", "POST")
+        assert code == 503 and "kernel gateway" in body["message"]
+
+    with_rig(tmp_path, scenario)
+
+
+def test_the_channels_request_carries_the_query_and_eg_token():
+    client = GatewayClient("http://127.0.0.1:1")
+    req = client.channels_request(KERNEL_ID, "session_id=x")
+    assert req.url == f"ws://127.0.0.1:1/api/kernels/{KERNEL_ID}/channels?session_id=x"
+    client.token = EG_TOKEN
+    assert client.channels_request(KERNEL_ID).headers["Authorization"] == f"token {EG_TOKEN}"
+    with pytest.raises(GatewayUnavailable):
+        asyncio.run(client.version())  # not ready: nothing is sent
 
 
 # -- the JSON body of a kernel start ------------------------------------------------------------------

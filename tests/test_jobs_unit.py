@@ -1,5 +1,6 @@
 """JobService without a cluster: /apps pages and ETags that no two users can share, a cache bounded
-by bytes, brief memory of unknown application ids, rate-limited refusal audits, the cluster view."""
+by bytes, brief memory of unknown application ids, rate-limited refusal audits, the cluster view,
+the /apps query's checks, its settings."""
 from __future__ import annotations
 
 import asyncio
@@ -7,14 +8,15 @@ import json
 import zlib
 
 import pytest
+from traitlets.config import Config
 
 from yardlab.edge import snapshot as snapmod
 from yardlab.edge.audit import AuditLog
 from yardlab.edge.auth import Identity
+from yardlab.edge.clients.resourcemanager import RMError
 from yardlab.edge.errors import PublicError
 from yardlab.edge.jobs import AppsQuery, JobService, PageCache
 from yardlab.edge.snapshot import AppSnapshot, decode_cursor, encode_cursor
-from yardlab.edge.clients.resourcemanager import ResourceManagerClient, RMError
 
 from test_snapshot_unit import ScriptedRM, raw_app
 
@@ -176,3 +178,52 @@ def test_users_see_capacity_and_queues_admins_also_the_nodes(jobs):
     assert "list" not in user["nodes"] and user["nodes"]["active"] == admin["nodes"]["active"]
     assert user["memory"] == admin["memory"] and user["queues"] == admin["queues"]
     assert jobs.cluster_etag(ALICE) != jobs.cluster_etag(ADMIN)
+
+
+# -- the /apps query ----------------------------------------------------------------------------------
+
+
+def q(jobs: JobService, who: Identity = ALICE, **args: str) -> AppsQuery:
+    return jobs.apps_query(who, args)
+
+
+def test_apps_query_defaults_to_ones_own_applications(jobs):
+    assert q(jobs) == AppsQuery(user="alice")
+    assert q(jobs, user="alice", limit="5", state="running, accepted", queue="root.default", search="etl") == \
+        AppsQuery(user="alice", states=("ACCEPTED", "RUNNING"), queue="root.default", search="etl", limit=5)
+
+
+def test_admins_may_ask_for_one_user_or_everyone_others_may_not(jobs):
+    assert q(jobs, ADMIN, user="bob").user == "bob"
+    assert q(jobs, ADMIN, user="*").user is None and q(jobs, ADMIN, user="all").user is None
+    with pytest.raises(PublicError) as err:
+        q(jobs, ALICE, user="bob")
+    assert err.value.status == 403 and "only yardlab admins" in err.value.message
+
+
+@pytest.mark.parametrize("args,needle", [
+    ({"user": "bad name!"}, "`user` must be a user name"),
+    ({"state": "RUNNING,SLEEPING"}, "unknown state 'SLEEPING'"),
+    ({"queue": "root/../x"}, "`queue` must be a queue name"),
+    ({"limit": "ten"}, "`limit` must be a whole number"),
+    ({"limit": "0"}, "`limit` must be between 1 and 1000"),
+    ({"limit": "1001"}, "`limit` must be between 1 and 1000"),
+    ({"cursor": "%%%"}, "cursor is not one this service handed out"),
+])
+def test_bad_apps_parameters_are_400_naming_them(jobs, args, needle):
+    with pytest.raises(PublicError) as err:
+        jobs.apps_query(ADMIN, args)
+    assert err.value.status == 400 and needle in err.value.message
+
+
+def test_the_cursor_is_decoded_into_the_query(jobs):
+    first = jobs.snapshot.apps["application_1700000000000_0002"]
+    assert q(jobs, ADMIN, user="*", cursor=encode_cursor(first)).after == (first["startedTime"], first["id"])
+
+
+def test_job_settings_are_configurable(tmp_path):
+    config = Config({"JobService": {"kill_timeout": 5.0, "kill_poll": 0.1, "page_cache_bytes": 4096,
+                                    "unknown_ttl": 1.0}})
+    svc = JobService(CountingRM(), AppSnapshot(rm=CountingRM()), AuditLog(path=str(tmp_path / "a.jsonl")),
+                     config=config)
+    assert (svc.kill_timeout, svc.kill_poll, svc.unknown_ttl, svc.pages.max_bytes) == (5.0, 0.1, 1.0, 4096)
