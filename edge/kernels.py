@@ -128,7 +128,8 @@ class KernelService(LoggingConfigurable):
         out = []
         for k in data:
             rec = self.ledger.get(k.get("id", ""))
-            if rec and (rec["user"] == who.name or who.admin):
+            # a kernel the edge has ended (dead, shut down) is not listed while EG finishes with it
+            if rec and rec["state"] != "ended" and (rec["user"] == who.name or who.admin):
                 out.append(k)
         return out
 

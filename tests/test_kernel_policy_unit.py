@@ -133,3 +133,10 @@ def test_unknown_kernel_variables_are_400_naming_them(service, var):
     if "SPARK" in var:
         assert "environment" in err.value.message
     assert service.client.started == [] and service.ledger.live_for("alice") == []
+
+
+def test_a_kernel_the_edge_ended_is_not_listed_while_eg_finishes_with_it(service):
+    started = asyncio.run(service.start_kernel(alice, {"name": "yardlab_pyspark"}))
+    assert [k["id"] for k in asyncio.run(service.list_kernels(alice))] == [started["id"]]
+    service.ledger.end(started["id"], "yarn-killed")  # the reaper's verdict; EG still lists it
+    assert asyncio.run(service.list_kernels(alice)) == []
