@@ -14,16 +14,13 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
-from sqlalchemy import Float, Integer, String, create_engine, delete, select
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy import Float, Integer, String, delete, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
 from traitlets import Unicode
 from traitlets.config import LoggingConfigurable
 
 from .clock import now
-
-
-class Base(DeclarativeBase):
-    """Declarative base of the edge's tables."""
+from .db import Base, open_database, update_row
 
 
 class KernelRecord(Base):
@@ -80,8 +77,7 @@ class KernelLedger(LoggingConfigurable):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.engine = create_engine(self.db_url, future=True)
-        Base.metadata.create_all(self.engine)
+        self.engine = open_database(self.db_url)
         self.generation = 0
         self._live: dict[str, dict] = {}
         self._history: dict[str, set[str]] = {}  # live kernel id -> its earlier applications
@@ -108,13 +104,9 @@ class KernelLedger(LoggingConfigurable):
         return data
 
     def update(self, kernel_id: str, **fields: Any) -> dict | None:
-        with Session(self.engine) as s, s.begin():
-            rec = s.get(KernelRecord, kernel_id)
-            if rec is None:
-                return None
-            for k, v in fields.items():
-                setattr(rec, k, v)
-            data = rec.to_json()
+        data = update_row(self.engine, KernelRecord, kernel_id, fields, KernelRecord.to_json)
+        if data is None:
+            return None
         if data["state"] == "ended":
             self._live.pop(kernel_id, None)
         else:

@@ -20,8 +20,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ..clock import now
+from ..db import Base, update_row
 from ..errors import PublicError
-from ..ledger import Base
 from .request import FieldError, kernel_name_for
 
 Key = tuple[str, str]  # (owner, name)
@@ -148,14 +148,9 @@ class EnvironmentStore:
         """Change fields of a record (None: it is gone); progress changes go to the listeners."""
         if "resources" in fields:
             fields["resources"] = json.dumps(fields["resources"])
-        with Session(self.engine) as s, s.begin():
-            rec = s.get(EnvironmentRecord, key)
-            if rec is None:
-                return None
-            for k, v in fields.items():
-                setattr(rec, k, v)
-            rec.updated = now()
-            data = record_json(rec)
+        data = update_row(self.engine, EnvironmentRecord, key, {**fields, "updated": now()}, record_json)
+        if data is None:
+            return None
         if set(PROGRESS_FIELDS) & set(fields):
             self.emit(key, "progress", {k: data[k] for k in PROGRESS_FIELDS})
         return data
