@@ -1,17 +1,20 @@
-"""Benchmark of the edge's application snapshot against a naive pass-through proxy.
+"""Benchmark of the edge's application snapshot against a naive pass-through proxy and a bare handler.
 
 For 10, 100 and 1,000 simulated users polling ``GET /api/v1/apps`` every 5 s against a
 ResourceManager replay holding 10,000 applications, it measures how many requests reach the RM per
 minute through the edge and through a pass-through proxy (the ratio is the point: the edge's RM
-load must not grow with the number of users), then the edge's requests/s and p50/p99 latency on
-one core in a closed loop.  It prints a table and the ratios against the issue's targets and
+load must not grow with the number of users).  Then, in a closed loop on one core, the
+requests/s and p50/p99 latency of the pass-through, the edge and a bare tornado handler (bare.py:
+the same token-cache lookup and the same bytes, nothing else: the framework's ceiling on this
+machine), and the edge's figures as ratios to the other two, which, unlike absolute figures, carry
+from one machine to another.  It prints tables and the verdicts against the issue's targets and
 writes everything to bench/results/snapshot-<date>.json.
 
     .venv/bin/python bench/bench_snapshot.py [--quick] [--seconds 60] [--users 10,100,1000]
 
 Layout on a 2-core machine: the server under test is pinned to the first core; the load generator
 (its own process), the RM replay and the fake hub share the second.  Until ``yardlab-edge`` is
-installed, the pass-through runs alone.
+installed, the pass-through and the bare handler run without it.
 """
 from __future__ import annotations
 
@@ -44,13 +47,16 @@ EDGE_BIN = Path(sys.executable).parent / "yardlab-edge"
 SERVICE_TOKEN = "bench-service-token"
 APPS_PATH = "/api/v1/apps"
 USER_COUNTS = (10, 100, 1000)
-TARGETS = ("passthrough", "edge")
+TARGETS = ("passthrough", "edge", "bare")
+# the bare handler reads the RM once at start: its RM figures would say nothing, so it is not polled
+POLL_TARGETS = ("passthrough", "edge")
 
 # the issue's targets
 TARGET_RATIO_AT_1000 = 100.0
 TARGET_P99_MS = 25.0
 TARGET_RPS = 2000.0
 FLAT_FACTOR = 1.25  # "flat in the number of users": edge RM req/min at most this much apart across user counts
+TARGET_RPS_VS_BARE = 0.6  # the edge's req/s at least this fraction of the bare handler's, same run
 INTERFERENCE_PCT = 10.0  # the server's core this much busier than the server: other work took part of it
 
 
@@ -93,8 +99,17 @@ def start_passthrough(rm_url: str, hub_api_url: str, *, log_dir: Path | None = N
     return handle.url, handle
 
 
+def start_bare(rm_url: str, hub_api_url: str, *, log_dir: Path | None = None,
+               extra_args: tuple[str, ...] = ()) -> tuple[str, ServerProcess]:
+    """Start the bare handler (bare.py), which reads ``rm_url`` once and never asks the hub."""
+    log_dir = Path(log_dir or tempfile.mkdtemp(prefix="yardlab-bench-"))
+    handle = ServerProcess.start_announced(
+        "bare", server_process.python_argv("bare.py", "--rm-url", rm_url, *extra_args), log_dir)
+    return handle.url, handle
+
+
 STARTERS: dict[str, Callable[..., tuple[str, ServerProcess]]] = {
-    "passthrough": start_passthrough, "edge": start_edge}
+    "passthrough": start_passthrough, "edge": start_edge, "bare": start_bare}
 
 
 def edge_installed() -> bool:
@@ -230,7 +245,7 @@ class SnapshotBench:
                         load.close()
                         server.stop()
                     print(f" {row['requests_per_s']:8.1f} req/s, p50 {row['latency']['p50_ms']} ms, "
-                          f"p99 {row['latency']['p99_ms']} ms")
+                          f"p99 {row['latency']['p99_ms']} ms, {row['bytes_per_response']} B/answer")
                 except Exception as e:
                     row["error"] = str(e)
                     print(f" FAILED: {e}")
@@ -245,7 +260,7 @@ class SnapshotBench:
         args = self.args
         targets = [t for t in args.targets if t != "edge" or edge_installed()]
         if "edge" in args.targets and not edge_installed():
-            print(f"edge: yardlab-edge is not installed (no {EDGE_BIN}); running the pass-through case alone. "
+            print(f"edge: yardlab-edge is not installed (no {EDGE_BIN}); running the other targets without it. "
                   f"Once setup.py declares the console script, reinstall the project into .venv and run again.")
         self.results.update({
             "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -258,14 +273,17 @@ class SnapshotBench:
             "logs": str(self.work),
         })
         print_machine(self.results)
-        print(f"\nPhase 1: users poll GET {APPS_PATH} every {args.interval:g} s for {args.seconds:g} s "
-              f"(RM replay: {args.apps} apps over {args.rm_users} users)")
-        for n in args.users:
-            self.poll_case(n, targets)
+        poll_targets = [t for t in targets if t in POLL_TARGETS]
+        if poll_targets:
+            print(f"\nPhase 1: users poll GET {APPS_PATH} every {args.interval:g} s for {args.seconds:g} s "
+                  f"(RM replay: {args.apps} apps over {args.rm_users} users)")
+        for n in args.users if poll_targets else ():
+            self.poll_case(n, poll_targets)
         if args.throughput_seconds > 0:
             print(f"\nPhase 2: closed loop, server on core {self.server_cpu}, "
                   f"load generator on core {self.load_cpu}")
             self.throughput(targets)
+        self.results["throughput_ratios"] = throughput_ratios(self.results)
         self.results["verdicts"] = verdicts(self.results)
         return self.results
 
@@ -276,7 +294,7 @@ def machine_facts() -> dict:
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor() or "unknown")
     versions = {}
-    for name in ("tornado", "aiohttp", "yardlab", "jupyterhub"):
+    for name in ("tornado", "uvloop", "aiohttp", "yardlab", "jupyterhub"):
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -334,10 +352,40 @@ def verdicts(results: dict) -> dict:
                                 "verdict": _verdict(p99, p99 is not None and p99 <= TARGET_P99_MS)}
     out["edge_requests_per_s_one_core"] = {"target": f">= {TARGET_RPS:g}", "value": rps,
                                            "verdict": _verdict(rps, rps is not None and rps >= TARGET_RPS)}
+    vs_bare = (results.get("throughput_ratios") or {}).get("edge_over_bare") or {}
+    share = vs_bare.get("requests_per_s")
+    out["edge_vs_bare_requests_per_s"] = {"target": f"edge >= {TARGET_RPS_VS_BARE:g}x bare (req/s, same run)",
+                                          "value": share,
+                                          "verdict": _verdict(share, share is not None and share >= TARGET_RPS_VS_BARE)}
+    server_core = f"core{results['cpu_layout']['server']}_busy_pct"
     if tp:
-        other = interference(tp, f"core{results['cpu_layout']['server']}_busy_pct")
+        other = interference(tp, server_core)
         for name in ("edge_p99_one_core", "edge_requests_per_s_one_core"):
             out[name]["other_load_on_server_core_pct"] = other
+    bare = next((r for r in results["throughput"] if r["target"] == "bare" and "error" not in r), None)
+    if tp and bare:
+        out["edge_vs_bare_requests_per_s"]["other_load_on_server_core_pct"] = {
+            "edge": interference(tp, server_core), "bare": interference(bare, server_core)}
+    return out
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else round(a / b, 2)
+
+
+def throughput_ratios(results: dict) -> dict[str, dict | None]:
+    """The edge's closed-loop figures over the bare handler's and the pass-through's, from this run."""
+    rows = {r["target"]: r for r in results["throughput"] if "error" not in r}
+    edge = rows.get("edge")
+    out: dict[str, dict | None] = {}
+    for other_name in ("bare", "passthrough"):
+        other = rows.get(other_name)
+        out[f"edge_over_{other_name}"] = None if not (edge and other) else {
+            "requests_per_s": _ratio(edge["requests_per_s"], other["requests_per_s"]),
+            "p50": _ratio(edge["latency"]["p50_ms"], other["latency"]["p50_ms"]),
+            "p99": _ratio(edge["latency"]["p99_ms"], other["latency"]["p99_ms"]),
+            "bytes_per_response": _ratio(edge.get("bytes_per_response"), other.get("bytes_per_response")),
+        }
     return out
 
 
@@ -385,7 +433,7 @@ def print_report(results: dict) -> None:
         print(f"\nThroughput: closed loop, {s['concurrency']} connections, {s['throughput_seconds']:g} s, "
               f"{s['rm_users']} tokens round-robin{' with If-None-Match' if s['conditional'] else ''}; "
               f"server on core {layout['server']}, load generator + replay + hub on core {layout['load_replay_hub']}")
-        header = (f"{'target':<12} {'req/s':>8} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+        header = (f"{'target':<12} {'req/s':>8} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} {'B/answer':>8} "
                   f"{'server CPU%':>11} {'its core%':>9} {'loadgen CPU%':>12} {'replay CPU%':>11} "
                   f"{'other core%':>11} {'statuses'}")
         print(header)
@@ -396,7 +444,8 @@ def print_report(results: dict) -> None:
                 continue
             lat, cpu = r["latency"], r["cpu"]
             print(f"{r['target']:<12} {r['requests_per_s']:>8.1f} {_fmt(lat['p50_ms']):>7} {_fmt(lat['p90_ms']):>7} "
-                  f"{_fmt(lat['p99_ms']):>7} {_fmt(lat['max_ms']):>7} {_fmt(cpu.get('server_cpu_pct')):>11} "
+                  f"{_fmt(lat['p99_ms']):>7} {_fmt(lat['max_ms']):>7} {_fmt(r.get('bytes_per_response')):>8} "
+                  f"{_fmt(cpu.get('server_cpu_pct')):>11} "
                   f"{_fmt(cpu.get(server_core)):>9} "
                   f"{_fmt(cpu.get('loadgen_cpu_pct')):>12} {_fmt(cpu.get('replay_cpu_pct')):>11} "
                   f"{_fmt(cpu.get(load_core)):>11} "
@@ -406,9 +455,27 @@ def print_report(results: dict) -> None:
             if other is not None and other > INTERFERENCE_PCT:
                 print(f"  ! {r['target']}: other processes used about {other:.0f}% of the server's core during "
                       f"the window; its figures are pessimistic (run again on a quiet machine)")
+        print_throughput_ratios(results)
     print("\nTargets (issue):")
     for name, v in results["verdicts"].items():
         print(f"  {name:<30} {v['verdict']:<13} value {_fmt(v['value'])}  (target {v['target']})")
+
+
+def print_throughput_ratios(results: dict) -> None:
+    ratios = results.get("throughput_ratios") or {}
+    if not any(ratios.values()):
+        return
+    print("\nThe edge against the others in this run (req/s: above 1 is faster; latency: above 1 is slower):")
+    for other_name, label in (("bare", "bare handler"), ("passthrough", "pass-through")):
+        r = ratios.get(f"edge_over_{other_name}")
+        if r:
+            print(f"  edge / {label:<13} req/s {_fmt(r['requests_per_s'], '.2f')}x   p50 {_fmt(r['p50'], '.2f')}x   "
+                  f"p99 {_fmt(r['p99'], '.2f')}x   bytes/answer {_fmt(r['bytes_per_response'], '.2f')}x")
+    same = (ratios.get("edge_over_bare") or {}).get("bytes_per_response")
+    if same is not None and abs(same - 1) > 0.05:
+        print(f"  ! the edge's answers are {same}x the bare handler's in size: the ceiling is not serving the "
+              f"same bytes, and the req/s ratio is not comparing like with like")
+    print(f"  goal: edge >= {TARGET_RPS_VS_BARE:g}x bare (req/s)")
 
 
 def interference(row: dict, core_key: str) -> float | None:
@@ -431,7 +498,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="15 s per case and 5 s of closed loop")
     parser.add_argument("--seconds", type=float, default=None, help="polling time per case (default 60, --quick 15)")
     parser.add_argument("--users", default=",".join(map(str, USER_COUNTS)), help="simulated user counts")
-    parser.add_argument("--targets", default=",".join(TARGETS), help="servers to measure, in order")
+    parser.add_argument("--targets", default=",".join(TARGETS), help="servers to measure, in order (bare: closed loop only)")
     parser.add_argument("--interval", type=float, default=5.0, help="each user's poll interval, seconds")
     parser.add_argument("--apps", type=int, default=10000, help="applications on the RM replay")
     parser.add_argument("--rm-users", type=int, default=1000, help="users the replay's applications belong to")

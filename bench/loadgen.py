@@ -196,7 +196,7 @@ async def _closed_loop(url: str, users: list[str], concurrency: int, seconds: fl
     errors: Counter[str] = Counter()
     latencies: list[float] = []
     etags: dict[str, str] = {}
-    state = {"next": 0, "measuring": False, "stop": False}
+    state = {"next": 0, "measuring": False, "stop": False, "bytes": 0}
 
     async def one(session: aiohttp.ClientSession, name: str, record: bool) -> None:
         headers = {"Authorization": f"token tok-{name}", "Accept": "application/json"}
@@ -205,12 +205,13 @@ async def _closed_loop(url: str, users: list[str], concurrency: int, seconds: fl
         sent = loop.time()
         try:
             async with session.get(url, headers=headers) as response:
-                await response.read()
+                body = await response.read()
                 if conditional and response.status == 200 and response.headers.get("ETag"):
                     etags[name] = response.headers["ETag"]
                 if record and state["measuring"]:
                     latencies.append(loop.time() - sent)
                     statuses[str(response.status)] += 1
+                    state["bytes"] += len(body)
         except (aiohttp.ClientError, asyncio.TimeoutError) as e:
             if record and state["measuring"]:
                 errors[type(e).__name__] += 1
@@ -243,4 +244,5 @@ async def _closed_loop(url: str, users: list[str], concurrency: int, seconds: fl
     completed = sum(statuses.values())
     return {"concurrency": concurrency, "seconds": cpu["wall_s"], "users": len(users), "conditional": conditional,
             "requests": completed, "requests_per_s": round(completed / cpu["wall_s"], 1),
+            "bytes_per_response": round(state["bytes"] / completed) if completed else None,
             "statuses": dict(statuses), "errors": dict(errors), "latency": latency_summary(latencies), "cpu": cpu}
