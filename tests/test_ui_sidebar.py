@@ -4,6 +4,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from test_ui import open_side_panel, page  # noqa: F401  (page: the browser fixture)
 
 # an application name that would run script if it ever reached innerHTML
@@ -75,11 +76,14 @@ def test_guest_creates_an_environment_and_its_kernel_is_in_the_launcher(stack, p
         form = panel.locator("form.jp-yardlab-envForm")
         form.wait_for(timeout=10_000)
 
-        # the server's validation message appears beside the field it names
+        # the server's validation message appears beside the field it names; the first message the
+        # form shows must be that one (a form-wide one, e.g. the edge's 503, fails here with its text)
         form.locator('input[name="name"]').fill("Not_A_Name")
         form.locator(".jp-yardlab-createEnv").click()
+        shown = form.locator(".jp-yardlab-fieldError").first
+        shown.wait_for(timeout=30_000)
+        assert shown.get_attribute("data-field") == "name", shown.inner_text()
         error = form.locator('.jp-yardlab-fieldError[data-field="name"]')
-        error.wait_for(timeout=30_000)
         assert error.inner_text()
         assert form.locator('input[name="name"][aria-invalid="true"]').count() == 1
         page.screenshot(path=str(artifacts / "sidebar-env-form-error.png"))
@@ -90,7 +94,12 @@ def test_guest_creates_an_environment_and_its_kernel_is_in_the_launcher(stack, p
         form.locator(".jp-yardlab-createEnv").click()
 
         env = panel.locator(f'.jp-yardlab-env[data-env="guest/{name}"]')
-        env.wait_for(timeout=30_000)
+        try:
+            env.wait_for(timeout=30_000)
+        except PlaywrightTimeout:
+            # a refused request leaves the form open with the server's message: say which
+            raise AssertionError(f"guest/{name} not listed; the form says "
+                                 f"{form.locator('.jp-yardlab-fieldError').all_inner_texts()}") from None
         assert guest.get(f"/environments/guest/{name}").status_code == 200
         env.locator(".jp-yardlab-log").wait_for(timeout=30_000)  # the new one is open with its log
         if env.get_attribute("data-status") in ("queued", "building"):
