@@ -14,7 +14,7 @@ LABEXT := build/labextension/package.json
 APT_UPDATED := /tmp/.yardlab-apt-updated
 PYTEST_ARGS ?=
 # the pytest files that need no stack (no `stack` fixture, nothing started): `make test-unit`
-UNIT_TESTS := $(wildcard tests/test_*_unit.py) tests/test_helm.py
+UNIT_TESTS := tests/unit tests/helm
 
 .PHONY: help install demo demo-stop test test-unit lab clean distclean system
 

@@ -13,6 +13,11 @@
 - ``edge_as``: factory of edge API sessions holding one demo user's hub token.
 - ``yarn_app``: factory of long-running YARN applications (Spark, ApplicationMaster only)
   submitted as a given user; every one still running is killed after the test.
+- ``page``: a headless Chromium page (tests/browser.py), closed after the test.
+
+Layout: ``unit/`` (no stack, `make test-unit`), ``helm/``, ``stack/`` (the real local stack),
+``ui/`` (Chromium against the stack).  Tests marked ``lifecycle`` stop and restart the session's
+stack: a hook here runs them after everything else.
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ sys.path.insert(0, str(ROOT / "dev"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import stack as stack_mod  # noqa: E402  (dev/stack.py)
+from browser import page  # noqa: E402,F401  (the headless browser fixture, for tests/ui and the hub service)
 from jupyter_ws import KernelConnection  # noqa: E402
 
 FINAL_STATES = {"FINISHED", "FAILED", "KILLED"}
@@ -263,3 +269,8 @@ def yarn_app(stack, spark_env, rm, tmp_path):
         if rm.app(app_id)["state"] not in FINAL_STATES:
             requests.put(f"{rm.base}/apps/{app_id}/state", params={"user.name": rm.service_user},
                          json={"state": "KILLED"}, timeout=30)
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:  # noqa: ARG001
+    """Tests marked ``lifecycle`` (they stop and restart the session's stack) run last."""
+    items.sort(key=lambda item: item.get_closest_marker("lifecycle") is not None)

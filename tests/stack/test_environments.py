@@ -20,6 +20,8 @@ from yardlab.edge.kernelspecs import container_mb
 
 TABULATE = "tabulate==0.9.0"
 
+from test_edge_cli import run
+
 
 def sse(session, path: str, timeout: float = 300):
     """(event, data) pairs of an environment's event stream until it ends."""
@@ -362,8 +364,6 @@ def test_an_edge_restart_during_a_build_resumes_it_and_leaves_no_junk(stack, sta
 
 
 def test_the_cli_creates_follows_shows_lists_and_deletes(stack, tab_env, edge_as):
-    from test_edge_cli import run
-
     run(stack, "alice", "env", "delete", "cli-tab")
     done = run(stack, "alice", "env", "create", "cli-tab", "--pip", TABULATE, "--executor-memory", "1g",
                "--queue", "default", "--display-name", "From the CLI")
@@ -426,8 +426,6 @@ def test_delete_during_a_build_then_create_again_builds_once(stack, tab_env, edg
 
 
 def test_a_rebuild_resolves_again_and_only_the_owner_may_ask(stack, tab_env, edge_as):
-    from test_edge_cli import run
-
     alice, bob = edge_as("alice"), edge_as("bob")
     delete_if_there(alice, "alice", "again")
     assert alice("POST", "/environments", json={"name": "again", "packages": {"pip": [TABULATE]}}).status_code == 202

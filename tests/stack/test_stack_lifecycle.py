@@ -1,6 +1,6 @@
 """`make demo`'s launcher: Ctrl-C leaves no process behind, and a crashed run is recovered cleanly.
 
-Runs last (it stops and restarts the session's stack).  When the stack belongs to someone else
+Runs last (it stops and restarts the session's stack; marked ``lifecycle``).  When the stack belongs to someone else
 (a `make demo` in another terminal), it checks instead that a second launcher is refused.
 """
 from __future__ import annotations
@@ -12,9 +12,12 @@ import sys
 import time
 import uuid
 
+import pytest
 from hdfs import InsecureClient
 
 import stack as stack_mod
+
+pytestmark = pytest.mark.lifecycle  # after every other test: the conftest hook orders it last
 
 LAUNCHER = [sys.executable, str(stack_mod.ROOT / "dev" / "stack.py"), "up"]
 

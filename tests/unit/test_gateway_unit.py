@@ -31,7 +31,7 @@ from yardlab.edge.handlers.routes import gateway_routes
 from yardlab.edge.ledger import KernelLedger
 from yardlab.edge.snapshot import AppSnapshot
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EG_TOKEN = "eg-secret-token"
 KERNEL_ID = "0b5e3f2c-1d4a-4c6e-9f00-123456789abc"
 USERS = {"alice-token": Identity(name="alice", admin=False), "bob-token": Identity(name="bob", admin=False)}

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from test_ui import open_side_panel, page  # noqa: F401  (page: the browser fixture)
+from browser import open_side_panel
 
 # an application name that would run script if it ever reached innerHTML
 XSS_NAME = "<img src=x onerror=alert(1)>"

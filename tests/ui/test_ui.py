@@ -1,55 +1,8 @@
 """JupyterLab in headless Chromium: guest logs in through the hub and the yardlab sidebar renders."""
 from __future__ import annotations
 
-import shutil
+from browser import open_side_panel
 
-import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from playwright.sync_api import sync_playwright
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture
-def page(artifacts):
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.errors = errors  # type: ignore[attr-defined]
-        yield page
-        context.close()
-        browser.close()
-
-
-def open_side_panel(page, stack, user: str, panel_id: str):
-    """Log in through the hub (password = user name), wait for JupyterLab, show a left-side panel.
-
-    JupyterLab restores the last layout, so the panel may already be open; clicking an open
-    panel's tab collapses it.  Click until it is visible.
-    """
-    page.goto(f"{stack['hub_url']}hub/login")
-    page.fill("input[name=username]", user)
-    page.fill("input[name=password]", user)
-    page.click("input[type=submit], button[type=submit]")
-    page.wait_for_url(f"**/user/{user}/lab**", timeout=180_000)
-    tab = page.locator(f'.jp-SideBar [data-id="{panel_id}"]')
-    tab.wait_for(timeout=120_000)
-    panel = page.locator(f"#{panel_id}")
-    for _ in range(3):
-        if panel.is_visible():
-            break
-        tab.click()
-        try:
-            panel.wait_for(state="visible", timeout=10_000)
-        except PlaywrightTimeout:
-            continue
-    panel.wait_for(state="visible", timeout=5_000)
-    return panel
 
 
 def test_guest_sees_the_yardlab_sidebar(stack, page, artifacts):

@@ -13,7 +13,7 @@ import requests
 from playwright.sync_api import sync_playwright
 
 from conftest import ROOT
-from test_ui import CHROMIUM, CHROMIUM_ARGS
+from browser import CHROMIUM, CHROMIUM_ARGS
 
 XSS_NAME = "<img src=x onerror=alert(1)>"
 

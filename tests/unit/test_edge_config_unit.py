@@ -11,7 +11,7 @@ from traitlets.config.loader import PyFileConfigLoader
 
 from yardlab.edge.app import MOVED, EdgeApp
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_deprecated_edge_settings_warn_and_are_forwarded(tmp_path, monkeypatch):

@@ -35,7 +35,7 @@ from yamllint.config import YamlLintConfig
 
 from yardlab.edge.app import EdgeApp
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HELM = ROOT / "helm"
 CHART = HELM / "yardlab-storage"
 VALUES_FILE = HELM / "jupyterhub-values.yaml"
