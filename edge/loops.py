@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from asyncio import sleep  # module-level, so tests can count the pauses
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, TypeVar
 
 from tornado.log import app_log
+
+T = TypeVar("T")
 
 
 class PeriodicTask:
@@ -69,3 +71,14 @@ class PeriodicTask:
 def backoff(delay: float, cap: float) -> float:
     """The pause after one more failure in a row: doubled (from at least 0.5 s), at most ``cap``."""
     return min(max(delay, 0.5) * 2, cap)
+
+
+async def finish_even_if_cancelled(work: Awaitable[T]) -> T:
+    """Await ``work`` (a thread's job, a clean-up); if cancelled meanwhile, let it finish before going on,
+    so what follows does not race it (a thread cannot be stopped) and nothing is left half done."""
+    fut = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        await asyncio.gather(fut, return_exceptions=True)
+        raise

@@ -132,9 +132,9 @@ class Reaper(LoggingConfigurable):
         # ended first: the kernel is gone for its user at once, however long EG takes to shut it
         # down (it asks a kernel that no longer answers to stop, and waits)
         self.ledger.end(rec["id"], f"yarn-{app['state'].lower()}")
+        self.audit.record("kernel-dead", "yardlab-edge", "reported", kernel=rec["id"], owner=rec["user"],
+                          app=app["id"], app_state=app["state"])
         try:
             await self.gateway.client.shutdown_kernel(rec["id"], timeout=60)
         except Exception:  # noqa: BLE001 - best effort: EG may be gone too
             pass
-        self.audit.record("kernel-dead", "yardlab-edge", "reported", kernel=rec["id"], owner=rec["user"],
-                          app=app["id"], app_state=app["state"])

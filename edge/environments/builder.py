@@ -34,8 +34,14 @@ import venv_pack
 
 from ..clients.webhdfs import WebHDFSClient, WebHDFSError, WebHDFSUnavailable
 from ..clock import monotonic
-from ..kernelspecs import KernelSite, KernelSpecRequest, spark_properties, write_kernelspec
+from ..kernelspecs import (
+    KernelSite,
+    KernelSpecRequest,
+    spark_properties,
+    write_kernelspec,
+)
 from ..ledger import KernelLedger
+from ..loops import finish_even_if_cancelled
 from ..storage import HDFSStorage
 from .request import redact
 from .store import EnvironmentStore, Key
@@ -178,7 +184,7 @@ class EnvironmentBuilder:
         if await self._hdfs(folder, hdfs.status(folder, strict=False)) is None:
             await self._hdfs(folder, hdfs.makedirs(folder, permission="755"))
             await self._hdfs(folder, hdfs.set_permission(folder, "755"))
-        await self._hdfs(tmp, _finish_even_if_cancelled(
+        await self._hdfs(tmp, finish_even_if_cancelled(
             hdfs.upload(tmp, str(archive), overwrite=True, permission="644")))
         try:
             await self._hdfs(tmp, hdfs.rename(tmp, final))
@@ -246,6 +252,7 @@ class EnvironmentBuilder:
                     await asyncio.gather(task, return_exceptions=True)
                     limit = self.settings.build_timeout
                     await self._fail(key, f"the build took longer than {limit:.0f} s and was stopped")
+                    self.store.close_sink(key)  # the stopped build closed its own; this line reopened it
             except asyncio.CancelledError:
                 task.cancel()
                 raise
@@ -259,9 +266,11 @@ class EnvironmentBuilder:
         self.store.update(key, status="building", phase=phase, progress=PHASES[phase])
         self.store.sink(key).line(f"== {phase}")
 
-    async def _fail(self, key: Key, message: str) -> None:
+    async def _fail(self, key: Key, message: str, work: Path | None = None) -> None:
         message = redact(message)
         self.store.sink(key).line(f"FAILED: {message}")
+        if work is not None:
+            await asyncio.to_thread(shutil.rmtree, work, ignore_errors=True)  # gone before anyone sees "failed"
         self.store.update(key, status="failed", phase="failed", error=message, archive=None)
         await self.remove_kernelspec(self.store.spec_name(*key))  # a failed (re)build offers no kernel at all
 
@@ -301,18 +310,19 @@ class EnvironmentBuilder:
             name = await self.write_kernelspec(data)
             seconds = round(monotonic() - started, 2)
             sink.line(f"ready in {seconds} s: kernel {name}")
+            await asyncio.to_thread(shutil.rmtree, work, ignore_errors=True)  # gone before anyone sees "ready"
             self.store.update(key, status="ready", phase="ready", progress=100, error=None, kernel_name=name,
                               build_seconds=seconds)
         except asyncio.CancelledError:
             sink.line("build stopped")
             raise
         except BuildError as e:
-            await self._fail(key, str(e))
+            await self._fail(key, str(e), work)
         except Exception as e:  # noqa: BLE001 - any other failure ends this build, not the edge
             self.log.exception("environment %s/%s: build failed", *key)
-            await self._fail(key, f"internal error: {type(e).__name__}: {str(e)[:200]}")
+            await self._fail(key, f"internal error: {type(e).__name__}: {str(e)[:200]}", work)
         finally:  # cancelled or not, the clean-up completes
-            await _finish_even_if_cancelled(self._clean_up(key, work, tmp_upload))
+            await finish_even_if_cancelled(self._clean_up(key, work, tmp_upload))
 
     async def _clean_up(self, key: Key, work: Path, tmp_upload: str | None) -> None:
         self.store.close_sink(key)
@@ -415,7 +425,7 @@ class EnvironmentBuilder:
             await self._install_conda(key, records, prefix)
         self._phase(key, "packing")
         archive = work / "env.tar.gz"
-        await _finish_even_if_cancelled(asyncio.to_thread(
+        await finish_even_if_cancelled(asyncio.to_thread(
             venv_pack.pack, prefix=str(prefix), output=str(archive), force=True, verbose=False))
         self.store.sink(key).line(f"packed {archive.stat().st_size / 1e6:.1f} MB")
         return archive
@@ -439,14 +449,3 @@ class EnvironmentBuilder:
                                   show_progress=False)
         except Exception as e:  # noqa: BLE001
             raise BuildError(f"installing the conda packages failed: {str(e).splitlines()[0][:300]}") from e
-
-
-async def _finish_even_if_cancelled(work: Awaitable[T]) -> T:
-    """Await ``work`` (a thread's job, a clean-up); if cancelled meanwhile, let it finish before going on,
-    so what follows does not race it (a thread cannot be stopped) and nothing is left half done."""
-    fut = asyncio.ensure_future(work)
-    try:
-        return await asyncio.shield(fut)
-    except asyncio.CancelledError:
-        await asyncio.gather(fut, return_exceptions=True)
-        raise
