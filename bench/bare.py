@@ -12,9 +12,9 @@ default page is kept).  ``GET /health`` answers 200.
 The pages are the edge's default ``/apps`` answer: the RM replay is read once at start with the two
 queries the edge's snapshot makes (active applications, and those finished in the last 24 h), each
 application reduced to the fields ``JobService.public_app`` writes (no kernel record), newest
-first, 100 a page, the same JSON separators.  That is written out here rather than imported from
-edge/, so this runs without the edge installed and whatever shape edge/ is in; the benchmark
-compares bytes per response of the two in the same run.  What the edge does beyond this handler
+first, 100 a page, the same JSON separators, with the edge's own ``app_model``, ``PUBLIC_FIELDS``
+and ``encode_cursor``; the benchmark compares bytes per response of the two in the same run.
+What the edge does beyond this handler
 (query parameters, page-cache keys, snapshot freshness, metrics, logging, an async prepare) is what
 the ratio edge / bare measures.
 
@@ -24,17 +24,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import hashlib
 import json
 import re
 import secrets
 import time
-from typing import Any
 from urllib.parse import urlencode
 
 import tornado.httpclient
 import tornado.web
+from yardlab.edge.jobs import PUBLIC_FIELDS
+from yardlab.edge.snapshot import app_model, encode_cursor
 
 import server_process
 
@@ -69,43 +69,11 @@ class BareError(Exception):
         self.message = message
 
 
-def _nonneg(value: Any) -> int:
-    try:
-        return max(int(value), 0)
-    except (TypeError, ValueError):
-        return 0
-
-
 def public_app(raw: dict) -> dict:
     """One RM application as the edge lists it: ``app_model`` then ``public_app`` with no kernel record."""
-    return {
-        "id": raw["id"],
-        "name": raw.get("name") or "",
-        "user": raw.get("user") or "",
-        "queue": raw.get("queue") or "",
-        "state": raw.get("state") or "",
-        "finalStatus": raw.get("finalStatus") or "",
-        "progress": float(raw.get("progress") or 0.0),
-        "startedTime": _nonneg(raw.get("startedTime")),
-        "finishedTime": _nonneg(raw.get("finishedTime")) or None,
-        "elapsedTime": _nonneg(raw.get("elapsedTime")),
-        "allocatedMB": _nonneg(raw.get("allocatedMB")),
-        "allocatedVCores": _nonneg(raw.get("allocatedVCores")),
-        "runningContainers": _nonneg(raw.get("runningContainers")),
-        "memorySeconds": _nonneg(raw.get("memorySeconds")),
-        "vcoreSeconds": _nonneg(raw.get("vcoreSeconds")),
-        "trackingUrl": raw.get("trackingUrl") or "",
-        "applicationType": raw.get("applicationType") or "",
-        "tags": [t for t in (raw.get("applicationTags") or "").split(",") if t],
-        "diagnostics": (raw.get("diagnostics") or "")[:2000],
-        "kernel": None, "notebook": None, "environment": None, "waiting": None,
-    }
-
-
-def encode_cursor(app: dict) -> str:
-    """The edge's next-page cursor (edge/snapshot.py)."""
-    raw = json.dumps([app["startedTime"], app["id"]]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    model = app_model(raw)
+    return {**{k: model[k] for k in PUBLIC_FIELDS}, "kernel": None, "notebook": None, "environment": None,
+            "waiting": None}
 
 
 async def read_applications(rm_url: str, finished_window: float = FINISHED_WINDOW_S) -> list[dict]:

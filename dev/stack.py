@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Callable
 from xml.sax.saxutils import escape
 
+from yardlab.edge.osutil import pid_alive, write_private
+
 ROOT = Path(__file__).resolve().parent.parent
 HADOOP_LIB = ROOT / "dev" / "hadoop" / "lib"
 VENV = ROOT / ".venv"
@@ -157,30 +159,6 @@ def hadoop_xml(props: dict[str, object]) -> str:
     rows = "".join(f"  <property><name>{escape(k)}</name><value>{escape(str(v))}</value></property>\n"
                    for k, v in props.items())
     return f'<?xml version="1.0"?>\n<configuration>\n{rows}</configuration>\n'
-
-
-def write_private(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in a file only this account may read: created 0600 (never
-    chmod-ed after the fact, so there is no moment it is readable), then renamed into place."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def processes_under(folder: Path, exclude: set[int]) -> list[int]:

@@ -23,6 +23,7 @@ from . import metrics
 from .clients.gateway import GatewayClient
 from .clock import monotonic
 from .loops import PeriodicTask
+from .osutil import pid_alive, write_private
 
 SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_KEY)(?!.*_(FILE|LOCATION|PATH|DIR)$)",
                          re.IGNORECASE)
@@ -119,7 +120,7 @@ class GatewaySupervisor(LoggingConfigurable):
         except (OSError, ValueError):
             return False
         pid, token = saved.get("pid"), saved.get("token", "")
-        if not pid or not _alive(pid) or saved.get("port") != self.port:
+        if not pid or not pid_alive(pid) or saved.get("port") != self.port:
             return False
         self.token, self.pid = token, pid
         if await self.healthy() and await self.refuses_strangers():
@@ -192,7 +193,7 @@ class GatewaySupervisor(LoggingConfigurable):
     def alive(self) -> bool:
         if self.proc is not None:
             return self.proc.poll() is None
-        return bool(self.pid) and _alive(self.pid)
+        return bool(self.pid) and pid_alive(self.pid)
 
     async def _check(self) -> bool:
         """One look at EG (every second): relaunched when it is gone.  False while it stays down, so the
@@ -204,31 +205,3 @@ class GatewaySupervisor(LoggingConfigurable):
         self.log.warning("Enterprise Gateway (pid %s) is gone; restarting it", self.pid)
         await self._launch()
         return self.ready.is_set()
-
-
-def write_private(path: str | os.PathLike, text: str) -> None:
-    """Replace ``path`` with ``text`` in a file only this account may read: created 0600 (never
-    chmod-ed after the fact, so there is no moment it is readable), then renamed into place."""
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
-                       f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -19,17 +19,17 @@ from tornado import web, websocket
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
-
-from yardlab.edge import supervisor as gateway_mod
+from yardlab.edge import osutil
 from yardlab.edge.audit import AuditLog
 from yardlab.edge.auth import Identity
 from yardlab.edge.clients.gateway import GatewayClient, GatewayUnavailable
 from yardlab.edge.errors import PublicError
-from yardlab.edge.kernels import KernelService
-from yardlab.edge.supervisor import GatewaySupervisor, write_private
 from yardlab.edge.handlers.routes import gateway_routes
+from yardlab.edge.kernels import KernelService
 from yardlab.edge.ledger import KernelLedger
+from yardlab.edge.osutil import write_private
 from yardlab.edge.snapshot import AppSnapshot
+from yardlab.edge.supervisor import GatewaySupervisor
 
 ROOT = Path(__file__).resolve().parents[2]
 EG_TOKEN = "eg-secret-token"
@@ -337,7 +337,7 @@ def test_private_files_are_0600_from_the_start(tmp_path, monkeypatch):
         renamed[str(dst)] = stat.S_IMODE(os.stat(src).st_mode)
         real_replace(src, dst)
 
-    monkeypatch.setattr(gateway_mod.os, "replace", spy)
+    monkeypatch.setattr(osutil.os, "replace", spy)
     target = tmp_path / "secret.json"
     target.write_text("old")
     target.chmod(0o644)
