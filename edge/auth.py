@@ -120,12 +120,20 @@ class TokenIdentifier(LoggingConfigurable):
                               reason="Unauthorized")
         return m.group(1)
 
-    async def identify(self, authorization: str | None) -> Identity:
+    def cached_identity(self, authorization: str | None) -> Identity | None:
+        """The caller when the cache still holds them (no await: the hot path); None otherwise."""
         token = self.token_from_header(authorization)
-        key = hashlib.sha256(token.encode()).digest()
-        cached = self._identities.get(key)
+        cached = self._identities.get(hashlib.sha256(token.encode()).digest())
         if cached is not None and cached[0] > monotonic():
             return cached[1]
+        return None
+
+    async def identify(self, authorization: str | None) -> Identity:
+        identity = self.cached_identity(authorization)
+        if identity is not None:
+            return identity
+        token = self.token_from_header(authorization)
+        key = hashlib.sha256(token.encode()).digest()
         identity = await self._identify(token)
         if len(self._identities) > 100_000:
             self._identities.clear()

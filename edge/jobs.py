@@ -59,27 +59,28 @@ class PageCache:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._pages: OrderedDict[tuple, bytes] = OrderedDict()
+        self._pages: OrderedDict[tuple, tuple[str, bytes]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._pages)
 
-    def get(self, key: tuple) -> bytes | None:
-        body = self._pages.get(key)
-        if body is not None:
+    def get(self, key: tuple) -> tuple[str, bytes] | None:
+        """The page's (ETag, body), or None."""
+        entry = self._pages.get(key)
+        if entry is not None:
             self._pages.move_to_end(key)
-        return body
+        return entry
 
-    def put(self, key: tuple, body: bytes) -> None:
+    def put(self, key: tuple, body: bytes, etag: str = "") -> None:
         if len(body) > self.max_bytes // 4:
             return  # one page may not push out everyone else's
         old = self._pages.pop(key, None)
         if old is not None:
-            self.bytes -= len(old)
-        self._pages[key] = body
+            self.bytes -= len(old[1])
+        self._pages[key] = (etag, body)
         self.bytes += len(body)
         while self.bytes > self.max_bytes:
-            _, dropped = self._pages.popitem(last=False)
+            _, (_, dropped) = self._pages.popitem(last=False)
             self.bytes -= len(dropped)
 
 
@@ -164,19 +165,25 @@ class JobService(LoggingConfigurable):
         return (q.user, self.snapshot.scope_generation(q.user), self.ledger.generation if self.ledger else 0,
                 self.snapshot.cluster_generation, q.states, q.queue, q.search, q.limit, q.after)
 
+    def apps_answer(self, q: AppsQuery) -> tuple[str, bytes]:
+        """The ETag and serialized page for ``q``: from the cache (the hot path: one tuple lookup), or
+        built from the snapshot and kept with its ETag."""
+        key = self.page_key(q)
+        hit = self.pages.get(key)
+        if hit is not None:
+            return hit
+        etag = self.snapshot.etag(q.user, json.dumps(key[2:]))
+        page, next_cursor = self.snapshot.query(q.user, q.states, q.queue, q.search, q.limit, after=q.after)
+        body = json.dumps({"apps": [self.public_app(a) for a in page], "next_cursor": next_cursor,
+                           "user": q.user or "*"}, separators=(",", ":")).encode()
+        self.pages.put(key, body, etag)
+        return etag, body
+
     def apps_etag(self, q: AppsQuery) -> str:
-        return self.snapshot.etag(q.user, json.dumps(self.page_key(q)[2:]))
+        return self.apps_answer(q)[0]
 
     def apps_page(self, q: AppsQuery) -> bytes:
-        """The serialized page for ``q``: from the cache, or built from the snapshot and kept."""
-        key = self.page_key(q)
-        body = self.pages.get(key)
-        if body is None:
-            page, next_cursor = self.snapshot.query(q.user, q.states, q.queue, q.search, q.limit, after=q.after)
-            body = json.dumps({"apps": [self.public_app(a) for a in page], "next_cursor": next_cursor,
-                               "user": q.user or "*"}, separators=(",", ":")).encode()
-            self.pages.put(key, body)
-        return body
+        return self.apps_answer(q)[1]
 
     def cluster_view(self, who: Identity) -> dict:
         """Capacity, use, apps by state and queues for everyone (the sidebar's capacity line and the

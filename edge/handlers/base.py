@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Awaitable
 
 from tornado import web
 from tornado.log import app_log
@@ -93,10 +93,22 @@ class AuthenticatedHandler(BaseHandler):
     #: whether a hub service with the admin scope (the hub service's sampler) may GET this
     services_may_read = False
 
-    async def prepare(self) -> None:
+    def prepare(self) -> Awaitable[None] | None:  # type: ignore[override]
+        """Who is calling: from the identity cache without an await (the hot path), else from the hub."""
         super().prepare()
-        self.identity = await self.settings["identifier"].identify(self.request.headers.get("Authorization"))
-        if self.identity.kind == "service" and not (self.services_may_read and self.request.method == "GET"):
+        who = self.settings["identifier"].cached_identity(self.request.headers.get("Authorization"))
+        if who is None:
+            return self.authenticate()  # tornado awaits what prepare returns
+        self._admit(who)
+        return None
+
+    async def authenticate(self) -> None:
+        """Resolve the caller with the hub (or the cache) and admit them."""
+        self._admit(await self.settings["identifier"].identify(self.request.headers.get("Authorization")))
+
+    def _admit(self, who: Identity) -> None:
+        self.identity = who
+        if who.kind == "service" and not (self.services_may_read and self.request.method == "GET"):
             raise PublicError(403, "hub services may only read the cluster and applications through the edge",
                               reason="Forbidden")
 

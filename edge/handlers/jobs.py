@@ -28,9 +28,10 @@ class AppsHandler(AuthenticatedHandler):
         snap = self.jobs.snapshot
         snap.require_fresh()
         self.set_header("X-Snapshot-Age", f"{snap.age or 0.0:.3f}")
-        if self.not_modified(self.jobs.apps_etag(query)):
+        etag, body = self.jobs.apps_answer(query)
+        if self.not_modified(etag):
             return
-        self.finish(self.jobs.apps_page(query))
+        self.finish(body)
 
 
 class AppHandler(AuthenticatedHandler):

@@ -26,7 +26,7 @@ class MetricsHandler(AuthenticatedHandler):
     async def prepare(self) -> None:
         BaseHandler.prepare(self)
         if self.settings.get("metrics_require_auth", True):
-            await AuthenticatedHandler.prepare(self)
+            await self.authenticate()
             if not self.me.admin:
                 raise PublicError(403, "metrics are for yardlab admins")
 

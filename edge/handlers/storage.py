@@ -14,7 +14,7 @@ from tornado import web
 from ..errors import PublicError
 from ..storage import HDFSStorage
 from ..uploads import Upload
-from .base import AuthenticatedHandler
+from .base import AuthenticatedHandler, BaseHandler
 
 
 class StorageHandler(AuthenticatedHandler):
@@ -53,7 +53,8 @@ class FilesHandler(AuthenticatedHandler):
             raise self.deferred
 
     async def _prepare(self) -> None:
-        await super().prepare()
+        BaseHandler.prepare(self)
+        await self.authenticate()
         self.path_ = await self.storage.checked_path(self.me, self.path_args[0] if self.path_args else "")
         if self.request.method == "PUT":
             length = int(self.request.headers.get("Content-Length", "0") or 0)

@@ -110,3 +110,17 @@ def test_is_admin_asks_the_hub_about_one_user():
     roster._get = get
     answers = {n: asyncio.run(roster.is_admin(n)) for n in ("ann", "gus", "bob", "eve", "gone")}
     assert answers == {"ann": True, "gus": True, "bob": False, "eve": None, "gone": False}
+
+
+def test_the_hot_path_reads_the_cache_without_the_hub(monkeypatch):
+    t = {"now": 1000.0}
+    monkeypatch.setattr("yardlab.edge.auth.monotonic", lambda: t["now"])
+    ident = identifier({"t": {"kind": "user", "name": "alice", "scopes": [ACCESS]}}, cache_max_age=30)
+    assert ident.cached_identity("token t") is None  # never seen: the handler goes to the hub
+    asyncio.run(ident.identify("token t"))
+    assert ident.cached_identity("token t").name == "alice"
+    t["now"] += 31  # expired: asked again
+    assert ident.cached_identity("token t") is None
+    with pytest.raises(PublicError) as err:
+        ident.cached_identity("Basic abc")
+    assert err.value.status == 401
