@@ -15,7 +15,7 @@ c.EdgeApp.port = 8765
 # The proxy forwards /services/yardlab-edge/... unchanged, so the edge serves under that prefix.
 c.EdgeApp.base_url = "/services/yardlab-edge/"
 # One JSON object per kill, launch and build (LogsDirectory of yardlab-edge.service).
-c.EdgeApp.audit_log = "/var/log/yardlab/edge-audit.jsonl"
+c.AuditLog.path = "/var/log/yardlab/edge-audit.jsonl"
 
 # Token checks.  The hub runs in Kubernetes; the edge reaches its REST API through the public
 # proxy.  The edge's own token is the hub service token (hub Secret key

@@ -413,7 +413,7 @@ def edge_config() -> Config:
 def test_edge_config_example_sets_real_traits():
     classes = {cls.__name__: cls for cls in [EdgeApp, *EdgeApp.classes]}
     config = edge_config()
-    expected = {"EdgeApp": {"ip", "port", "base_url", "audit_log"},
+    expected = {"EdgeApp": {"ip", "port", "base_url"}, "AuditLog": {"path"},
                 "TokenIdentifier": {"hub_api_url", "hub_api_token"},
                 "ResourceManagerClient": {"urls", "service_user"}, "AppSnapshot": {"poll_interval"}}
     assert {section: set(traits) for section, traits in config.items()} == expected
@@ -450,7 +450,7 @@ def test_edge_systemd_unit():
     writable = service["ReadWritePaths"].split()
     assert "/var/lib/yardlab" in writable
     # the audit log is written under a path the unit leaves writable
-    audit_dir = str(Path(edge_config().EdgeApp.audit_log).parent)
+    audit_dir = str(Path(edge_config().AuditLog.path).parent)
     assert audit_dir in writable
     assert service["WorkingDirectory"] in writable
     assert unit["Install"]["WantedBy"] == "multi-user.target"

@@ -28,7 +28,7 @@ def edge_on(stack, tmp_path):
         port = free_port()
         urls = "[" + ",".join(f"'{u}'" for u in rm_urls) + "]"
         cmd = [EDGE, "--EdgeApp.ip=127.0.0.1", f"--EdgeApp.port={port}", "--EdgeApp.base_url=/",
-               f"--EdgeApp.audit_log={tmp_path / 'audit.jsonl'}",
+               f"--AuditLog.path={tmp_path / 'audit.jsonl'}",
                f"--TokenIdentifier.hub_api_url=http://127.0.0.1:{stack['ports']['hub_internal']}/hub/api",
                f"--TokenIdentifier.hub_api_token={stack['edge_service_token']}",
                f"--ResourceManagerClient.urls={urls}",
