@@ -2,12 +2,11 @@ import { Poll } from '@lumino/polling';
 
 import {
   EMPTY_FORM,
-  EnvFormModel,
+  EnvironmentsModel,
   errorsFromReply,
   formFieldOf,
   formToRequest
-} from '../environments/form';
-import { EnvironmentsModel } from '../environments/model';
+} from '../environments/model';
 import { APIError } from '../handler';
 import type { IEnvironment, IEnvRequest } from '../tokens';
 
@@ -222,115 +221,5 @@ describe('EnvironmentsModel', () => {
     expect(model.environments.map(e => e.name)).toEqual(['a']);
     expect(model.selected).toBeNull();
     expect(server.envs.map(e => e.name)).toEqual(['a']);
-  });
-});
-
-describe('EnvFormModel', () => {
-  let model: EnvironmentsModel;
-  let form: EnvFormModel;
-  afterEach(() => {
-    form?.dispose();
-    model?.dispose();
-  });
-
-  function make(server: EnvServer): void {
-    model = new EnvironmentsModel({ api: server.api, buildingInterval: Poll.NEVER, idleInterval: Poll.NEVER });
-    form = new EnvFormModel({ environments: model });
-  }
-
-  /** The names of the create requests that reach the server, refused ones included. */
-  function recordCreates(server: EnvServer): string[] {
-    const sent: string[] = [];
-    const create = server.api.create;
-    server.api.create = request => {
-      sent.push(request.name);
-      return create(request);
-    };
-    return sent;
-  }
-
-  it('keeps what was typed through a list update, submits it and shows the refusal by its field', async () => {
-    const server = new EnvServer();
-    const message = "name 'Not_A_Name' must match ^[a-z][a-z0-9-]{0,39}$";
-    server.refuse = refusal(400, { message, reason: 'Bad Request', field: 'name' });
-    make(server);
-    const sent = recordCreates(server);
-    form.open();
-    form.set('name', 'Not_A_Name');
-    form.set('pip', 'tabulate==0.9.0');
-
-    // a poll between typing and clicking Create changes the list
-    server.envs = [env('other', 'building')];
-    let listChanges = 0;
-    model.changed.connect(() => listChanges++);
-    await model.refresh();
-    expect(listChanges).toBeGreaterThan(0);
-    expect(model.environments.map(e => e.name)).toEqual(['other']);
-    expect(form.isOpen).toBe(true);
-    expect(form.values).toEqual({ ...EMPTY_FORM, name: 'Not_A_Name', pip: 'tabulate==0.9.0' });
-
-    expect(await form.submit()).toBeNull();
-
-    expect(sent).toEqual(['Not_A_Name']);
-    expect(form.errors).toEqual({ name: message });
-    expect(form.values.name).toBe('Not_A_Name'); // left for the user to correct
-    expect(form.busy).toBe(false);
-    expect(form.isOpen).toBe(true);
-  });
-
-  it('sends one request however often Create is clicked while one is in flight', async () => {
-    const server = new EnvServer();
-    make(server);
-    let release!: () => void;
-    const gate = new Promise<void>(resolve => (release = resolve));
-    const create = server.api.create;
-    server.api.create = async request => {
-      await gate;
-      return create(request);
-    };
-    form.open();
-    form.set('name', 'tab');
-
-    const first = form.submit();
-    expect(form.busy).toBe(true);
-    expect(await form.submit()).toBeNull();
-    release();
-
-    expect((await first)?.name).toBe('tab');
-    expect(server.created.map(r => r.name)).toEqual(['tab']);
-  });
-
-  it('closes and empties itself once the build is queued, with the new one selected', async () => {
-    const server = new EnvServer();
-    make(server);
-    form.open();
-    form.set('name', 'tab');
-    form.set('kind', 'python');
-
-    const made = await form.submit();
-
-    expect(made?.status).toBe('queued');
-    expect(server.created[0]).toMatchObject({ name: 'tab', kind: 'python' });
-    expect(form.isOpen).toBe(false);
-    expect(form.values).toEqual(EMPTY_FORM);
-    expect(form.errors).toEqual({});
-    expect(model.selected).toBe('guest/tab');
-  });
-
-  it('keeps the values when opened again, and forgets them once cancelled', () => {
-    const server = new EnvServer();
-    make(server);
-    const changes: boolean[] = [];
-    form.changed.connect(() => changes.push(form.isOpen));
-    form.open();
-    form.set('name', 'tab');
-
-    form.open(); // the palette command while the form is open
-    expect(form.values.name).toBe('tab');
-
-    form.close();
-    form.open();
-    expect(form.values).toEqual(EMPTY_FORM);
-    expect(changes).toEqual([true, true, false, true]);
   });
 });

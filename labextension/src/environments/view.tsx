@@ -8,11 +8,18 @@ import {
   deleteIcon
 } from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
+import { Signal } from '@lumino/signaling';
 import * as React from 'react';
 
 import type { IEnvironment } from '../tokens';
-import { EnvFormModel, IEnvFormValues } from './form';
-import { EnvironmentsModel, environmentKey, logLines } from './model';
+import {
+  EMPTY_FORM,
+  EnvironmentsModel,
+  FormErrors,
+  IEnvFormValues,
+  environmentKey,
+  logLines
+} from './model';
 
 /**
  * Labels of the resource fields.
@@ -28,16 +35,11 @@ const RESOURCE_LABELS: { [key: string]: string } = {
 /**
  * The Environments section: own and shared environments, a create form, build progress and
  * log, delete. Every string from the server is rendered as text.
- *
- * The form's state is an `EnvFormModel` held by the widget, and the form is drawn apart from
- * the list: list updates do not redraw it, and a remount (the sidebar detached and attached
- * again) shows it as the user left it.
  */
 export class EnvironmentsView extends ReactWidget {
   constructor(options: EnvironmentsView.IOptions) {
     super();
     this._model = options.model;
-    this._form = new EnvFormModel({ environments: options.model });
     this._isAdmin = options.isAdmin;
     this.addClass('jp-yardlab-section');
     this.addClass('jp-yardlab-environments');
@@ -46,15 +48,11 @@ export class EnvironmentsView extends ReactWidget {
 
   /** Show the create form and put the cursor in its name field. */
   openForm(): void {
-    this._form.open();
+    this._formOpen = true;
+    this._stateChanged.emit();
     requestAnimationFrame(() =>
       this.node.querySelector<HTMLInputElement>('input[name="name"]')?.focus()
     );
-  }
-
-  dispose(): void {
-    this._form.dispose();
-    super.dispose();
   }
 
   protected onAfterAttach(msg: Message): void {
@@ -74,29 +72,43 @@ export class EnvironmentsView extends ReactWidget {
 
   render(): JSX.Element {
     return (
-      <div className="jp-yardlab-envs">
-        <UseSignal signal={this._form.changed}>
-          {() =>
-            this._form.isOpen ? (
-              <EnvForm form={this._form} isAdmin={this._isAdmin()} />
-            ) : (
-              <Button small className="jp-yardlab-newEnv" onClick={() => this.openForm()}>
-                <addIcon.react tag="span" className="jp-yardlab-buttonIcon" />
-                New environment
-              </Button>
-            )
-          }
-        </UseSignal>
-        <UseSignal signal={this._model.changed}>
-          {() => <EnvList model={this._model} />}
-        </UseSignal>
-      </div>
+      <UseSignal signal={this._stateChanged}>
+        {() => (
+          <UseSignal signal={this._model.changed}>
+            {() => (
+              <div className="jp-yardlab-envs">
+                {this._formOpen ? (
+                  <EnvForm
+                    model={this._model}
+                    isAdmin={this._isAdmin()}
+                    onClose={() => {
+                      this._formOpen = false;
+                      this._stateChanged.emit();
+                    }}
+                  />
+                ) : (
+                  <Button
+                    small
+                    className="jp-yardlab-newEnv"
+                    onClick={() => this.openForm()}
+                  >
+                    <addIcon.react tag="span" className="jp-yardlab-buttonIcon" />
+                    New environment
+                  </Button>
+                )}
+                <EnvList model={this._model} />
+              </div>
+            )}
+          </UseSignal>
+        )}
+      </UseSignal>
     );
   }
 
   private _model: EnvironmentsModel;
-  private _form: EnvFormModel;
   private _isAdmin: () => boolean;
+  private _formOpen = false;
+  private _stateChanged = new Signal<this, void>(this);
 }
 
 /**
@@ -240,22 +252,19 @@ function EnvItem(props: {
   );
 }
 
-/**
- * The create form, drawn from an `EnvFormModel` (it keeps no state of its own).
- */
-function EnvForm(props: { form: EnvFormModel; isAdmin: boolean }): JSX.Element {
-  const { form, isAdmin } = props;
-  const { values, errors, busy } = form;
+function EnvForm(props: {
+  model: EnvironmentsModel;
+  isAdmin: boolean;
+  onClose: () => void;
+}): JSX.Element {
+  const { model, isAdmin, onClose } = props;
+  const [form, setForm] = React.useState<IEnvFormValues>(EMPTY_FORM);
+  const [errors, setErrors] = React.useState<FormErrors>({});
+  const [busy, setBusy] = React.useState(false);
   const formRef = React.useRef<HTMLFormElement>(null);
-  const mounted = React.useRef(false);
 
-  // after a refusal, take the user to the field the server complained about (not on a
-  // remount, which would move the cursor away from where the user was typing)
+  // after a refusal, take the user to the field the server complained about
   React.useEffect(() => {
-    if (!mounted.current) {
-      mounted.current = true;
-      return;
-    }
     const node = formRef.current;
     const invalid = node?.querySelector<HTMLElement>('[aria-invalid="true"]');
     const message = node?.querySelector<HTMLElement>('.jp-yardlab-fieldError');
@@ -265,7 +274,7 @@ function EnvForm(props: { form: EnvFormModel; isAdmin: boolean }): JSX.Element {
 
   const set = (key: keyof IEnvFormValues) => (
     event: React.ChangeEvent<HTMLInputElement | HTMLTextAreaElement | HTMLSelectElement>
-  ) => form.set(key, event.target.value as IEnvFormValues[typeof key]);
+  ) => setForm({ ...form, [key]: event.target.value });
 
   const fieldError = (field: string): JSX.Element | null =>
     errors[field] ? (
@@ -276,9 +285,13 @@ function EnvForm(props: { form: EnvFormModel; isAdmin: boolean }): JSX.Element {
 
   const submit = async (event: React.FormEvent) => {
     event.preventDefault();
-    const env = await form.submit();
+    setBusy(true);
+    const { env, errors } = await model.create(form);
+    setBusy(false);
+    setErrors(errors);
     if (env !== null) {
       Notification.info(`Building environment ${env.name}…`, { autoClose: 5000 });
+      onClose();
     }
   };
 
@@ -293,7 +306,7 @@ function EnvForm(props: { form: EnvFormModel; isAdmin: boolean }): JSX.Element {
       <input
         className="jp-mod-styled jp-yardlab-input"
         name={field}
-        value={values[field]}
+        value={form[field]}
         onChange={set(field)}
         aria-invalid={!!errors[errorKey]}
         {...attrs}
@@ -309,7 +322,7 @@ function EnvForm(props: { form: EnvFormModel; isAdmin: boolean }): JSX.Element {
   ) => (
     <label className="jp-yardlab-field">
       <span className="jp-yardlab-label">{label}</span>
-      <HTMLSelect name={field} value={values[field]} onChange={set(field)} options={options} />
+      <HTMLSelect name={field} value={form[field]} onChange={set(field)} options={options} />
       {fieldError(field)}
     </label>
   );
@@ -324,7 +337,7 @@ function EnvForm(props: { form: EnvFormModel; isAdmin: boolean }): JSX.Element {
       <textarea
         className="jp-mod-styled jp-yardlab-input"
         name={field}
-        value={values[field]}
+        value={form[field]}
         onChange={set(field)}
         aria-invalid={!!errors[`packages.${field}`]}
         {...attrs}
@@ -341,7 +354,7 @@ function EnvForm(props: { form: EnvFormModel; isAdmin: boolean }): JSX.Element {
       onSubmit={event => void submit(event)}
       onKeyDown={event => {
         if (event.key === 'Escape') {
-          form.close();
+          onClose();
         }
       }}
     >
@@ -384,7 +397,7 @@ function EnvForm(props: { form: EnvFormModel; isAdmin: boolean }): JSX.Element {
       {textarea('conda', 'conda packages, one per line', { rows: 2 })}
       {fieldError('')}
       <div className="jp-yardlab-formButtons">
-        <Button type="button" small minimal onClick={() => form.close()}>
+        <Button type="button" small minimal onClick={onClose}>
           Cancel
         </Button>
         <Button type="submit" small disabled={busy} className="jp-yardlab-createEnv">
