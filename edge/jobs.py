@@ -179,12 +179,6 @@ class JobService(LoggingConfigurable):
         self.pages.put(key, body, etag)
         return etag, body
 
-    def apps_etag(self, q: AppsQuery) -> str:
-        return self.apps_answer(q)[0]
-
-    def apps_page(self, q: AppsQuery) -> bytes:
-        return self.apps_answer(q)[1]
-
     def cluster_view(self, who: Identity) -> dict:
         """Capacity, use, apps by state and queues for everyone (the sidebar's capacity line and the
         reason a job waits); the node list (host names, health reports) for admins only."""

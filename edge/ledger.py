@@ -132,18 +132,16 @@ class KernelLedger(LoggingConfigurable):
         return self.update(kernel_id, state="restarting", app_id=None)
 
     def end_restart(self, kernel_id: str, apps: list[dict] | None = None) -> dict | None:
-        """The restart returned: ``apps`` (the kernel's applications, read from the RM) settle which
-        one is current: the newest; the rest are history."""
+        """The restart returned: ``apps`` (the kernel's applications, read from the RM) are folded in
+        oldest first, as the reaper folds them, so the newest is current and the rest history."""
         rec = self._live.get(kernel_id)
         if rec is None or rec["state"] != "restarting":
             return rec
-        mine = sorted((a for a in apps or () if a.get("name") == kernel_id and a.get("user") == rec["user"]),
-                      key=lambda a: app_order(a["id"]))
-        for old in mine[:-1]:
-            if not self.is_history(kernel_id, old["id"]):
-                self._retire(kernel_id, old["id"])
-        current = mine[-1]["id"] if mine and not self.is_history(kernel_id, mine[-1]["id"]) else None
-        return self.update(kernel_id, state="running", app_id=current)
+        self.update(kernel_id, state="running")
+        mine = (a for a in apps or () if a.get("name") == kernel_id and a.get("user") == rec["user"])
+        for app in sorted(mine, key=lambda a: app_order(a["id"])):
+            self.observe_app(self._live[kernel_id], app)
+        return self._live.get(kernel_id)
 
     def is_history(self, kernel_id: str, app_id: str) -> bool:
         return app_id in self._history.get(kernel_id, ())

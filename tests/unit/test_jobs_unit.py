@@ -51,7 +51,7 @@ def jobs(tmp_path) -> JobService:
 
 
 def page(jobs: JobService, q: AppsQuery) -> dict:
-    return json.loads(jobs.apps_page(q))
+    return json.loads(jobs.apps_answer(q)[1])
 
 
 def test_a_crc32_collision_is_easy_to_forge():
@@ -86,7 +86,7 @@ def test_two_users_never_share_a_page_even_if_etags_collided(jobs, monkeypatch):
     """By construction: pages are cached under the whole key, user first, never under a digest."""
     monkeypatch.setattr(snapmod, "etag_digest", lambda key: "same-for-everyone")
     qa, qb = AppsQuery(user="alice", limit=1), AppsQuery(user="bob", limit=1)
-    assert jobs.apps_etag(qa) == jobs.apps_etag(qb)  # the worst case: a total digest collision
+    assert jobs.apps_answer(qa)[0] == jobs.apps_answer(qb)[0]  # the worst case: a total digest collision
     assert [a["name"] for a in page(jobs, qa)["apps"]] == ["alice-secret"]
     got = page(jobs, qb)
     assert got["user"] == "bob" and [a["name"] for a in got["apps"]] == ["bob-job"]
@@ -95,10 +95,10 @@ def test_two_users_never_share_a_page_even_if_etags_collided(jobs, monkeypatch):
 
 
 def test_etags_differ_per_user_and_per_query(jobs):
-    tags = {jobs.apps_etag(AppsQuery(user=u, limit=n)) for u in ("alice", "bob", None) for n in (1, 2)}
+    tags = {jobs.apps_answer(AppsQuery(user=u, limit=n))[0] for u in ("alice", "bob", None) for n in (1, 2)}
     assert len(tags) == 6
     # and stay put while nothing changed
-    assert jobs.apps_etag(AppsQuery(user="alice", limit=1)) == jobs.apps_etag(AppsQuery(user="alice", limit=1))
+    assert jobs.apps_answer(AppsQuery(user="alice", limit=1))[0] == jobs.apps_answer(AppsQuery(user="alice", limit=1))[0]
 
 
 def test_every_cursor_is_decoded_before_any_lookup():
@@ -130,7 +130,7 @@ def test_page_cache_is_bounded_by_bytes_not_entries():
 def test_large_pages_stay_within_the_cache_budget(jobs):
     jobs.pages = PageCache(max_bytes=4096)
     for limit in range(1, 200):
-        jobs.apps_page(AppsQuery(user="alice", limit=limit))
+        jobs.apps_answer(AppsQuery(user="alice", limit=limit))
     assert jobs.pages.bytes <= 4096
 
 
