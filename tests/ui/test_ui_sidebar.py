@@ -55,7 +55,12 @@ def test_guest_sees_a_job_named_like_markup_as_text_and_kills_it(stack, page, ar
     dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
 
     # the notification follows the kill until the edge has YARN's confirmation
-    page.get_by_text(f"{app_id} was killed.").wait_for(timeout=90_000)
+    try:
+        page.get_by_text(f"{app_id} was killed.").wait_for(timeout=90_000)
+    except Exception as e:  # say what the user saw instead (a stuck "Killing…", an error toast)
+        toasts = page.locator(".Toastify__toast").all_inner_texts()
+        raise AssertionError(f"no 'was killed.' notification; toasts shown: {toasts}; "
+                             f"YARN state: {rm.app(app_id)['state']}") from e
     assert rm.app(app_id)["state"] == "KILLED"
     ended = panel.locator(f'.jp-yardlab-jobs-finished .jp-yardlab-job[data-app-id="{app_id}"]')
     ended.wait_for(state="attached", timeout=60_000)

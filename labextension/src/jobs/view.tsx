@@ -6,11 +6,10 @@ import {
   closeIcon,
   launchIcon
 } from '@jupyterlab/ui-components';
-import type { ReadonlyJSONObject } from '@lumino/coreutils';
 import { Message } from '@lumino/messaging';
 import * as React from 'react';
 
-import type { IApp, IKillReply } from '../tokens';
+import type { IApp } from '../tokens';
 import { JobsModel, formatElapsed, formatMemory } from './model';
 
 /**
@@ -110,25 +109,30 @@ export async function confirmAndKill(
   if (!answer.button.accept) {
     return;
   }
-  const killing = model.kill(app.id);
-  // the reply is plain JSON from the edge
-  Notification.promise(killing as Promise<unknown> as Promise<ReadonlyJSONObject>, {
-    pending: { message: `Killing ${app.id}…`, options: { autoClose: false } },
-    success: {
-      message: result => {
-        const reply = result as IKillReply;
-        return reply.killed
-          ? `${app.id} was killed.`
-          : `${app.id} had already ended (${reply.state}).`;
-      },
-      options: { autoClose: 5000 }
-    },
-    error: {
-      message: reason =>
-        `Could not kill ${app.id}: ${reason instanceof Error ? reason.message : String(reason)}`
-    }
+  // Not Notification.promise: it turns the pending toast into the outcome with an update, and
+  // JupyterLab drops that update when it arrives before the pending toast has rendered (the first
+  // toast of a page loads the toast library; a fast kill wins that race and "Killing…" stays up
+  // for good). The outcome is a notification of its own, and the pending one is dismissed.
+  const pending = Notification.emit(`Killing ${app.id}…`, 'in-progress', {
+    autoClose: false
   });
-  await killing.catch(() => undefined);
+  try {
+    const reply = await model.kill(app.id);
+    Notification.dismiss(pending);
+    if (reply.killed) {
+      Notification.success(`${app.id} was killed.`, { autoClose: 5000 });
+    } else {
+      Notification.info(`${app.id} had already ended (${reply.state}).`, {
+        autoClose: 5000
+      });
+    }
+  } catch (reason) {
+    Notification.dismiss(pending);
+    Notification.error(
+      `Could not kill ${app.id}: ${reason instanceof Error ? reason.message : String(reason)}`,
+      { autoClose: false }
+    );
+  }
 }
 
 function JobList(props: { model: JobsModel }): JSX.Element {
