@@ -1,0 +1,78 @@
+// The local stack's KDC: Hadoop's MiniKdc (Apache Kerby) in a process of its own.
+//
+//   java -cp 'dev/hadoop/lib/*' dev/kdc/YardlabKdc.java WORKDIR PORT SPEC
+//
+// SPEC is a text file; each line is a keytab path followed by the principals that go into it
+// ("/state/kdc/hadoop.keytab nn/localhost dn/localhost HTTP/localhost").  The KDC starts on
+// 127.0.0.1:PORT (TCP), writes every keytab (mode 0600) and MiniKdc's krb5.conf, then writes
+// WORKDIR/ready.json ({"realm", "port", "krb5conf"}) last, so that file's presence means ready.
+// It runs until it is sent SIGTERM.
+import java.io.File;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Properties;
+import java.util.concurrent.CountDownLatch;
+
+import org.apache.hadoop.minikdc.MiniKdc;
+
+public class YardlabKdc {
+  public static void main(String[] args) throws Exception {
+    if (args.length != 3) {
+      System.err.println("usage: YardlabKdc WORKDIR PORT SPEC");
+      System.exit(2);
+    }
+    File work = new File(args[0]);
+    work.mkdirs();
+    Path ready = Paths.get(args[0], "ready.json");
+    Files.deleteIfExists(ready);
+
+    Properties conf = MiniKdc.createConf();
+    conf.setProperty(MiniKdc.KDC_BIND_ADDRESS, "127.0.0.1");
+    conf.setProperty(MiniKdc.KDC_PORT, args[1]);
+    conf.setProperty(MiniKdc.TRANSPORT, "TCP");
+    // tickets live for a day and renew for a week, as on a typical site
+    conf.setProperty(MiniKdc.MAX_TICKET_LIFETIME, String.valueOf(24L * 3600 * 1000));
+    conf.setProperty(MiniKdc.MAX_RENEWABLE_LIFETIME, String.valueOf(7L * 24 * 3600 * 1000));
+    MiniKdc kdc = new MiniKdc(conf, work);
+    kdc.start();
+
+    List<String> lines = Files.readAllLines(Paths.get(args[2]), StandardCharsets.UTF_8);
+    for (String line : lines) {
+      String[] words = line.trim().split("\\s+");
+      if (words.length < 2 || words[0].startsWith("#")) {
+        continue;
+      }
+      File keytab = new File(words[0]);
+      keytab.getParentFile().mkdirs();
+      Files.deleteIfExists(keytab.toPath());
+      kdc.createPrincipal(keytab, Arrays.copyOfRange(words, 1, words.length));
+      Files.setPosixFilePermissions(keytab.toPath(), PosixFilePermissions.fromString("rw-------"));
+      System.out.println("keytab " + keytab + ": " + String.join(" ", Arrays.copyOfRange(words, 1, words.length)));
+    }
+
+    String json = String.format("{\"realm\": \"%s\", \"port\": %d, \"krb5conf\": \"%s\"}%n",
+        kdc.getRealm(), kdc.getPort(), kdc.getKrb5conf().getAbsolutePath());
+    Path tmp = Paths.get(args[0], "ready.json.tmp");
+    Files.write(tmp, json.getBytes(StandardCharsets.UTF_8));
+    Files.move(tmp, ready, StandardCopyOption.ATOMIC_MOVE);
+    System.out.println("KDC ready: " + json.trim());
+
+    CountDownLatch stop = new CountDownLatch(1);
+    Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+      kdc.stop();
+      try {
+        Files.deleteIfExists(ready);
+      } catch (Exception ignored) {
+        // the launcher removes the folder anyway
+      }
+      stop.countDown();
+    }));
+    stop.await();
+  }
+}
