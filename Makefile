@@ -23,13 +23,16 @@ help:
 	@echo "make test   install what is missing and run the whole test suite"
 	@echo "make test-unit  the unit tests alone (jest, then pytest on UNIT_TESTS): no stack, under a minute"
 
-# --- system packages (Debian): Java 17, Maven, Node, Chromium for the browser tests -------------
+# --- system packages (Debian): Java 17, Maven, Node, Chromium for the browser tests, MIT Kerberos
+# (libkrb5-dev: python-gssapi builds against it; krb5-user: kinit and klist)
 system:
 	@need=""; \
 	command -v java >/dev/null || need="$$need openjdk-17-jdk-headless"; \
 	command -v mvn >/dev/null || need="$$need maven"; \
 	command -v npm >/dev/null || need="$$need nodejs npm"; \
 	command -v chromium >/dev/null || need="$$need chromium"; \
+	command -v krb5-config >/dev/null || need="$$need libkrb5-dev"; \
+	command -v kinit >/dev/null || need="$$need krb5-user"; \
 	if [ -n "$$need" ]; then \
 	  echo "installing system packages:$$need"; \
 	  { [ -f $(APT_UPDATED) ] || { apt-get update -qq && touch $(APT_UPDATED); }; } && \

@@ -49,3 +49,11 @@ c.HDFSStorage.upload_idle_timeout = 3.0
 c.HDFSStorage.upload_deadline = 120.0  # the 256 MB streaming test fits well within it
 # former admins' ACL entries on /public: reconciled with the hub's admins every 15 s here
 c.AdminRoster.interval = 15.0
+
+# Kerberos (the default stack): the edge logs in with the service keytab, keeps the ticket cache
+# EG and spark-submit use, and checks the KDC every 10 s (so /health notices a stopped KDC quickly)
+if info.get("security") == "kerberos":
+    c.Kerberos.keytab = info["service_keytab"]
+    c.Kerberos.principal = info["service_principal"]
+    c.Kerberos.ccache = info["edge_ccache"]
+    c.Kerberos.renew_interval = 10.0

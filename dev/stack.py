@@ -38,11 +38,20 @@ VENV = ROOT / ".venv"
 EG_VENV = ROOT / ".venv-eg"
 SERVICE_USER = os.environ.get("USER") or __import__("getpass").getuser()
 
+#: "kerberos" (the default: a KDC, Kerberized HDFS and YARN, SPNEGO on their web endpoints) or
+#: "simple" (Hadoop's simple authentication, as before Kerberos landed; CI smoke-tests it)
+SECURITY = os.environ.get("YARDLAB_SECURITY", "simple")  # TODO(kerberos default) flips once the edge is ready
+REALM = "EXAMPLE.COM"
+#: the Hadoop daemons' principals; all in one keytab the edge cannot read once accounts are split
+HADOOP_PRINCIPALS = ("nn/localhost", "dn/localhost", "rm/localhost", "nm/localhost",
+                     "HTTP/localhost", "HTTP/127.0.0.1")
+
 #: demo logins (password = user name); admin is the hub admin
 DEMO_USERS = ("admin", "guest", "alice", "bob")
 ADMIN_USERS = ("admin",)
 
 PORTS = {
+    "kdc": 8788,  # MiniKdc (TCP), Kerberos stack only
     "hdfs_namenode_rpc": 8020,
     "hdfs_namenode_http": 9870,  # WebHDFS
     "hdfs_datanode": 9866,
@@ -95,8 +104,11 @@ def log(msg: str) -> None:
 # small helpers
 
 
-def http_get(url: str, timeout: float = 3.0, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, headers=headers or {})
+def http_get(url: str, timeout: float = 3.0, headers: dict[str, str] | None = None,
+             kerberos: "KerberosLogin | None" = None) -> tuple[int, bytes]:
+    """GET; with ``kerberos``, authenticated by SPNEGO as the service principal."""
+    headers = {**(headers or {}), **(kerberos.header(url) if kerberos else {})}
+    req = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, resp.read()
@@ -215,6 +227,62 @@ def own_ancestry() -> set[int]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Kerberos: the launcher's own login (readiness checks and provisioning through SPNEGO)
+
+
+class KerberosLogin:
+    """The KDC's files under ``<state>/kdc`` and a SPNEGO header maker for the service principal."""
+
+    def __init__(self, state: Path) -> None:
+        self.dir = state / "kdc"
+        self.krb5_conf = self.dir / "krb5.conf"
+        self.hadoop_keytab = self.dir / "hadoop.keytab"
+        self.service_keytab = self.dir / "service.keytab"
+        self.principal = f"{SERVICE_USER}@{REALM}"
+        self.ccache = self.dir / "launcher.ccache"
+        self._creds = None
+
+    def write_krb5_conf(self) -> None:
+        """krb5.conf for MIT clients (python-gssapi, kinit) and Java alike: the KDC on loopback, TCP,
+        and host names taken as written (HTTP/127.0.0.1 is a principal of its own here)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.krb5_conf.write_text(
+            "[libdefaults]\n"
+            f"  default_realm = {REALM}\n"
+            "  udp_preference_limit = 1\n"
+            "  dns_lookup_kdc = false\n"
+            "  dns_lookup_realm = false\n"
+            "  dns_canonicalize_hostname = false\n"
+            "  rdns = false\n"
+            "  ticket_lifetime = 24h\n"
+            "  renew_lifetime = 7d\n"
+            "  forwardable = true\n"
+            "[realms]\n"
+            f"  {REALM} = {{\n    kdc = 127.0.0.1:{PORTS['kdc']}\n  }}\n")
+        os.environ["KRB5_CONFIG"] = str(self.krb5_conf)
+
+    def write_spec(self) -> Path:
+        spec = self.dir / "principals.txt"
+        spec.write_text(f"{self.hadoop_keytab} {' '.join(HADOOP_PRINCIPALS)}\n"
+                        f"{self.service_keytab} {SERVICE_USER}\n")
+        return spec
+
+    def header(self, url: str) -> dict[str, str]:
+        import base64
+        from urllib.parse import urlsplit
+
+        import gssapi
+
+        if self._creds is None:
+            name = gssapi.Name(self.principal, gssapi.NameType.kerberos_principal)
+            self._creds = gssapi.Credentials(name=name, usage="initiate", store={
+                "client_keytab": str(self.service_keytab), "ccache": f"FILE:{self.ccache}"})
+        target = gssapi.Name(f"HTTP@{urlsplit(url).hostname}", gssapi.NameType.hostbased_service)
+        ctx = gssapi.SecurityContext(name=target, creds=self._creds, usage="initiate")
+        return {"Authorization": "Negotiate " + base64.b64encode(ctx.step()).decode()}
+
+
+# ---------------------------------------------------------------------------------------------
 # pieces
 
 
@@ -243,6 +311,8 @@ class Stack:
         self.pieces: list[Piece] = []
         self.info: dict = {}
         self.timings: dict[str, float] = {}
+        self.secure = SECURITY == "kerberos"
+        self.kerberos = KerberosLogin(self.state) if self.secure else None
 
     # -- layout ---------------------------------------------------------------------------------
     @property
@@ -258,6 +328,8 @@ class Stack:
 
     # -- checks before start -------------------------------------------------------------------
     def preflight(self) -> None:
+        if SECURITY not in ("kerberos", "simple"):
+            raise StackError(f"YARDLAB_SECURITY={SECURITY!r}: say kerberos (the default) or simple")
         java_home()
         if not HADOOP_LIB.exists() or not any(HADOOP_LIB.glob("hadoop-yarn-server-resourcemanager-*.jar")):
             raise StackError(f"Hadoop jars are missing in {HADOOP_LIB}: run `make install` "
@@ -390,6 +462,8 @@ class Stack:
             "yarn.scheduler.capacity.resource-calculator":
                 "org.apache.hadoop.yarn.util.resource.DominantResourceCalculator",
         }
+        if self.kerberos:
+            self.add_kerberos_conf(core, hdfs, yarn)
         (conf / "core-site.xml").write_text(hadoop_xml(core))
         (conf / "hdfs-site.xml").write_text(hadoop_xml(hdfs))
         (conf / "yarn-site.xml").write_text(hadoop_xml(yarn))
@@ -400,6 +474,60 @@ class Stack:
             "log4j.appender.console.layout=org.apache.log4j.PatternLayout\n"
             "log4j.appender.console.layout.ConversionPattern=%d{ISO8601} %p %c{2}: %m%n\n"
             "log4j.logger.org.apache.hadoop.util.NativeCodeLoader=ERROR\n")
+
+    def add_kerberos_conf(self, core: dict, hdfs: dict, yarn: dict) -> None:
+        """Kerberos for HDFS and YARN, SPNEGO on their web endpoints, block tokens, a DataNode
+        secured by SASL instead of privileged ports, and a proxy-user entry limited to loopback."""
+        k = self.kerberos
+        assert k is not None
+        keytab = str(k.hadoop_keytab)
+        http = f"HTTP/localhost@{REALM}"
+        secret = self.state / "hadoop" / "http-signature-secret"
+        if not secret.exists():
+            write_private(secret, secrets.token_hex(32))
+        core.update({
+            "hadoop.security.authentication": "kerberos",
+            "hadoop.security.authorization": "true",  # service-level authorization (hadoop-policy.xml)
+            # the daemons' principals are the service account, as the daemons run as it here;
+            # one-part principals (users, the edge) keep their name
+            "hadoop.security.auth_to_local": f"RULE:[2:$1@$0](.*@{REALM})s/.*/{SERVICE_USER}/\nDEFAULT",
+            # only from this host, for the demo users' group and users the hub creates
+            f"hadoop.proxyuser.{SERVICE_USER}.hosts": "127.0.0.1,localhost",
+            "hadoop.http.filter.initializers": "org.apache.hadoop.security.AuthenticationFilterInitializer",
+            "hadoop.http.authentication.type": "kerberos",
+            "hadoop.http.authentication.simple.anonymous.allowed": "false",
+            # "*": every HTTP/ principal in the keytab, so http://127.0.0.1 and http://localhost both work
+            "hadoop.http.authentication.kerberos.principal": "*",
+            "hadoop.http.authentication.kerberos.keytab": keytab,
+            "hadoop.http.authentication.signature.secret.file": str(secret),
+            "hadoop.http.authentication.cookie.domain": "",
+        })
+        hdfs.update({
+            "dfs.block.access.token.enable": "true",
+            "dfs.namenode.kerberos.principal": f"nn/localhost@{REALM}",
+            "dfs.namenode.keytab.file": keytab,
+            "dfs.namenode.kerberos.internal.spnego.principal": http,
+            "dfs.datanode.kerberos.principal": f"dn/localhost@{REALM}",
+            "dfs.datanode.keytab.file": keytab,
+            "dfs.web.authentication.kerberos.principal": "*",
+            "dfs.web.authentication.kerberos.keytab": keytab,
+            # production secures the DataNode with privileged ports (jsvc) or SASL + HTTPS_ONLY;
+            # here SASL with the testing switch for non-privileged ports and plain HTTP
+            "dfs.data.transfer.protection": "authentication",
+            "ignore.secure.ports.for.testing": "true",
+        })
+        yarn.update({
+            "yarn.resourcemanager.principal": f"rm/localhost@{REALM}",
+            "yarn.resourcemanager.keytab": keytab,
+            "yarn.nodemanager.principal": f"nm/localhost@{REALM}",
+            "yarn.nodemanager.keytab": keytab,
+            "yarn.resourcemanager.webapp.spnego-principal": http,
+            "yarn.resourcemanager.webapp.spnego-keytab-file": keytab,
+            "yarn.nodemanager.webapp.spnego-principal": http,
+            "yarn.nodemanager.webapp.spnego-keytab-file": keytab,
+            "yarn.web-proxy.principal": http,
+            "yarn.web-proxy.keytab": keytab,
+        })
 
     def write_spark_conf(self, spark: str) -> Path:
         conf = self.state / "spark" / "conf"
@@ -431,7 +559,9 @@ class Stack:
             python=str(VENV / "bin" / "python"), kernel_ip="127.0.0.1",
             webhdfs_url=self.url("hdfs_namenode_http"),
             spark_conf={"spark.yarn.jars": f"local:{spark}/jars/*", "spark.ui.showConsoleProgress": "false",
-                        **LOOPBACK_SPARK_CONF})
+                        **LOOPBACK_SPARK_CONF,
+                        # Kerberos: the kernel's HDFS helpers use the user's delegation token
+                        **({"spark.yarn.appMasterEnv.YARDLAB_HDFS_AUTH": "token"} if self.secure else {})})
         for path in install_builtin(self.kernels_dir, site):
             log(f"kernelspec {path.name} written")
         # the edge writes users' environment kernelspecs for the same site
@@ -445,10 +575,28 @@ class Stack:
         argv = [f"{jhome}/bin/java", *JAVA_OPENS, f"-Xmx{heap}", f"-Dhadoop.log.dir={self.logs}",
                 f"-Dyarn.log.dir={self.logs}", f"-Dhadoop.home.dir={self.state / 'hadoop'}",
                 f"-Dlog4j.configuration=file:{self.hadoop_conf / 'log4j.properties'}",
-                "-Djava.net.preferIPv4Stack=true", "-cp", cp, main, *args]
+                "-Djava.net.preferIPv4Stack=true", *self.java_krb5_opts(), "-cp", cp, main, *args]
         env = {"JAVA_HOME": jhome, "HADOOP_CONF_DIR": str(self.hadoop_conf),
                "YARN_CONF_DIR": str(self.hadoop_conf), "HADOOP_HOME": str(self.state / "hadoop")}
         return Piece(name, argv, ready, env=env, cwd=self.state / "hadoop")
+
+    def java_krb5_opts(self) -> list[str]:
+        return [f"-Djava.security.krb5.conf={self.kerberos.krb5_conf}"] if self.kerberos else []
+
+    def start_kdc(self, jhome: str) -> None:
+        """MiniKdc as its own process; it writes the keytabs, then ready.json."""
+        k = self.kerberos
+        assert k is not None
+        k.write_krb5_conf()
+        spec = k.write_spec()
+        ready = k.dir / "work" / "ready.json"
+        ready.unlink(missing_ok=True)
+        kdc = Piece("kdc", [f"{jhome}/bin/java", "-Xmx256m", "-Djava.net.preferIPv4Stack=true",
+                            "-cp", f"{HADOOP_LIB}/*", str(ROOT / "dev" / "kdc" / "YardlabKdc.java"),
+                            str(k.dir / "work"), str(PORTS["kdc"]), str(spec)],
+                    ready.exists, cwd=k.dir, timeout=90)
+        self.start_piece(kdc)
+        self.wait_ready(kdc)
 
     def start_piece(self, piece: Piece) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -522,6 +670,16 @@ class Stack:
             "users": {u: {"password": u, "admin": u in ADMIN_USERS} for u in DEMO_USERS},
             "ports": PORTS,
         }
+        if self.kerberos:
+            k = self.kerberos
+            self.info.update({
+                "realm": REALM, "krb5_conf": str(k.krb5_conf), "service_principal": k.principal,
+                "service_keytab": str(k.service_keytab), "hadoop_keytab": str(k.hadoop_keytab),
+                # the edge keeps this ticket cache filled; EG and spark-submit read it (KRB5CCNAME)
+                "edge_ccache": str(self.state / "edge" / "krb5cc"),
+            })
+            self.start_kdc(jhome)
+        self.info["security"] = SECURITY
         self.save_info()
 
         # HDFS
@@ -570,6 +728,16 @@ class Stack:
             "JAVA_HOME": jhome, "SPARK_HOME": spark, "HADOOP_CONF_DIR": str(self.hadoop_conf),
             "SPARK_CONF_DIR": str(spark_conf),
         }
+        if self.kerberos:
+            # spark-submit submits --proxy-user <user> with the edge's ticket (never a user's keytab:
+            # users have none); EG's RM polls authenticate by SPNEGO with the same ticket
+            krb5 = str(self.kerberos.krb5_conf)
+            self.info["eg_env"].update({
+                "KRB5CCNAME": f"FILE:{self.info['edge_ccache']}", "KRB5_CONFIG": krb5,
+                "SPARK_SUBMIT_OPTS": f"-Djava.security.krb5.conf={krb5}",
+                "EG_YARN_ENDPOINT_SECURITY_ENABLED": "True",
+            })
+            self.info["eg_env"]["EG_INHERITED_ENVS"] += ",KRB5CCNAME,KRB5_CONFIG,SPARK_SUBMIT_OPTS"
         self.save_info()
 
         # the edge service (registered in the hub as the external service yardlab-edge)
@@ -650,25 +818,27 @@ class Stack:
 
     # -- readiness ---------------------------------------------------------------------------------------
     def namenode_ready(self) -> bool:
-        code, body = http_get(self.url("hdfs_namenode_http", "/jmx?qry=Hadoop:service=NameNode,name=NameNodeStatus"))
+        code, body = http_get(self.url("hdfs_namenode_http", "/jmx?qry=Hadoop:service=NameNode,name=NameNodeStatus"), kerberos=self.kerberos)
         return code == 200 and b'"active"' in body
 
     def datanode_ready(self) -> bool:
-        code, body = http_get(self.url("hdfs_namenode_http", "/jmx?qry=Hadoop:service=NameNode,name=FSNamesystemState"))
+        code, body = http_get(self.url("hdfs_namenode_http", "/jmx?qry=Hadoop:service=NameNode,name=FSNamesystemState"), kerberos=self.kerberos)
         if code != 200:
             return False
         bean = json.loads(body)["beans"][0]
         if bean.get("NumLiveDataNodes", 0) < 1:
             return False
-        code, body = http_get(self.url("hdfs_namenode_http", "/jmx?qry=Hadoop:service=NameNode,name=NameNodeInfo"))
+        code, body = http_get(self.url("hdfs_namenode_http", "/jmx?qry=Hadoop:service=NameNode,name=NameNodeInfo"), kerberos=self.kerberos)
         return code == 200 and not json.loads(body)["beans"][0].get("Safemode")
 
     def rm_ready(self) -> bool:
-        code, body = http_get(self.url("yarn_rm_http", "/ws/v1/cluster/info"), headers={"Accept": "application/json"})
+        code, body = http_get(self.url("yarn_rm_http", "/ws/v1/cluster/info"), headers={"Accept": "application/json"},
+                              kerberos=self.kerberos)
         return code == 200 and json.loads(body)["clusterInfo"]["state"] == "STARTED"
 
     def nm_ready(self) -> bool:
-        code, body = http_get(self.url("yarn_rm_http", "/ws/v1/cluster/nodes"), headers={"Accept": "application/json"})
+        code, body = http_get(self.url("yarn_rm_http", "/ws/v1/cluster/nodes"), headers={"Accept": "application/json"},
+                              kerberos=self.kerberos)
         nodes = (json.loads(body).get("nodes") or {}).get("node") or [] if code == 200 else []
         return any(n["state"] == "RUNNING" and n.get("availMemoryMB", 0) > 0 for n in nodes)
 
@@ -696,8 +866,10 @@ class Stack:
 
     # -- provisioning ------------------------------------------------------------------------------------
     def webhdfs(self, method: str, path: str, **params: str) -> None:
-        query = "&".join(f"{k}={v}" for k, v in {"user.name": SERVICE_USER, **params}.items())
-        req = urllib.request.Request(self.url("hdfs_namenode_http", f"/webhdfs/v1{path}?{query}"), method=method)
+        who = {} if self.kerberos else {"user.name": SERVICE_USER}
+        query = "&".join(f"{k}={v}" for k, v in {**who, **params}.items())
+        url = self.url("hdfs_namenode_http", f"/webhdfs/v1{path}?{query}")
+        req = urllib.request.Request(url, method=method, headers=self.kerberos.header(url) if self.kerberos else {})
         with urllib.request.urlopen(req, timeout=10) as resp:
             resp.read()
 
@@ -724,7 +896,8 @@ class Stack:
     def stop(self) -> None:
         # the hub first (it stops the proxy and the single-user servers), then EG (it stops its
         # kernels' YARN applications), then YARN and HDFS
-        order = ["jupyterhub", "edge", "enterprise-gateway", "nodemanager", "resourcemanager", "datanode", "namenode"]
+        order = ["jupyterhub", "edge", "enterprise-gateway", "nodemanager", "resourcemanager", "datanode", "namenode",
+                 "kdc"]
         by_name = {p.name: p for p in self.pieces}
         for name in order:
             if name == "enterprise-gateway":

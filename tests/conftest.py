@@ -99,18 +99,80 @@ def stack(stack_control) -> dict:
     return stack_control.ensure_running()
 
 
+class HadoopAuth:
+    """How tests reach Hadoop as the service account, as an operator would: on the Kerberized stack
+    with its keytab (SPNEGO for the REST APIs, a ticket cache for spark-submit), on the simple-auth
+    stack with ``user.name``.  ``requests`` calls take ``auth=h.auth, params=h.params(...)``."""
+
+    def __init__(self, stack: dict) -> None:
+        self.service_user = stack["service_user"]
+        self.secure = stack.get("security") == "kerberos"
+        self.auth = None
+        self.env: dict[str, str] = {}
+        if self.secure:
+            os.environ["KRB5_CONFIG"] = stack["krb5_conf"]
+            import gssapi
+            from requests_gssapi import OPTIONAL, HTTPSPNEGOAuth
+
+            ccache = Path(stack["state_dir"]) / "kdc" / "tests.ccache"
+            name = gssapi.Name(stack["service_principal"], gssapi.NameType.kerberos_principal)
+            creds = gssapi.Credentials(name=name, usage="initiate", store={
+                "client_keytab": stack["service_keytab"], "ccache": f"FILE:{ccache}"})
+            self.auth = HTTPSPNEGOAuth(creds=creds, mutual_authentication=OPTIONAL)
+            self.env = {"KRB5CCNAME": f"FILE:{ccache}", "KRB5_CONFIG": stack["krb5_conf"],
+                        "SPARK_SUBMIT_OPTS": f"-Djava.security.krb5.conf={stack['krb5_conf']}"}
+
+    @classmethod
+    def of(cls, stack: dict) -> "HadoopAuth":
+        """One per stack (a Kerberos login per test would be slow and pointless)."""
+        key = (stack["state_dir"], stack.get("security"), stack.get("service_keytab"))
+        if key not in _HADOOP_AUTH:
+            _HADOOP_AUTH[key] = cls(stack)
+        return _HADOOP_AUTH[key]
+
+    def params(self, **params) -> dict:
+        return params if self.secure else {"user.name": self.service_user, **params}
+
+    def webhdfs(self, stack: dict, proxy: str | None = None):
+        """The `hdfs` library's client as the service account, or as ``proxy`` through it (doas)."""
+        from hdfs import Client, InsecureClient
+
+        if not self.secure:
+            return InsecureClient(stack["webhdfs_url"], user=self.service_user, proxy=proxy)
+        session = requests.Session()
+        session.auth = self.auth
+        return Client(stack["webhdfs_url"], proxy=proxy, session=session)
+
+
+_HADOOP_AUTH: dict[tuple, HadoopAuth] = {}
+
+
+@pytest.fixture(scope="session")
+def hadoop(stack) -> HadoopAuth:
+    return HadoopAuth.of(stack)
+
+
 class ResourceManager:
     """Reads the ResourceManager REST API the way an operator would check it."""
 
-    def __init__(self, base: str, service_user: str) -> None:
+    def __init__(self, base: str, hadoop: HadoopAuth) -> None:
         self.base = base.rstrip("/") + "/ws/v1/cluster"
-        self.service_user = service_user  # the YARN admin: sees every application in full
+        self.hadoop = hadoop
+        self.service_user = hadoop.service_user  # the YARN admin: sees every application in full
 
     def get(self, path: str, **params) -> dict:
-        params = {"user.name": self.service_user, **params}
-        r = requests.get(self.base + path, params=params, headers={"Accept": "application/json"}, timeout=10)
+        r = requests.get(self.base + path, params=self.hadoop.params(**params), auth=self.hadoop.auth,
+                         headers={"Accept": "application/json"}, timeout=10)
         r.raise_for_status()
         return r.json()
+
+    def put(self, path: str, body: dict, **params) -> requests.Response:
+        """A PUT as the service account (or doAs=...), e.g. a kill; the raw response."""
+        return requests.put(self.base + path, params=self.hadoop.params(**params), auth=self.hadoop.auth,
+                            json=body, timeout=30)
+
+    def kill(self, app_id: str) -> requests.Response:
+        return self.put(f"/apps/{app_id}/state", {"state": "KILLED"})
 
     def apps(self, **params) -> list[dict]:
         return (self.get("/apps", **params).get("apps") or {}).get("app") or []
@@ -133,15 +195,15 @@ class ResourceManager:
 
 
 @pytest.fixture(scope="session")
-def rm(stack) -> ResourceManager:
-    return ResourceManager(stack["rm_url"], stack["service_user"])
+def rm(stack, hadoop) -> ResourceManager:
+    return ResourceManager(stack["rm_url"], hadoop)
 
 
 @pytest.fixture(scope="session")
-def spark_env(stack) -> dict[str, str]:
+def spark_env(stack, hadoop) -> dict[str, str]:
     return {**os.environ, "JAVA_HOME": stack["java_home"], "HADOOP_CONF_DIR": stack["hadoop_conf_dir"],
             "SPARK_CONF_DIR": stack["spark_conf_dir"], "SPARK_HOME": stack["spark_home"],
-            "SPARK_LOCAL_IP": "127.0.0.1"}
+            "SPARK_LOCAL_IP": "127.0.0.1", **hadoop.env}
 
 
 @pytest.fixture
@@ -267,8 +329,7 @@ def yarn_app(stack, spark_env, rm, tmp_path):
     yield submit
     for app_id in made:
         if rm.app(app_id)["state"] not in FINAL_STATES:
-            requests.put(f"{rm.base}/apps/{app_id}/state", params={"user.name": rm.service_user},
-                         json={"state": "KILLED"}, timeout=30)
+            rm.kill(app_id)
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:  # noqa: ARG001

@@ -7,7 +7,16 @@
 // 127.0.0.1:PORT (TCP), writes every keytab (mode 0600) and MiniKdc's krb5.conf, then writes
 // WORKDIR/ready.json ({"realm", "port", "krb5conf"}) last, so that file's presence means ready.
 // It runs until it is sent SIGTERM.
+//
+// Keys are derived from passwords kept in WORKDIR/passwords.properties (0600), made on the first
+// start: a KDC stopped and started again is the same realm with the same keys (krbtgt included),
+// so tickets and keytabs from before still work, as with a real KDC that was briefly down.
 import java.io.File;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.lang.reflect.Field;
+import java.security.SecureRandom;
+import java.util.Base64;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -20,8 +29,23 @@ import java.util.Properties;
 import java.util.concurrent.CountDownLatch;
 
 import org.apache.hadoop.minikdc.MiniKdc;
+import org.apache.kerby.kerberos.kerb.server.SimpleKdcServer;
 
 public class YardlabKdc {
+  private static final SecureRandom RANDOM = new SecureRandom();
+
+  private static String password(Properties passwords, String principal) {
+    String known = passwords.getProperty(principal);
+    if (known != null) {
+      return known;
+    }
+    byte[] bytes = new byte[24];
+    RANDOM.nextBytes(bytes);
+    String made = Base64.getEncoder().encodeToString(bytes);
+    passwords.setProperty(principal, made);
+    return made;
+  }
+
   public static void main(String[] args) throws Exception {
     if (args.length != 3) {
       System.err.println("usage: YardlabKdc WORKDIR PORT SPEC");
@@ -42,6 +66,21 @@ public class YardlabKdc {
     MiniKdc kdc = new MiniKdc(conf, work);
     kdc.start();
 
+    Field field = MiniKdc.class.getDeclaredField("simpleKdc");
+    field.setAccessible(true);
+    SimpleKdcServer server = (SimpleKdcServer) field.get(kdc);
+    String realm = kdc.getRealm();
+    Path passwordsFile = Paths.get(args[0], "passwords.properties");
+    Properties passwords = new Properties();
+    if (Files.exists(passwordsFile)) {
+      try (InputStream in = Files.newInputStream(passwordsFile)) {
+        passwords.load(in);
+      }
+    }
+    String tgs = "krbtgt/" + realm + "@" + realm;
+    server.deletePrincipal(tgs);
+    server.createPrincipal(tgs, password(passwords, tgs));
+
     List<String> lines = Files.readAllLines(Paths.get(args[2]), StandardCharsets.UTF_8);
     for (String line : lines) {
       String[] words = line.trim().split("\\s+");
@@ -51,10 +90,22 @@ public class YardlabKdc {
       File keytab = new File(words[0]);
       keytab.getParentFile().mkdirs();
       Files.deleteIfExists(keytab.toPath());
-      kdc.createPrincipal(keytab, Arrays.copyOfRange(words, 1, words.length));
+      for (String principal : Arrays.copyOfRange(words, 1, words.length)) {
+        String full = principal + "@" + realm;
+        server.createPrincipal(full, password(passwords, full));
+        server.exportPrincipal(full, keytab);
+      }
       Files.setPosixFilePermissions(keytab.toPath(), PosixFilePermissions.fromString("rw-------"));
       System.out.println("keytab " + keytab + ": " + String.join(" ", Arrays.copyOfRange(words, 1, words.length)));
     }
+
+    Path tmpPasswords = Paths.get(args[0], "passwords.properties.tmp");
+    Files.deleteIfExists(tmpPasswords);
+    Files.createFile(tmpPasswords, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")));
+    try (OutputStream out = Files.newOutputStream(tmpPasswords)) {
+      passwords.store(out, "yardlab local KDC: principal passwords (keys derive from them)");
+    }
+    Files.move(tmpPasswords, passwordsFile, StandardCopyOption.ATOMIC_MOVE);
 
     String json = String.format("{\"realm\": \"%s\", \"port\": %d, \"krb5conf\": \"%s\"}%n",
         kdc.getRealm(), kdc.getPort(), kdc.getKrb5conf().getAbsolutePath());

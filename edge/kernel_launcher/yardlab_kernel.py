@@ -10,7 +10,10 @@ ship beside this file via --files; this wrapper adds what yardlab needs on top:
 * ``--kind python`` gives a plain Python kernel: a SparkSession is still created (the YARN
   ApplicationMaster only registers once a SparkContext exists, so the application would otherwise
   sit in ACCEPTED and then fail), but it runs with zero executors and is not put into the
-  user's namespace.
+  user's namespace;
+* on a Kerberized cluster (``YARDLAB_HDFS_AUTH=token``) the container holds no Kerberos ticket, only
+  the user's delegation tokens: the HdfsCLI config is rewritten to use the HDFS delegation token
+  spark-submit obtained for the user, so ``hdfs.Config().get_client()`` keeps working.
 """
 from __future__ import annotations
 
@@ -34,6 +37,39 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def hdfs_token_config(folder: str) -> str | None:
+    """Write an HdfsCLI config using the container's HDFS delegation token; return its path.
+
+    The token comes from the driver JVM's credentials (the ones YARN localized for this
+    application and the ResourceManager renews), read through the Py4J gateway Spark opened."""
+    from pyspark import SparkContext
+
+    SparkContext._ensure_initialized()  # the gateway of this driver JVM; a SparkContext reuses it
+    jvm = SparkContext._jvm
+    tokens = jvm.org.apache.hadoop.security.UserGroupInformation.getCurrentUser().getCredentials().getAllTokens()
+    token = next((t.encodeToUrlString() for t in tokens.toArray()
+                  if t.getKind().toString() == "HDFS_DELEGATION_TOKEN"), None)
+    if token is None:
+        print("yardlab: no HDFS delegation token in this container; the hdfs helpers will not work",
+              file=sys.stderr)
+        return None
+    user = jvm.org.apache.hadoop.security.UserGroupInformation.getCurrentUser().getShortUserName()
+    url = os.environ.get("YARDLAB_WEBHDFS_URL", "")
+    if not url:  # the edge's config, shipped with --files, names it
+        import configparser
+
+        cfg = configparser.ConfigParser()
+        cfg.read(os.environ.get("HDFSCLI_CONFIG", "hdfscli.cfg"))
+        url = cfg.get("yardlab.alias", "url", fallback="")
+    path = os.path.join(folder, "hdfscli-token.cfg")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"[global]\ndefault.alias = yardlab\n\n[yardlab.alias]\nclient = TokenClient\n"
+                f"url = {url}\ntoken = {token}\nroot = /user/{user}\n")
+    os.environ["HDFSCLI_CONFIG"] = path
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parse(sys.argv[1:] if argv is None else argv)
     # YARN localizes --files into the container's working folder as symlinks; Python puts the
@@ -42,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     import launch_ipykernel as gp  # shipped with --files
 
     lower, upper = gp._validate_port_range(args.port_range)
+    if os.environ.get("YARDLAB_HDFS_AUTH") == "token":
+        hdfs_token_config(os.getcwd())
     ip = os.environ.get("YARDLAB_KERNEL_IP", "0.0.0.0")  # noqa: S104 - a real cluster needs EG to reach us
     cluster_type = "spark"
     if args.kind == "python":

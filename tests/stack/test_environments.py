@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from conftest import HadoopAuth
 from jupyter_ws import KernelConnection
 from yardlab.edge.environments import kernel_name_for as kn
 from yardlab.edge.kernelspecs import container_mb
@@ -51,14 +52,16 @@ def delete_if_there(session, owner: str, name: str) -> None:
 
 
 def hdfs_status(stack, path: str) -> dict | None:
-    r = requests.get(f"{stack['webhdfs_url']}/webhdfs/v1{path}",
-                     params={"op": "GETFILESTATUS", "user.name": stack["service_user"]}, timeout=10)
+    h = HadoopAuth.of(stack)
+    r = requests.get(f"{stack['webhdfs_url']}/webhdfs/v1{path}", auth=h.auth,
+                     params=h.params(op="GETFILESTATUS"), timeout=10)
     return r.json()["FileStatus"] if r.status_code == 200 else None
 
 
 def hdfs_list(stack, path: str) -> list[str]:
-    r = requests.get(f"{stack['webhdfs_url']}/webhdfs/v1{path}",
-                     params={"op": "LISTSTATUS", "user.name": stack["service_user"]}, timeout=10)
+    h = HadoopAuth.of(stack)
+    r = requests.get(f"{stack['webhdfs_url']}/webhdfs/v1{path}", auth=h.auth,
+                     params=h.params(op="LISTSTATUS"), timeout=10)
     if r.status_code == 404:
         return []
     return sorted(s["pathSuffix"] for s in r.json()["FileStatuses"]["FileStatus"])
@@ -141,8 +144,9 @@ def test_alices_kernel_on_her_environment_imports_the_package_on_driver_and_exec
         assert app["queue"] in ("interactive", "root.interactive"), app["queue"]
         assert "env:alice/tab" in app["applicationTags"].split(",")
         # the executor's container on the NodeManager is sized from the environment's 1536 MB
+        h = HadoopAuth.of(stack)
         nm = requests.get(f"http://127.0.0.1:{stack['ports']['yarn_nm_http']}/ws/v1/node/containers",
-                          params={"user.name": stack["service_user"]}, timeout=10).json()
+                          auth=h.auth, params=h.params(), timeout=10).json()
         containers = [c for c in ((nm.get("containers") or {}).get("container") or [])
                       if c["id"].split("_")[1:3] == app["id"].split("_")[1:3] and c["state"] == "RUNNING"]
         sizes = sorted(c["totalMemoryNeededMB"] for c in containers)
@@ -325,10 +329,9 @@ def test_a_conda_environment_from_the_local_channel_resolves_installs_and_packs(
     assert env["status"] == "ready", (env["error"], alice.get("/environments/alice/hello-conda/log").text[-2000:])
     log = alice.get("/environments/alice/hello-conda/log").text
     assert "yardlab-hello 1.0.0 0" in log
-    data = requests.get(f"{stack['webhdfs_url']}/webhdfs/v1{archive_path(env)}",
-                        params={"op": "OPEN", "user.name": "bob"}, timeout=60)  # public: any user reads it
-    assert data.status_code == 200
-    with tarfile.open(fileobj=io.BytesIO(data.content), mode="r:gz") as tf:
+    with HadoopAuth.of(stack).webhdfs(stack, proxy="bob").read(archive_path(env)) as r:  # public: any user reads it
+        data = r.read()
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tf:
         names = set(tf.getnames())
         assert "share/yardlab-hello/hello.txt" in names
         assert "conda-meta/yardlab-hello-1.0.0-0.json" in names
@@ -349,9 +352,7 @@ def test_an_edge_restart_during_a_build_resumes_it_and_leaves_no_junk(stack, sta
         time.sleep(0.2)
     # what a crash would leave: an unfinished upload in HDFS and a work folder on disk
     junk = "/yardlab/envs/.0123abcd.deadbeef.tmp"
-    r = requests.put(f"{stack['webhdfs_url']}/webhdfs/v1{junk}", data=b"half an archive", timeout=30,
-                     params={"op": "CREATE", "user.name": stack["service_user"], "overwrite": "true"})
-    assert r.status_code == 201, r.text
+    HadoopAuth.of(stack).webhdfs(stack).write(junk, b"half an archive", overwrite=True)
     (Path(stack["state_dir"]) / "edge" / "envs" / "work" / "crashed-build").mkdir(parents=True, exist_ok=True)
     stack_control.restart_edge()
     env = wait_env(alice, "alice", "restart", timeout=300)

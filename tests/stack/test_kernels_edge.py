@@ -231,16 +231,14 @@ def test_full_queue_shows_accepted_with_the_reason_then_runs(stack, spark_env, r
             time.sleep(1)
         assert re.match(r"waiting in queue default \(ACCEPTED\): needs 2\.0 GB, \d+\.\d GB free", waiting["waiting"])
         assert waiting["kernel"]
-        requests.put(f"{rm.base}/apps/{filler}/state", params={"user.name": rm.service_user},
-                     json={"state": "KILLED"}, timeout=30)
+        rm.kill(filler)
         t.join(timeout=300)
         assert "error" not in started, started.get("error")
         kc = started["kc"]
         assert kc.kernel_id == waiting["kernel"]
         assert kc.execute("print(spark.range(10).count())").stdout.strip() == "10"
     finally:
-        requests.put(f"{rm.base}/apps/{filler}/state", params={"user.name": rm.service_user},
-                     json={"state": "KILLED"}, timeout=30)
+        rm.kill(filler)
 
 
 def test_enterprise_gateway_killed_is_restarted_and_orphans_are_reaped(stack, edge_kernel, rm):
@@ -289,8 +287,7 @@ def test_a_kernel_whose_yarn_application_died_is_reported_dead(stack, edge_kerne
     assert kc.execute("print('up')").stdout.strip() == "up"
     (app,) = rm.apps_tagged(f"kernel:{kc.kernel_id}")
     # the application dies under the kernel (killed on the RM directly, as an operator might)
-    requests.put(f"{rm.base}/apps/{app['id']}/state", params={"user.name": rm.service_user},
-                 json={"state": "KILLED"}, timeout=30)
+    rm.kill(app["id"])
     # the client hears "dead" on its websocket, which is then closed
     assert kc.ws is not None
     kc.ws.settimeout(60)

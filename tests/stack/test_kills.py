@@ -6,7 +6,6 @@ import json
 import time
 from pathlib import Path
 
-import requests
 
 
 
@@ -90,8 +89,7 @@ def test_users_see_only_their_own_apps_and_kill_only_their_own(stack, edge_as, y
 
 def test_yarn_itself_refuses_a_cross_user_kill(stack, yarn_app, rm):
     app = yarn_app("alice")
-    r = requests.put(f"{rm.base}/apps/{app}/state", params={"user.name": stack["service_user"], "doAs": "bob"},
-                     json={"state": "KILLED"}, timeout=30)
+    r = rm.put(f"/apps/{app}/state", {"state": "KILLED"}, doAs="bob")
     assert r.status_code == 403
     time.sleep(1)
     assert rm.app(app)["state"] == "RUNNING"

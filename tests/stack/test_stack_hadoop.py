@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from hdfs import HdfsError, InsecureClient
+from hdfs import HdfsError
 
 
 def test_resourcemanager_rest_answers(rm):
@@ -35,9 +35,9 @@ def test_capacity_scheduler_has_default_and_interactive_queues(rm):
         assert q["configuredMaxAMResourceLimit"] == pytest.approx(0.8)
 
 
-def test_webhdfs_write_as_proxied_user_is_owned_by_that_user(stack):
+def test_webhdfs_write_as_proxied_user_is_owned_by_that_user(stack, hadoop):
     path = f"/user/alice/yl-test-{uuid.uuid4().hex[:8]}.txt"
-    alice = InsecureClient(stack["webhdfs_url"], user=stack["service_user"], proxy="alice")
+    alice = hadoop.webhdfs(stack, proxy="alice")
     alice.write(path, b"written through doAs\n")
     try:
         status = alice.status(path)
@@ -46,7 +46,7 @@ def test_webhdfs_write_as_proxied_user_is_owned_by_that_user(stack):
         with alice.read(path) as reader:
             assert reader.read() == b"written through doAs\n"
         # the home folder is private: HDFS itself refuses bob
-        bob = InsecureClient(stack["webhdfs_url"], user=stack["service_user"], proxy="bob")
+        bob = hadoop.webhdfs(stack, proxy="bob")
         with pytest.raises(HdfsError, match="Permission denied"):
             bob.status(path)
     finally:

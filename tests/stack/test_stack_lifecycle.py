@@ -13,9 +13,9 @@ import time
 import uuid
 
 import pytest
-from hdfs import InsecureClient
 
 import stack as stack_mod
+from conftest import HadoopAuth
 
 pytestmark = pytest.mark.lifecycle  # after every other test: the conftest hook orders it last
 
@@ -79,7 +79,8 @@ def test_ctrl_c_stops_everything_and_a_crash_is_recovered(stack, stack_control):
     proc, lines = start_launcher()
     info = st.read_info()
     marker = f"/user/alice/yl-survives-{uuid.uuid4().hex[:8]}"
-    InsecureClient(info["webhdfs_url"], user=info["service_user"], proxy="alice").write(marker, b"kept")
+    # a new login per stack run: each run starts a new KDC, with new keys
+    HadoopAuth(info).webhdfs(info, proxy="alice").write(marker, b"kept")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert stack_mod.processes_under(st.state, stack_mod.own_ancestry()), "pieces should outlive a killed launcher"
@@ -87,7 +88,7 @@ def test_ctrl_c_stops_everything_and_a_crash_is_recovered(stack, stack_control):
     proc, lines = start_launcher()
     assert "left behind by an earlier run" in "".join(lines)
     info = st.read_info()
-    with InsecureClient(info["webhdfs_url"], user=info["service_user"], proxy="alice").read(marker) as r:
+    with HadoopAuth(info).webhdfs(info, proxy="alice").read(marker) as r:
         assert r.read() == b"kept"
     stop_launcher(proc, lines)
     assert_nothing_left(st.state)

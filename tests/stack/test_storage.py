@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from hdfs import HdfsError, InsecureClient
+from conftest import HadoopAuth
+from hdfs import Client, HdfsError
 
 # the stack's edge settings these tests rely on (dev/edge_config.py)
 UPLOADS_PER_USER = 2  # c.HDFSStorage.uploads_per_user
@@ -23,8 +24,8 @@ UPLOAD_THREADS = 4  # c.HDFSStorage.upload_threads
 IDLE_TIMEOUT = 3.0  # c.HDFSStorage.upload_idle_timeout
 
 
-def hdfs_as(stack, user: str | None) -> InsecureClient:
-    return InsecureClient(stack["webhdfs_url"], user=stack["service_user"], proxy=user)
+def hdfs_as(stack, user: str | None) -> Client:
+    return HadoopAuth.of(stack).webhdfs(stack, proxy=user)
 
 
 def files(session, path: str) -> str:
