@@ -101,9 +101,16 @@ demo: install
 demo-stop:
 	$(VENV)/bin/python dev/stack.py down
 
+# the whole suite runs on the Kerberized stack (the default); then a short smoke test of the
+# simple-auth stack (YARDLAB_SECURITY=simple) keeps that setting working
+SIMPLE_SMOKE := tests/stack/test_stack_hadoop.py tests/stack/test_eg_kernels.py \
+  tests/stack/test_storage.py::test_roots_are_provisioned_on_first_contact \
+  tests/stack/test_storage.py::test_personal_files_are_private
+
 test: install
 	npm test --silent
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	YARDLAB_SECURITY=simple $(VENV)/bin/python -m pytest $(PYTEST_ARGS) $(SIMPLE_SMOKE)
 
 # no Hadoop jars, no lab extension build, no stack: the Python venvs (one unit test starts the real
 # EG binary from .venv-eg on a free port), node_modules and the project reinstalled from the work tree

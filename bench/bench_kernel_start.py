@@ -28,10 +28,11 @@ sys.path.insert(0, str(ROOT / "dev"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import stack as stack_mod  # noqa: E402
+from hadoop_auth import HadoopAuth  # noqa: E402
 from jupyter_ws import KernelConnection  # noqa: E402
 
 
-def one_run(base: str, token: str, kernelspec: str, env: dict, rm_url: str, service_user: str) -> float:
+def one_run(base: str, token: str, kernelspec: str, env: dict, rm_url: str, hadoop: HadoopAuth) -> float:
     started = time.monotonic()
     kc = KernelConnection.start(base, token, kernelspec, env=env, username="alice")
     reply = kc.execute("1 + 1", timeout=300)
@@ -41,9 +42,8 @@ def one_run(base: str, token: str, kernelspec: str, env: dict, rm_url: str, serv
     # wait until YARN has let go of it, so the next run starts on an empty queue
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        apps = requests.get(f"{rm_url}/ws/v1/cluster/apps", params={"user.name": service_user,
-                                                                   "states": "NEW,SUBMITTED,ACCEPTED,RUNNING"},
-                            timeout=10).json()
+        apps = requests.get(f"{rm_url}/ws/v1/cluster/apps", auth=hadoop.auth, timeout=10,
+                            params=hadoop.params(states="NEW,SUBMITTED,ACCEPTED,RUNNING")).json()
         active = [a for a in ((apps.get("apps") or {}).get("app") or []) if a["name"] == kc.kernel_id]
         if not active:
             break
@@ -74,7 +74,7 @@ def main() -> int:
             order = ("edge", "eg") if i % 2 == 0 else ("eg", "edge")
             for side in order:
                 base, token, env = sides[side]
-                took = one_run(base, token, args.kernelspec, env, info["rm_url"], info["service_user"])
+                took = one_run(base, token, args.kernelspec, env, info["rm_url"], HadoopAuth.of(info))
                 times[side].append(took)
                 print(f"run {i + 1:2d} {side:4s} {took:6.2f} s", flush=True)
     finally:
@@ -86,14 +86,16 @@ def main() -> int:
                 if line.startswith("model name")), platform.processor())
     print()
     print(f"machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}")
-    print(f"kernelspec {args.kernelspec}, {args.runs} runs per side, interleaved")
+    print(f"kernelspec {args.kernelspec}, {args.runs} runs per side, interleaved, "
+          f"{info.get('security', 'simple')}-auth stack")
     for side in ("eg", "edge"):
         v = sorted(times[side])
         print(f"{side:4s} p50 {p50[side]:6.2f} s   min {v[0]:6.2f} s   max {v[-1]:6.2f} s")
     print(f"edge / EG p50 ratio: {ratio:.3f}  (target <= 1.05: {'PASS' if ratio <= 1.05 else 'FAIL'})")
     out = ROOT / "bench" / "results" / f"kernel-start-{datetime.now(timezone.utc):%Y%m%d}.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"kernelspec": args.kernelspec, "runs": args.runs, "times": times, "p50": p50,
+    out.write_text(json.dumps({"kernelspec": args.kernelspec, "security": info.get("security", "simple"),
+                               "runs": args.runs, "times": times, "p50": p50,
                                "ratio": ratio, "machine": {"cores": os.cpu_count(), "cpu": cpu}}, indent=2))
     print(f"results: {out}")
     return 0

@@ -42,6 +42,8 @@ SERVICE_USER = os.environ.get("USER") or __import__("getpass").getuser()
 #: "simple" (Hadoop's simple authentication, as before Kerberos landed; CI smoke-tests it)
 SECURITY = os.environ.get("YARDLAB_SECURITY", "simple")  # TODO(kerberos default) flips once the edge is ready
 REALM = "EXAMPLE.COM"
+#: HDFS delegation tokens' renewal interval on the Kerberized stack, in ms (Hadoop's default: a day)
+TOKEN_RENEW_MS = 60_000
 #: the Hadoop daemons' principals; all in one keytab the edge cannot read once accounts are split
 HADOOP_PRINCIPALS = ("nn/localhost", "dn/localhost", "rm/localhost", "nm/localhost",
                      "HTTP/localhost", "HTTP/127.0.0.1")
@@ -515,6 +517,9 @@ class Stack:
             # here SASL with the testing switch for non-privileged ports and plain HTTP
             "dfs.data.transfer.protection": "authentication",
             "ignore.secure.ports.for.testing": "true",
+            # a delegation token lives a minute unless renewed (sites: a day), so the test suite
+            # sees the ResourceManager renew a kernel's tokens within a test
+            "dfs.namenode.delegation.token.renew-interval": TOKEN_RENEW_MS,
         })
         yarn.update({
             "yarn.resourcemanager.principal": f"rm/localhost@{REALM}",

@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT / "dev"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import stack as stack_mod  # noqa: E402  (dev/stack.py)
+from hadoop_auth import HadoopAuth  # noqa: E402,F401  (tests import it from here too)
 from browser import page  # noqa: E402,F401  (the headless browser fixture, for tests/ui and the hub service)
 from jupyter_ws import KernelConnection  # noqa: E402
 
@@ -56,6 +57,10 @@ class StackControl:
     def ensure_running(self) -> dict:
         info = self.stack.read_info()
         if info and stack_mod.pid_alive(info.get("launcher_pid", -1)) and info.get("user_tokens"):
+            running = info.get("security", "simple")
+            if running != stack_mod.SECURITY:
+                pytest.exit(f"a {running}-auth stack is running, and this session wants {stack_mod.SECURITY} "
+                            "(YARDLAB_SECURITY); stop it (`make demo-stop`) or set YARDLAB_SECURITY to match", 2)
             self.info = info
             return info
         self.info = self.stack.start()
@@ -97,54 +102,6 @@ def stack_control():
 def stack(stack_control) -> dict:
     """The local stack's info dict (endpoints, tokens, paths); started here if not running."""
     return stack_control.ensure_running()
-
-
-class HadoopAuth:
-    """How tests reach Hadoop as the service account, as an operator would: on the Kerberized stack
-    with its keytab (SPNEGO for the REST APIs, a ticket cache for spark-submit), on the simple-auth
-    stack with ``user.name``.  ``requests`` calls take ``auth=h.auth, params=h.params(...)``."""
-
-    def __init__(self, stack: dict) -> None:
-        self.service_user = stack["service_user"]
-        self.secure = stack.get("security") == "kerberos"
-        self.auth = None
-        self.env: dict[str, str] = {}
-        if self.secure:
-            os.environ["KRB5_CONFIG"] = stack["krb5_conf"]
-            import gssapi
-            from requests_gssapi import OPTIONAL, HTTPSPNEGOAuth
-
-            ccache = Path(stack["state_dir"]) / "kdc" / "tests.ccache"
-            name = gssapi.Name(stack["service_principal"], gssapi.NameType.kerberos_principal)
-            creds = gssapi.Credentials(name=name, usage="initiate", store={
-                "client_keytab": stack["service_keytab"], "ccache": f"FILE:{ccache}"})
-            self.auth = HTTPSPNEGOAuth(creds=creds, mutual_authentication=OPTIONAL)
-            self.env = {"KRB5CCNAME": f"FILE:{ccache}", "KRB5_CONFIG": stack["krb5_conf"],
-                        "SPARK_SUBMIT_OPTS": f"-Djava.security.krb5.conf={stack['krb5_conf']}"}
-
-    @classmethod
-    def of(cls, stack: dict) -> "HadoopAuth":
-        """One per stack (a Kerberos login per test would be slow and pointless)."""
-        key = (stack["state_dir"], stack.get("security"), stack.get("service_keytab"))
-        if key not in _HADOOP_AUTH:
-            _HADOOP_AUTH[key] = cls(stack)
-        return _HADOOP_AUTH[key]
-
-    def params(self, **params) -> dict:
-        return params if self.secure else {"user.name": self.service_user, **params}
-
-    def webhdfs(self, stack: dict, proxy: str | None = None):
-        """The `hdfs` library's client as the service account, or as ``proxy`` through it (doas)."""
-        from hdfs import Client, InsecureClient
-
-        if not self.secure:
-            return InsecureClient(stack["webhdfs_url"], user=self.service_user, proxy=proxy)
-        session = requests.Session()
-        session.auth = self.auth
-        return Client(stack["webhdfs_url"], proxy=proxy, session=session)
-
-
-_HADOOP_AUTH: dict[tuple, HadoopAuth] = {}
 
 
 @pytest.fixture(scope="session")
