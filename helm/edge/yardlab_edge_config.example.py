@@ -33,5 +33,12 @@ c.ResourceManagerClient.urls = [
 # kills and file operations run as the owning user (doAs=).
 c.ResourceManagerClient.service_user = "yardlab"
 
+# Kerberos (every production cluster; helm/README.md, "A Kerberized cluster"): the edge logs in
+# with its keytab and authenticates to the RM and WebHDFS with SPNEGO; leave keytab empty for a
+# cluster with simple authentication.
+c.Kerberos.keytab = "/etc/security/keytabs/yardlab.keytab"  # REPLACE (or "" for simple auth)
+c.Kerberos.principal = "yardlab@EXAMPLE.ORG"  # REPLACE
+c.Kerberos.ccache = "/var/lib/yardlab/krb5cc"  # Enterprise Gateway and spark-submit read it
+
 # One poll loop serves every user's view: RM load does not grow with the number of users.
 c.AppSnapshot.poll_interval = 2.0
