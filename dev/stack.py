@@ -599,7 +599,7 @@ class Stack:
         kdc = Piece("kdc", [f"{jhome}/bin/java", "-Xmx256m", "-Djava.net.preferIPv4Stack=true",
                             "-cp", f"{HADOOP_LIB}/*", str(ROOT / "dev" / "kdc" / "YardlabKdc.java"),
                             str(k.dir / "work"), str(PORTS["kdc"]), str(spec)],
-                    ready.exists, cwd=k.dir, timeout=90)
+                    ready.exists, cwd=k.dir, timeout=90, restartable=True)
         self.start_piece(kdc)
         self.wait_ready(kdc)
 

@@ -19,6 +19,14 @@ from faults import CuttableProxy, dead_port_url, free_port
 EDGE = str(Path(sys.executable).parent / "yardlab-edge")
 
 
+def kerberos_args(stack: dict, tmp_path: Path) -> list[str]:
+    """An extra edge on the Kerberized stack logs in with the service keytab (its own ticket cache)."""
+    if stack.get("security") != "kerberos":
+        return []
+    return [f"--Kerberos.keytab={stack['service_keytab']}", f"--Kerberos.principal={stack['service_principal']}",
+            f"--Kerberos.ccache={tmp_path / 'krb5cc'}"]
+
+
 @pytest.fixture
 def edge_on(stack, tmp_path):
     """Factory: start an edge process against the given RM URLs; returns its API base URL."""
@@ -35,7 +43,8 @@ def edge_on(stack, tmp_path):
                f"--ResourceManagerClient.service_user={stack['service_user']}",
                "--ResourceManagerClient.retries=1", "--ResourceManagerClient.backoff=0.1",
                "--AppSnapshot.poll_interval=0.5", "--AppSnapshot.max_backoff=1",
-               "--GatewaySupervisor.enabled=False", f"--KernelLedger.db_url=sqlite:///{tmp_path / 'edge.sqlite'}"]
+               "--GatewaySupervisor.enabled=False", f"--KernelLedger.db_url=sqlite:///{tmp_path / 'edge.sqlite'}",
+               *kerberos_args(stack, tmp_path)]
         log = open(tmp_path / f"edge-{port}.log", "wb")
         procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path))
         base = f"http://127.0.0.1:{port}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
@@ -213,3 +214,57 @@ jvm = spark.sparkContext._jvm
 fs = jvm.org.apache.hadoop.fs.FileSystem.get(spark.sparkContext._jsc.hadoopConfiguration())
 print(json.dumps({{"deleted": fs.delete(jvm.org.apache.hadoop.fs.Path("/user/bob/yl-renew-{tag}"), True)}}))
 """)
+
+
+def test_a_stopped_kdc_makes_the_edge_say_so_and_it_recovers(stack):
+    """The KDC frozen (SIGSTOP: it takes connections and answers nothing, the worst case for a
+    client): /health turns 503 with a sentence naming the KDC; once it answers again, 200."""
+    import os
+    import signal
+
+    health = f"{stack['edge_url']}/health"
+    assert requests.get(health, timeout=10).status_code == 200
+    kdc = json.loads((Path(stack["state_dir"]) / "stack.json").read_text())["pids"]["kdc"]
+    os.kill(kdc, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            r = requests.get(health, timeout=10)
+            if r.status_code == 503:
+                break
+            assert time.monotonic() < deadline, "the edge never noticed the KDC was gone"
+            time.sleep(1)
+        body = r.json()
+        assert body["status"] == "unavailable"
+        assert "KDC" in body["reason"], body
+        assert "Traceback" not in r.text
+    finally:
+        os.kill(kdc, signal.SIGCONT)
+    deadline = time.monotonic() + 90
+    while requests.get(health, timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "the edge did not recover once the KDC answered again"
+        time.sleep(1)
+
+
+def test_a_wrong_keytab_stops_the_edge_start_with_a_sentence(stack, tmp_path):
+    """The daemons' keytab has no key for the service principal: the edge refuses to start and says
+    which principal and which keytab file."""
+    import subprocess
+    import sys
+
+    wrong = stack["hadoop_keytab"]
+    from faults import free_port
+
+    cmd = [str(Path(sys.executable).parent / "yardlab-edge"), "--EdgeApp.ip=127.0.0.1", f"--EdgeApp.port={free_port()}",
+           f"--AuditLog.path={tmp_path / 'audit.jsonl'}", "--GatewaySupervisor.enabled=False",
+           f"--KernelLedger.db_url=sqlite:///{tmp_path / 'edge.sqlite'}",
+           f"--TokenIdentifier.hub_api_url=http://127.0.0.1:{stack['ports']['hub_internal']}/hub/api",
+           f"--TokenIdentifier.hub_api_token={stack['edge_service_token']}",
+           f"--ResourceManagerClient.urls=['{stack['rm_url']}']",
+           f"--Kerberos.keytab={wrong}", f"--Kerberos.principal={stack['service_principal']}",
+           f"--Kerberos.ccache={tmp_path / 'krb5cc'}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    out = done.stdout + done.stderr
+    assert done.returncode != 0, out[-2000:]
+    assert stack["service_principal"] in out and wrong in out, out[-2000:]
+    assert "Traceback" not in out, out[-3000:]
