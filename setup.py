@@ -50,6 +50,8 @@ packages, package_dir = _packages()
 CLI = ["tornado>=6.4", "traitlets>=5.14", "requests>=2.31", "tqdm>=4.66"]
 EDGE = ["tornado>=6.4", "traitlets>=5.14", "jupyterhub>=5.2", "prometheus_client>=0.20", "uvloop>=0.19",
         "SQLAlchemy>=2.0", "hdfs>=2.7", "packaging>=24", "requests>=2.31",
+        # Kerberos (Kerberos.keytab set): the edge's login and SPNEGO; builds against MIT krb5 (libkrb5-dev)
+        "gssapi>=1.8",
         # environments: uv resolves and installs, venv-pack packs, py-rattler solves conda specs
         "uv>=0.5", "venv-pack>=0.2", "py-rattler>=0.20"]
 HUB = ["jupyterhub>=5.2", "tornado>=6.4", "traitlets>=5.14", "SQLAlchemy>=2.0", "requests>=2.31", "Jinja2>=3.1"]

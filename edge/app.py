@@ -19,6 +19,7 @@ from .clients.resourcemanager import ResourceManagerClient
 from .environments import EnvironmentService
 from .handlers.routes import routes
 from .jobs import JobService
+from .kerberos import Kerberos, KerberosError
 from .kernels import KernelService
 from .ledger import KernelLedger
 from .loops import PeriodicTask
@@ -89,11 +90,12 @@ class EdgeApp(Application):
                          change["name"], cls.__name__, new)
         self._forwarded[change["name"]] = change["new"]
 
-    classes = [ResourceManagerClient, AppSnapshot, TokenIdentifier, AdminRoster, AuditLog, HDFSStorage,
+    classes = [Kerberos, ResourceManagerClient, AppSnapshot, TokenIdentifier, AdminRoster, AuditLog, HDFSStorage,
                GatewaySupervisor, GatewayClient, KernelLedger, JobService, KernelService, Reaper,
                EnvironmentService]
 
     rm = Instance(ResourceManagerClient, allow_none=True)
+    kerberos = Instance(Kerberos, allow_none=True)
     snapshot = Instance(AppSnapshot, allow_none=True)
 
     def __init__(self, **kwargs: Any) -> None:
@@ -117,7 +119,9 @@ class EdgeApp(Application):
             self.update_config(self.cli_config)
 
     def make_app(self) -> web.Application:
-        self.rm = ResourceManagerClient(parent=self)
+        # one Kerberos login (off unless Kerberos.keytab is set) for every client of Hadoop
+        self.kerberos = Kerberos(parent=self)
+        self.rm = ResourceManagerClient(parent=self, kerberos=self.kerberos)
         self.snapshot = AppSnapshot(parent=self, rm=self.rm)
         audit = AuditLog(parent=self, **self._settings_for(AuditLog))
         self.ledger = KernelLedger(parent=self)
@@ -126,7 +130,7 @@ class EdgeApp(Application):
                                 **self._settings_for(KernelService))
         jobs = JobService(self.rm, self.snapshot, audit, ledger=self.ledger, waiting=kernels.waiting_message,
                           parent=self, **self._settings_for(JobService))
-        storage = HDFSStorage(parent=self)
+        storage = HDFSStorage(parent=self, kerberos=self.kerberos)
         identifier = TokenIdentifier(parent=self, **self._settings_for(TokenIdentifier))
         # nobody acts through doAs as the account the edge itself runs as
         identifier.service_accounts = {self.rm.service_user, storage.service_user}
@@ -152,6 +156,7 @@ class EdgeApp(Application):
             "channels": channels,
             "base_url": base,
             "storage": storage,
+            "kerberos": self.kerberos,
             "environments": self.environments,
             "metrics_require_auth": self.metrics_require_auth,
             "log_function": self._log_request,
@@ -175,6 +180,9 @@ class EdgeApp(Application):
 
     async def serve(self) -> None:
         app = self.make_app()
+        assert self.kerberos is not None
+        # logged in before anything talks to Hadoop; a wrong keytab stops the start here (KerberosError)
+        await self.kerberos.start()
         # unfinished builds are queued again (and leftovers removed) before any request can add one
         await self.environments.start()
         server = HTTPServer(app, max_body_size=self.max_body_size, xheaders=False)
@@ -203,17 +211,23 @@ class EdgeApp(Application):
         await self.environments.stop()
         await self.gateway.stop()  # Enterprise Gateway keeps running: the next edge adopts it
         await self.snapshot.stop()
+        await self.kerberos.stop()
 
     def start(self) -> None:
         if self.generate_config:
             self.write_default_config()
             return
         try:
-            import uvloop  # a faster event loop when installed (the edge extra installs it)
-
-            uvloop.run(self.serve())
-        except ImportError:
-            asyncio.run(self.serve())
+            try:
+                import uvloop  # a faster event loop when installed (the edge extra installs it)
+            except ImportError:
+                asyncio.run(self.serve())
+            else:
+                uvloop.run(self.serve())
+        except KerberosError as e:
+            # a sentence naming the principal and the keytab, not a traceback
+            self.log.critical("cannot start: %s", e)
+            self.exit(1)
 
     def write_default_config(self) -> None:
         path = os.path.abspath(self.config_file_name)

@@ -32,12 +32,13 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 from urllib.parse import quote
 
-from traitlets import Float, Integer, TraitError, Unicode, default
+from traitlets import Float, Instance, Integer, TraitError, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from .auth import Identity
 from .clients.webhdfs import WebHDFSClient, WebHDFSError, WebHDFSUnavailable
 from .errors import PublicError
+from .kerberos import Kerberos
 from .uploads import Upload, UploadLimits, UploadSlots
 
 _BAD_CHARS = re.compile(r"[\x00-\x1f\x7f:\\]")
@@ -128,6 +129,7 @@ class HDFSStorage(LoggingConfigurable):
     chunk_size = Integer(256 * 1024, help="Bytes per chunk when streaming to and from HDFS.").tag(config=True)
     timeout = Float(30.0, help="Seconds to wait for one WebHDFS call.").tag(config=True)
     threads = Integer(16, help="Threads for blocking WebHDFS calls.").tag(config=True)
+    kerberos = Instance(Kerberos, allow_none=True, help="The edge's Kerberos login, handed to the WebHDFS client.")
     upload_threads = Integer(
         help="Uploads in progress at once, over all users. Each holds one of `threads` until its body has "
              "arrived, so this must be smaller than `threads`: the rest stay free for listings, downloads and "
@@ -156,7 +158,7 @@ class HDFSStorage(LoggingConfigurable):
             raise TraitError(f"HDFSStorage.upload_threads ({self.upload_threads}) must be at least 1 and smaller "
                              f"than HDFSStorage.threads ({self.threads})")
         self.webhdfs = WebHDFSClient(parent=self, url=self.webhdfs_url, service_user=self.service_user,
-                                     timeout=self.timeout, threads=self.threads)
+                                     timeout=self.timeout, threads=self.threads, kerberos=self.kerberos)
         self.upload_slots = UploadSlots(self.uploads_per_user, self.upload_threads)
         self._provisioned: set[tuple[str, bool]] = set()
         self._lock = asyncio.Lock()

@@ -1,4 +1,10 @@
-"""An async client for the YARN ResourceManager REST API, with timeouts, retries and RM HA failover."""
+"""An async client for the YARN ResourceManager REST API, with timeouts, retries and RM HA failover.
+
+Authentication: ``user.name=<service_user>`` (simple auth), or with Kerberos on a SPNEGO
+``Authorization`` header made from the edge's keytab; then Hadoop's ``hadoop.auth`` cookie from the
+RM's answer is sent instead while it is good, so the snapshot's polls do not make a GSS exchange each.
+Either way users are acted for with ``doAs=``.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -8,12 +14,13 @@ import os
 from typing import Any
 from urllib.parse import urlencode
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
-from traitlets import Float, Integer, List, Unicode, default
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
+from traitlets import Float, Instance, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from .. import metrics
 from ..clock import monotonic
+from ..kerberos import Kerberos, KerberosError
 
 ACTIVE_STATES = ("NEW", "NEW_SAVING", "SUBMITTED", "ACCEPTED", "RUNNING")
 FINAL_STATES = ("FINISHED", "FAILED", "KILLED")
@@ -52,7 +59,8 @@ class ResourceManagerClient(LoggingConfigurable):
         return [u.strip().rstrip("/") for u in env.split(",") if u.strip()] or ["http://127.0.0.1:8088"]
 
     service_user = Unicode(
-        help="""The account the edge authenticates as (``user.name=``; simple auth).
+        help="""The account the edge authenticates as (``user.name=``; simple auth; with Kerberos the
+        principal of Kerberos.keytab stands for it and ``user.name`` is not sent).
 
         It must be a YARN admin (to read every application) and a Hadoop proxy user
         (``hadoop.proxyuser.<it>.*``) so kills can be done as the application's owner (``doAs=``).
@@ -67,16 +75,23 @@ class ResourceManagerClient(LoggingConfigurable):
     request_timeout = Float(10.0, help="Seconds to wait for a whole ResourceManager answer.").tag(config=True)
     retries = Integer(2, help="Extra rounds over the RM list after a failed call (with backoff).").tag(config=True)
     backoff = Float(0.2, help="First backoff delay in seconds; doubles per round, at most 5 s.").tag(config=True)
+    kerberos = Instance(Kerberos, allow_none=True, help="The edge's Kerberos login; None or disabled: simple auth.")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._active = 0
         self.http = AsyncHTTPClient()
+        #: per RM address, the ``hadoop.auth=...`` cookie of its last good answer (Kerberos only)
+        self._auth_cookies: dict[str, str] = {}
+
+    @property
+    def secure(self) -> bool:
+        return self.kerberos is not None and self.kerberos.enabled
 
     async def request(self, method: str, path: str, params: dict[str, Any] | None = None,
                       body: dict | None = None, call: str = "other", do_as: str | None = None) -> Any:
         """One REST call, trying the active RM first and the others after it; JSON in and out."""
-        query = {"user.name": self.service_user}
+        query = {} if self.secure else {"user.name": self.service_user}
         if do_as:
             query["doAs"] = do_as
         query.update({k: v for k, v in (params or {}).items() if v is not None})
@@ -86,13 +101,12 @@ class ResourceManagerClient(LoggingConfigurable):
             for i in range(len(self.urls)):
                 index = (self._active + i) % len(self.urls)
                 url = f"{self.urls[index]}/ws/v1/cluster{path}?{urlencode(query)}"
-                req = HTTPRequest(url, method=method, connect_timeout=self.connect_timeout,
-                                  request_timeout=self.request_timeout, follow_redirects=False,
-                                  headers={"Accept": "application/json", "Content-Type": "application/json"},
-                                  body=json.dumps(body) if body is not None else None)
                 started = monotonic()
                 try:
-                    resp = await self.http.fetch(req, raise_error=False)
+                    resp = await self._fetch(self.urls[index], url, method, body)
+                except KerberosError as e:
+                    metrics.RM_ERRORS.labels(call).inc()
+                    raise RMUnavailable(f"the edge cannot authenticate to the ResourceManager: {e}") from e
                 except (HTTPClientError, OSError, asyncio.TimeoutError) as e:
                     # timeouts are raised even with raise_error=False
                     last_error = e
@@ -114,6 +128,42 @@ class ResourceManagerClient(LoggingConfigurable):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
         raise RMUnavailable(f"no ResourceManager answered ({', '.join(self.urls)}): {_describe(last_error)}")
+
+    async def _fetch(self, base: str, url: str, method: str, body: dict | None) -> HTTPResponse:
+        """One HTTP exchange with one RM; with Kerberos, by cookie while the RM takes it, else by SPNEGO."""
+        headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        cookie = self._auth_cookies.get(base) if self.secure else None
+        if cookie:
+            headers["Cookie"] = cookie
+        elif self.secure:
+            assert self.kerberos is not None
+            headers["Authorization"] = await self.kerberos.authorization(base)
+        req = HTTPRequest(url, method=method, connect_timeout=self.connect_timeout,
+                          request_timeout=self.request_timeout, follow_redirects=False, headers=headers,
+                          body=json.dumps(body) if body is not None else None)
+        resp = await self.http.fetch(req, raise_error=False)
+        if not self.secure:
+            return resp
+        if resp.code == 401 and cookie:
+            # the cookie expired (or the RM restarted with a new secret): once more with a fresh token
+            self._auth_cookies.pop(base, None)
+            return await self._fetch(base, url, method, body)
+        self._keep_cookie(base, resp)
+        return resp
+
+    def _keep_cookie(self, base: str, resp: HTTPResponse) -> None:
+        """Remember the RM's ``hadoop.auth`` cookie as it was sent (Hadoop signs the exact value); an
+        empty one, or a 401, forgets it (a 403 is about the call, not about who the edge is)."""
+        for header in resp.headers.get_list("Set-Cookie") if resp.headers else []:
+            pair = header.split(";", 1)[0].strip()
+            name, _, value = pair.partition("=")
+            if name.strip() == "hadoop.auth":
+                if value.strip().strip('"'):
+                    self._auth_cookies[base] = pair
+                else:
+                    self._auth_cookies.pop(base, None)
+        if resp.code == 401:
+            self._auth_cookies.pop(base, None)
 
     # -- typed calls ----------------------------------------------------------------------------
     async def apps(self, states: tuple[str, ...] | None = None, **params: Any) -> list[dict]:

@@ -4,7 +4,9 @@ Every blocking call runs in the client's own thread pool (`run`), so nothing wai
 loop.  Errors come out as :class:`WebHDFSError` (HDFS answered: Hadoop's exception name and
 message) or :class:`WebHDFSUnavailable` (no answer); the services that use the client decide what
 a user is told.  :meth:`WebHDFSClient.session` is the one place a connection to the NameNode is
-made, which is where authentication to Hadoop plugs in.
+made, which is where authentication to Hadoop plugs in: ``user.name=<service_user>`` (simple auth),
+or with Kerberos a SPNEGO header from the edge's keytab on every request (and no ``user.name``);
+either way users are acted for with ``doas=``.
 """
 from __future__ import annotations
 
@@ -14,9 +16,12 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Callable, Iterable, TypeVar
 
-from hdfs import HdfsError, InsecureClient
-from traitlets import Float, Integer, Unicode, default
+import requests
+from hdfs import Client, HdfsError, InsecureClient
+from traitlets import Float, Instance, Integer, Unicode, default
 from traitlets.config import LoggingConfigurable
+
+from ..kerberos import Kerberos, KerberosError, SpnegoAuth
 
 T = TypeVar("T")
 
@@ -57,18 +62,25 @@ class WebHDFSClient(LoggingConfigurable):
 
     timeout = Float(30.0, help="Seconds to wait for one WebHDFS call.").tag(config=True)
     threads = Integer(16, help="Threads for blocking WebHDFS calls.").tag(config=True)
+    kerberos = Instance(Kerberos, allow_none=True, help="The edge's Kerberos login; None or disabled: simple auth.")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="webhdfs")
-        self._sessions: dict[str, InsecureClient] = {}
+        self._sessions: dict[str, Client] = {}
 
     # -- the seam: one connection per acting user -----------------------------------------------------
-    def session(self, user: str | None) -> InsecureClient:
+    def session(self, user: str | None) -> Client:
         """The `hdfs` library's client acting as ``user`` (None: the service account itself)."""
         key = user or ""
         if key not in self._sessions:
-            self._sessions[key] = InsecureClient(self.url, user=self.service_user, proxy=user, timeout=self.timeout)
+            if self.kerberos is not None and self.kerberos.enabled:
+                http = requests.Session()
+                http.auth = SpnegoAuth(self.kerberos)
+                self._sessions[key] = Client(self.url, proxy=user, timeout=self.timeout, session=http)
+            else:
+                self._sessions[key] = InsecureClient(self.url, user=self.service_user, proxy=user,
+                                                     timeout=self.timeout)
         return self._sessions[key]
 
     async def run(self, fn: Callable[[], T]) -> T:
@@ -77,6 +89,8 @@ class WebHDFSClient(LoggingConfigurable):
             return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
         except HdfsError as e:
             raise WebHDFSError(getattr(e, "exception", "") or "", str(e)) from e
+        except KerberosError as e:  # no ticket for the NameNode: as good as no answer
+            raise WebHDFSUnavailable(self.url, str(e)) from e
         except OSError as e:  # requests' connection errors
             raise WebHDFSUnavailable(self.url, str(e)) from e
 

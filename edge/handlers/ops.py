@@ -10,9 +10,17 @@ from .base import AuthenticatedHandler, BaseHandler
 
 
 class HealthHandler(BaseHandler):
-    """Readiness without a token and without data: 200 when the YARN snapshot is current."""
+    """Readiness without a token and without data: 200 when the YARN snapshot is current.
+
+    With Kerberos on, a failed check of the edge's login (KDC unreachable, keytab wrong) answers 503
+    with that sentence as ``reason``, so the operator sees the cause before the tickets run out.
+    """
 
     def get(self) -> None:
+        kerberos = self.settings.get("kerberos")
+        if kerberos is not None and kerberos.enabled and kerberos.last_error:
+            self.write_json({"status": "unavailable", "reason": kerberos.last_error}, 503)
+            return
         ok = self.jobs.snapshot.last_success is not None and self.jobs.snapshot.last_error is None
         gateway = self.settings.get("gateway")
         if gateway is not None and gateway.enabled and not gateway.ready.is_set():
