@@ -84,6 +84,12 @@ class Kerberos(LoggingConfigurable):
         KDC or a stale keytab shows in /health within one interval; the ticket cache is replaced when its
         ticket has less than a third of its lifetime left.""",
     ).tag(config=True)
+    kdc_timeout = Float(
+        10.0,
+        help="""Seconds a check waits for the KDC before /health says it does not answer. The check itself
+        goes on: MIT krb5 gives up on a KDC that takes connections but never answers only after about
+        a minute.""",
+    ).tag(config=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -138,17 +144,29 @@ class Kerberos(LoggingConfigurable):
     async def check(self) -> bool:
         """One round of the periodic check: a fresh AS exchange (and the ticket cache replaced when due);
         ``last_error`` says why it failed, and is cleared by the next success."""
+        force = self._failed
+        work = asyncio.ensure_future(self.run(lambda: self.refresh(force=force)))
         try:
-            await self.run(lambda: self.refresh(force=self._failed))
+            try:
+                await asyncio.wait_for(asyncio.shield(work), self.kdc_timeout)
+            except asyncio.TimeoutError:
+                self._fail(f"{kdc_description(self.principal)} has not answered in {self.kdc_timeout:g} s")
+                await work  # the real outcome follows when MIT gives up or the KDC answers
         except KerberosError as e:
-            if str(e) != self.last_error:
-                self.log.warning("Kerberos: %s; Hadoop calls fail once the edge's tickets run out", e)
-            self.last_error, self._failed = str(e), True
+            self._fail(str(e))
             return False
+        finally:
+            if not work.done():  # cancelled (the edge stops): the thread finishes on its own
+                work.cancel()
         if self.last_error:
             self.log.info("Kerberos: logged in as %s again", self.principal)
         self.last_error, self._failed = None, False
         return True
+
+    def _fail(self, reason: str) -> None:
+        if reason != self.last_error:
+            self.log.warning("Kerberos: %s; Hadoop calls fail once the edge's tickets run out", reason)
+        self.last_error, self._failed = reason, True
 
     # -- blocking parts (threads) -------------------------------------------------------------------------------
     def login(self) -> None:
