@@ -40,7 +40,7 @@ SERVICE_USER = os.environ.get("USER") or __import__("getpass").getuser()
 
 #: "kerberos" (the default: a KDC, Kerberized HDFS and YARN, SPNEGO on their web endpoints) or
 #: "simple" (Hadoop's simple authentication, as before Kerberos landed; CI smoke-tests it)
-SECURITY = os.environ.get("YARDLAB_SECURITY", "simple")  # TODO(kerberos default) flips once the edge is ready
+SECURITY = os.environ.get("YARDLAB_SECURITY", "kerberos")
 REALM = "EXAMPLE.COM"
 #: HDFS delegation tokens' renewal interval on the Kerberized stack, in ms (Hadoop's default: a day)
 TOKEN_RENEW_MS = 60_000
@@ -593,6 +593,9 @@ class Stack:
         k = self.kerberos
         assert k is not None
         k.write_krb5_conf()
+        # tickets cached by an earlier run may be for keys this KDC no longer has (its work folder
+        # was removed): the launcher's own login starts afresh
+        k.ccache.unlink(missing_ok=True)
         spec = k.write_spec()
         ready = k.dir / "work" / "ready.json"
         ready.unlink(missing_ok=True)

@@ -23,6 +23,7 @@ class HadoopAuth:
             from requests_gssapi import OPTIONAL, HTTPSPNEGOAuth
 
             ccache = Path(stack["state_dir"]) / "kdc" / "tests.ccache"
+            ccache.unlink(missing_ok=True)  # a fresh login: never service tickets of an earlier KDC
             name = gssapi.Name(stack["service_principal"], gssapi.NameType.kerberos_principal)
             creds = gssapi.Credentials(name=name, usage="initiate", store={
                 "client_keytab": stack["service_keytab"], "ccache": f"FILE:{ccache}"})
