@@ -415,12 +415,15 @@ def test_edge_config_example_sets_real_traits():
     config = edge_config()
     expected = {"EdgeApp": {"ip", "port", "base_url"}, "AuditLog": {"path"},
                 "TokenIdentifier": {"hub_api_url", "hub_api_token"},
-                "ResourceManagerClient": {"urls", "service_user"}, "AppSnapshot": {"poll_interval"}}
+                "ResourceManagerClient": {"urls", "service_user"}, "AppSnapshot": {"poll_interval"},
+                "Kerberos": {"keytab", "principal", "ccache"}}
     assert {section: set(traits) for section, traits in config.items()} == expected
     for section, traits in config.items():
         unknown = set(traits) - set(classes[section].class_trait_names(config=True))
         assert not unknown, f"{section} has no configurable {unknown} (yardlab-edge --help-all)"
     assert len(config.ResourceManagerClient.urls) == 2  # RM HA: both ResourceManagers
+    # a Kerberized cluster: the edge's own keytab and principal, and the cache EG reads
+    assert config.Kerberos.keytab.endswith(".keytab") and "@" in config.Kerberos.principal
     assert config.EdgeApp.base_url == f"/services/{EDGE}/"
     app = EdgeApp(config=config)  # traits accept the values (types, validators)
     assert app.port == config.EdgeApp.port
