@@ -269,6 +269,10 @@ class KerberosLogin:
                         f"{self.service_keytab} {SERVICE_USER}\n")
         return spec
 
+    def forget(self) -> None:
+        """Drop the login (its ticket cache was removed, or the KDC is a new one)."""
+        self._creds = None
+
     def header(self, url: str) -> dict[str, str]:
         import base64
         from urllib.parse import urlsplit
@@ -528,7 +532,8 @@ class Stack:
             "yarn.nodemanager.keytab": keytab,
             "yarn.resourcemanager.webapp.spnego-principal": http,
             "yarn.resourcemanager.webapp.spnego-keytab-file": keytab,
-            "yarn.nodemanager.webapp.spnego-principal": http,
+            # "*": both HTTP/ principals of the keytab (the NodeManager otherwise takes only HTTP/localhost)
+            "yarn.nodemanager.webapp.spnego-principal": "*",
             "yarn.nodemanager.webapp.spnego-keytab-file": keytab,
             "yarn.web-proxy.principal": http,
             "yarn.web-proxy.keytab": keytab,
@@ -596,6 +601,7 @@ class Stack:
         # tickets cached by an earlier run may be for keys this KDC no longer has (its work folder
         # was removed): the launcher's own login starts afresh
         k.ccache.unlink(missing_ok=True)
+        k.forget()
         spec = k.write_spec()
         ready = k.dir / "work" / "ready.json"
         ready.unlink(missing_ok=True)

@@ -217,7 +217,8 @@ def test_overview_users_and_history_pages(stack, browser_page, artifacts):
     n = wait_for(lambda: (page.reload(), page.wait_for_timeout(1500), page.evaluate(points))[-1] >= 2 and
                  page.evaluate(points), 60, "two samples in the history chart", interval=3)
     assert n >= 2
-    history = as_user(stack, "admin").get(f"{svc(stack)}/api/v1/history", params={"since": "1h"}, timeout=30).json()
+    # the same range the page shows by default (24 hours): a long-lived stack has more than an hour
+    history = as_user(stack, "admin").get(f"{svc(stack)}/api/v1/history", params={"since": "24h"}, timeout=30).json()
     assert len(history["samples"]) >= n - 1 and history["samples"][-1]["memoryTotalMB"] > 0
     page.screenshot(path=str(artifacts / "hub-service-history.png"), full_page=True)
 
