@@ -125,7 +125,7 @@ class EdgeApp(Application):
         self.snapshot = AppSnapshot(parent=self, rm=self.rm)
         audit = AuditLog(parent=self, **self._settings_for(AuditLog))
         self.ledger = KernelLedger(parent=self)
-        self.gateway = GatewaySupervisor(parent=self)
+        self.gateway = GatewaySupervisor(parent=self, kerberos=self.kerberos)
         kernels = KernelService(self.gateway, self.ledger, self.snapshot, audit, parent=self,
                                 **self._settings_for(KernelService))
         jobs = JobService(self.rm, self.snapshot, audit, ledger=self.ledger, waiting=kernels.waiting_message,

@@ -67,8 +67,10 @@ class GatewaySupervisor(LoggingConfigurable):
         state = Path(self.state_file)
         return str(state.with_name(f"{state.stem}-config.json"))
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, kerberos: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        #: the edge's Kerberos login (edge.kerberos.Kerberos), whose ticket cache EG runs on
+        self.kerberos = kerberos
         self.pid: int | None = None
         self.proc: subprocess.Popen | None = None
         self.started_at = 0.0
@@ -143,7 +145,12 @@ class GatewaySupervisor(LoggingConfigurable):
         """EG's environment: the edge's, minus anything that looks like a credential (the edge's hub
         token, say), plus the configured variables."""
         inherited = {k: v for k, v in os.environ.items() if not SECRET_NAME.search(k)}
-        return {**inherited, **{k: str(v) for k, v in self.env.items()},
+        kerberos = {}
+        if self.kerberos is not None and self.kerberos.enabled:
+            # on a Kerberized cluster EG (its RM polls) and the spark-submit it runs use the edge's
+            # ticket, never a keytab of their own; the configured env may still say otherwise
+            kerberos = {"KRB5CCNAME": f"FILE:{self.kerberos.ccache_path}", "EG_YARN_ENDPOINT_SECURITY_ENABLED": "True"}
+        return {**inherited, **kerberos, **{k: str(v) for k, v in self.env.items()},
                 "EG_KERNEL_LAUNCH_TIMEOUT": str(self.launch_timeout), "EG_IMPERSONATION_ENABLED": "True"}
 
     async def _launch(self) -> None:

@@ -331,6 +331,22 @@ def test_the_edge_hands_eg_no_credential_from_its_environment(monkeypatch):
     assert env["HADOOP_TOKEN_FILE_LOCATION"] == "/tmp/tokens" and env["SPARK_HOME"] == "/opt/spark"
 
 
+def test_under_kerberos_eg_runs_on_the_edges_ticket_cache(tmp_path, monkeypatch):
+    from yardlab.edge.kerberos import Kerberos
+
+    monkeypatch.delenv("KRB5CCNAME", raising=False)
+    off = GatewaySupervisor(kerberos=Kerberos()).launch_env()
+    assert "KRB5CCNAME" not in off and "EG_YARN_ENDPOINT_SECURITY_ENABLED" not in off
+    login = Kerberos(keytab=str(tmp_path / "edge.keytab"), principal="yardlab@EXAMPLE.COM",
+                     ccache=str(tmp_path / "krb5cc"))
+    env = GatewaySupervisor(kerberos=login, env={"SPARK_HOME": "/opt/spark"}).launch_env()
+    assert env["KRB5CCNAME"] == f"FILE:{tmp_path / 'krb5cc'}"
+    assert env["EG_YARN_ENDPOINT_SECURITY_ENABLED"] == "True"
+    # the operator's configured env has the last word
+    env = GatewaySupervisor(kerberos=login, env={"KRB5CCNAME": "FILE:/elsewhere"}).launch_env()
+    assert env["KRB5CCNAME"] == "FILE:/elsewhere"
+
+
 def test_private_files_are_0600_from_the_start(tmp_path, monkeypatch):
     """Never written readable and chmod-ed after: the file appears by a rename of a 0600 file."""
     renamed: dict[str, int] = {}
