@@ -112,9 +112,10 @@ test: install
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 	YARDLAB_SECURITY=simple $(VENV)/bin/python -m pytest $(PYTEST_ARGS) $(SIMPLE_SMOKE)
 
-# no Hadoop jars, no lab extension build, no stack: the Python venvs (one unit test starts the real
-# EG binary from .venv-eg on a free port), node_modules and the project reinstalled from the work tree
-test-unit: $(VENV)/.deps $(EG_VENV)/.deps node_modules/.done
+# no lab extension build, no stack: the Python venvs (one unit test starts the real EG binary from
+# .venv-eg on a free port), the Maven jars (the Kerberos unit tests run the real MiniKdc from them;
+# ktutil and kinit come with the system packages), node_modules and the project reinstalled
+test-unit: $(VENV)/.deps $(EG_VENV)/.deps $(HADOOP_LIB)/.done node_modules/.done
 	$(REINSTALL_PROJECT)
 	npm test --silent
 	$(VENV)/bin/python -m pytest --timeout=120 $(PYTEST_ARGS) $(UNIT_TESTS)
