@@ -59,9 +59,7 @@ LAB = ["jupyter_server>=2.14", "jupyterlab>=4.2,<5", "tornado>=6.4"]
 STACK = ["pyspark==4.0.1", "jupyterhub==6.1.1", "jupyterlab==4.6.6", "ipykernel>=6.29",
          "pycryptodomex>=3.20", "jupyter_client>=8"]
 TEST = ["pytest>=8", "pytest-timeout>=2.3", "pytest-jupyter[server]>=0.10", "playwright>=1.48",
-        "websocket-client>=1.8", "helm-python-sdk==0.2.2", "kubernetes-validate==1.37.0", "yamllint==1.38.0",
-        # the tests reach the Kerberized stack's Hadoop as an operator would: SPNEGO with the service keytab
-        "requests-gssapi>=1.3"]
+        "websocket-client>=1.8", "helm-python-sdk==0.2.2", "kubernetes-validate==1.37.0", "yamllint==1.38.0"]
 
 setup(
     name="yardlab",

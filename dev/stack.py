@@ -242,7 +242,7 @@ class KerberosLogin:
         self.service_keytab = self.dir / "service.keytab"
         self.principal = f"{SERVICE_USER}@{REALM}"
         self.ccache = self.dir / "launcher.ccache"
-        self._creds = None
+        self._login = None
 
     def write_krb5_conf(self) -> None:
         """krb5.conf for MIT clients (python-gssapi, kinit) and Java alike: the KDC on loopback, TCP,
@@ -271,21 +271,19 @@ class KerberosLogin:
 
     def forget(self) -> None:
         """Drop the login (its ticket cache was removed, or the KDC is a new one)."""
-        self._creds = None
+        self._login = None
 
     def header(self, url: str) -> dict[str, str]:
-        import base64
+        """SPNEGO as the service principal, through the edge's own Kerberos login (one implementation)."""
         from urllib.parse import urlsplit
 
-        import gssapi
+        from yardlab.edge.kerberos import Kerberos
 
-        if self._creds is None:
-            name = gssapi.Name(self.principal, gssapi.NameType.kerberos_principal)
-            self._creds = gssapi.Credentials(name=name, usage="initiate", store={
-                "client_keytab": str(self.service_keytab), "ccache": f"FILE:{self.ccache}"})
-        target = gssapi.Name(f"HTTP@{urlsplit(url).hostname}", gssapi.NameType.hostbased_service)
-        ctx = gssapi.SecurityContext(name=target, creds=self._creds, usage="initiate")
-        return {"Authorization": "Negotiate " + base64.b64encode(ctx.step()).decode()}
+        if self._login is None:
+            login = Kerberos(keytab=str(self.service_keytab), principal=self.principal, ccache=str(self.ccache))
+            login.login()
+            self._login = login
+        return {"Authorization": self._login.negotiate_header(urlsplit(url).hostname or "")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -317,8 +315,7 @@ class Stack:
         self.pieces: list[Piece] = []
         self.info: dict = {}
         self.timings: dict[str, float] = {}
-        self.secure = SECURITY == "kerberos"
-        self.kerberos = KerberosLogin(self.state) if self.secure else None
+        self.kerberos = KerberosLogin(self.state) if SECURITY == "kerberos" else None
 
     # -- layout ---------------------------------------------------------------------------------
     @property
@@ -571,7 +568,7 @@ class Stack:
             spark_conf={"spark.yarn.jars": f"local:{spark}/jars/*", "spark.ui.showConsoleProgress": "false",
                         **LOOPBACK_SPARK_CONF,
                         # Kerberos: the kernel's HDFS helpers use the user's delegation token
-                        **({"spark.yarn.appMasterEnv.YARDLAB_HDFS_AUTH": "token"} if self.secure else {})})
+                        **({"spark.yarn.appMasterEnv.YARDLAB_HDFS_AUTH": "token"} if self.kerberos else {})})
         for path in install_builtin(self.kernels_dir, site):
             log(f"kernelspec {path.name} written")
         # the edge writes users' environment kernelspecs for the same site

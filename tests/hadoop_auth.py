@@ -19,15 +19,14 @@ class HadoopAuth:
         self.env: dict[str, str] = {}
         if self.secure:
             os.environ["KRB5_CONFIG"] = stack["krb5_conf"]
-            import gssapi
-            from requests_gssapi import OPTIONAL, HTTPSPNEGOAuth
+            # the edge's own login and SPNEGO auth: one implementation for the edge, launcher and tests
+            from yardlab.edge.kerberos import Kerberos, SpnegoAuth
 
             ccache = Path(stack["state_dir"]) / "kdc" / "tests.ccache"
             ccache.unlink(missing_ok=True)  # a fresh login: never service tickets of an earlier KDC
-            name = gssapi.Name(stack["service_principal"], gssapi.NameType.kerberos_principal)
-            creds = gssapi.Credentials(name=name, usage="initiate", store={
-                "client_keytab": stack["service_keytab"], "ccache": f"FILE:{ccache}"})
-            self.auth = HTTPSPNEGOAuth(creds=creds, mutual_authentication=OPTIONAL)
+            login = Kerberos(keytab=stack["service_keytab"], principal=stack["service_principal"], ccache=str(ccache))
+            login.login()
+            self.auth = SpnegoAuth(login)
             self.env = {"KRB5CCNAME": f"FILE:{ccache}", "KRB5_CONFIG": stack["krb5_conf"],
                         "SPARK_SUBMIT_OPTS": f"-Djava.security.krb5.conf={stack['krb5_conf']}"}
 
