@@ -5,7 +5,10 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# Debian's Python first: the venvs' interpreter must be one that every OS account of the stack can
+# run (the users' Lab servers, the service account, YARN's containers), and a pyenv Python under a
+# 0700 /root is not
+PYTHON ?= $(shell for p in /usr/bin/python3.11 /usr/local/bin/python3.11; do test -x $$p && { echo $$p; exit; }; done; command -v python3.11 || command -v python3)
 VENV := .venv
 EG_VENV := .venv-eg
 UV := $(VENV)/bin/uv

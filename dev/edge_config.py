@@ -13,6 +13,11 @@ c.EdgeApp.base_url = "/services/yardlab-edge/"
 c.AuditLog.path = info["edge_audit_log"]
 c.TokenIdentifier.hub_api_url = f"http://127.0.0.1:{info['ports']['hub_internal']}/hub/api"
 c.TokenIdentifier.hub_api_token = info["edge_service_token"]
+# the stack's own OS accounts are Hadoop identities too (nm/ maps to the YARN account, the other
+# daemons to the HDFS superuser): a hub user named like one must never act as it through doAs
+_accounts = info.get("accounts") or {}
+c.TokenIdentifier.reserved_names.extend(
+    sorted({_accounts[k] for k in ("hadoop", "yarn", "service") if _accounts.get(k)}))
 c.ResourceManagerClient.urls = [info["rm_url"]]
 c.ResourceManagerClient.service_user = info["service_user"]
 c.HDFSStorage.webhdfs_url = info["webhdfs_url"]

@@ -90,10 +90,23 @@ c.JupyterHub.load_roles = [
      "scopes": ["admin:users", "tokens", "admin:servers", "access:servers", "read:users", "servers"]},
 ]
 
-c.JupyterHub.spawner_class = "simple"  # jupyterhub.spawner.SimpleLocalProcessSpawner
-c.SimpleLocalProcessSpawner.home_dir_template = str(state / "home" / "{username}")
+if (info.get("accounts") or {}).get("split"):
+    # each user's Lab server runs as an OS account of their own (The Littlest JupyterHub's model),
+    # made on first spawn with a 0700 home under the stack folder; the hub itself runs as root
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import accounts  # dev/accounts.py
+
+    def make_account(spawner):
+        accounts.ensure_hub_user(spawner.user.name, state / "home" / spawner.user.name)
+
+    c.JupyterHub.spawner_class = "localprocess"  # jupyterhub.spawner.LocalProcessSpawner
+    c.Spawner.pre_spawn_hook = make_account
+    c.Spawner.notebook_dir = "~"
+else:
+    c.JupyterHub.spawner_class = "simple"  # jupyterhub.spawner.SimpleLocalProcessSpawner
+    c.SimpleLocalProcessSpawner.home_dir_template = str(state / "home" / "{username}")
+    c.Spawner.args = ["--allow-root"]  # the local stack runs as one OS account
 c.Spawner.cmd = [os.environ["YARDLAB_SINGLEUSER"]]
-c.Spawner.args = ["--allow-root"]  # the local stack runs as one OS account
 c.Spawner.default_url = "/lab"
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120

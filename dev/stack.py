@@ -30,23 +30,37 @@ from pathlib import Path
 from typing import Callable
 from xml.sax.saxutils import escape
 
+import accounts
 from yardlab.edge.osutil import pid_alive, write_private
 
 ROOT = Path(__file__).resolve().parent.parent
 HADOOP_LIB = ROOT / "dev" / "hadoop" / "lib"
 VENV = ROOT / ".venv"
 EG_VENV = ROOT / ".venv-eg"
-SERVICE_USER = os.environ.get("USER") or __import__("getpass").getuser()
 
 #: "kerberos" (the default: a KDC, Kerberized HDFS and YARN, SPNEGO on their web endpoints) or
 #: "simple" (Hadoop's simple authentication, as before Kerberos landed; CI smoke-tests it)
 SECURITY = os.environ.get("YARDLAB_SECURITY", "kerberos")
+#: one OS account per role (dev/accounts.py): a root launcher of the Kerberized stack; otherwise
+#: every piece runs as the launcher's own account
+SPLIT = accounts.split_wanted(SECURITY)
+_LAUNCHER_USER = os.environ.get("USER") or __import__("getpass").getuser()
+#: the account the edge and EG run as and authenticate as (its principal: <name>@REALM)
+SERVICE_USER = accounts.SERVICE if SPLIT else _LAUNCHER_USER
+#: the NameNode's, DataNode's and ResourceManager's account (the HDFS superuser)
+HADOOP_USER = accounts.HADOOP if SPLIT else _LAUNCHER_USER
+#: the NodeManager's account, which every YARN container runs as
+YARN_USER = accounts.YARN if SPLIT else _LAUNCHER_USER
 REALM = "EXAMPLE.COM"
 #: HDFS delegation tokens' renewal interval on the Kerberized stack, in ms (Hadoop's default: a day)
 TOKEN_RENEW_MS = 60_000
-#: the Hadoop daemons' principals; all in one keytab the edge cannot read once accounts are split
-HADOOP_PRINCIPALS = ("nn/localhost", "dn/localhost", "rm/localhost", "nm/localhost",
-                     "HTTP/localhost", "HTTP/127.0.0.1")
+#: the Hadoop daemons' principals (hadoop.keytab, readable by HADOOP_USER only).  Their web
+#: endpoints are addressed as 127.0.0.1, so HTTP/127.0.0.1 is their SPNEGO key.
+HADOOP_PRINCIPALS = ("nn/localhost", "dn/localhost", "rm/localhost", "HTTP/127.0.0.1")
+#: the NodeManager's (nm.keytab): every container can read it (they share its account), so it
+#: holds no key another daemon accepts: its web UI is addressed as localhost, with a key of its own
+NM_PRINCIPALS = ("nm/localhost", "HTTP/localhost")
+NM_WEB_HOST = "localhost"
 
 #: demo logins (password = user name); admin is the hub admin
 DEMO_USERS = ("admin", "guest", "alice", "bob")
@@ -240,6 +254,7 @@ class KerberosLogin:
         self.krb5_conf = self.dir / "krb5.conf"
         self.hadoop_keytab = self.dir / "hadoop.keytab"
         self.service_keytab = self.dir / "service.keytab"
+        self.nm_keytab = self.dir / "nm.keytab"
         self.principal = f"{SERVICE_USER}@{REALM}"
         self.ccache = self.dir / "launcher.ccache"
         self._login = None
@@ -266,6 +281,7 @@ class KerberosLogin:
     def write_spec(self) -> Path:
         spec = self.dir / "principals.txt"
         spec.write_text(f"{self.hadoop_keytab} {' '.join(HADOOP_PRINCIPALS)}\n"
+                        f"{self.nm_keytab} {' '.join(NM_PRINCIPALS)}\n"
                         f"{self.service_keytab} {SERVICE_USER}\n")
         return spec
 
@@ -303,6 +319,8 @@ class Piece:
     proc: subprocess.Popen | None = None
     #: restarted by the launcher when it exits (the edge: a new one adopts the running EG)
     restartable: bool = False
+    #: the OS account it runs as (None: the launcher's)
+    user: str | None = None
 
 
 class Stack:
@@ -321,6 +339,15 @@ class Stack:
     @property
     def hadoop_conf(self) -> Path:
         return self.state / "hadoop" / "conf"
+
+    @property
+    def nm_conf(self) -> Path:
+        """The NodeManager's own configuration (its keytab, web key and temporary folder)."""
+        return self.state / "hadoop" / "conf-nm"
+
+    @property
+    def nm_web_host(self) -> str:
+        return NM_WEB_HOST if self.kerberos else "127.0.0.1"
 
     @property
     def kernels_dir(self) -> Path:
@@ -419,7 +446,7 @@ class Stack:
             "yarn.nodemanager.hostname": "127.0.0.1",
             "yarn.nodemanager.address": f"127.0.0.1:{p['yarn_nm_rpc']}",
             "yarn.nodemanager.localizer.address": f"127.0.0.1:{p['yarn_nm_localizer']}",
-            "yarn.nodemanager.webapp.address": f"127.0.0.1:{p['yarn_nm_http']}",
+            "yarn.nodemanager.webapp.address": f"{self.nm_web_host}:{p['yarn_nm_http']}",
             "yarn.nodemanager.webapp.https.address": "127.0.0.1:0",
             "yarn.nodemanager.collector-service.address": "127.0.0.1:0",
             "yarn.nodemanager.amrmproxy.address": "127.0.0.1:0",
@@ -444,12 +471,12 @@ class Stack:
             # YARN enforces ownership itself too: only an app's owner (or the service account,
             # the YARN admin) may kill it, whatever reaches the RM
             "yarn.acl.enable": "true",
-            "yarn.admin.acl": SERVICE_USER,
+            "yarn.admin.acl": ",".join(dict.fromkeys((SERVICE_USER, HADOOP_USER))),
         }
         sched = {
             "yarn.scheduler.capacity.root.queues": "default,interactive",
             "yarn.scheduler.capacity.root.acl_submit_applications": "*",
-            "yarn.scheduler.capacity.root.acl_administer_queue": SERVICE_USER,
+            "yarn.scheduler.capacity.root.acl_administer_queue": ",".join(dict.fromkeys((SERVICE_USER, HADOOP_USER))),
             "yarn.scheduler.capacity.root.default.capacity": 50,
             "yarn.scheduler.capacity.root.interactive.capacity": 50,
             "yarn.scheduler.capacity.root.default.maximum-capacity": 100,
@@ -467,16 +494,21 @@ class Stack:
         }
         if self.kerberos:
             self.add_kerberos_conf(core, hdfs, yarn)
-        (conf / "core-site.xml").write_text(hadoop_xml(core))
-        (conf / "hdfs-site.xml").write_text(hadoop_xml(hdfs))
-        (conf / "yarn-site.xml").write_text(hadoop_xml(yarn))
-        (conf / "capacity-scheduler.xml").write_text(hadoop_xml(sched))
-        (conf / "log4j.properties").write_text(
-            "log4j.rootLogger=INFO,console\n"
-            "log4j.appender.console=org.apache.log4j.ConsoleAppender\n"
-            "log4j.appender.console.layout=org.apache.log4j.PatternLayout\n"
-            "log4j.appender.console.layout.ConversionPattern=%d{ISO8601} %p %c{2}: %m%n\n"
-            "log4j.logger.org.apache.hadoop.util.NativeCodeLoader=ERROR\n")
+        nm_core, nm_yarn = {**core, "hadoop.tmp.dir": data / "nm-tmp"}, dict(yarn)
+        if self.kerberos:
+            self.add_nm_kerberos_conf(nm_core, nm_yarn)
+        log4j = ("log4j.rootLogger=INFO,console\n"
+                 "log4j.appender.console=org.apache.log4j.ConsoleAppender\n"
+                 "log4j.appender.console.layout=org.apache.log4j.PatternLayout\n"
+                 "log4j.appender.console.layout.ConversionPattern=%d{ISO8601} %p %c{2}: %m%n\n"
+                 "log4j.logger.org.apache.hadoop.util.NativeCodeLoader=ERROR\n")
+        self.nm_conf.mkdir(parents=True, exist_ok=True)
+        for folder, c, y in ((conf, core, yarn), (self.nm_conf, nm_core, nm_yarn)):
+            (folder / "core-site.xml").write_text(hadoop_xml(c))
+            (folder / "hdfs-site.xml").write_text(hadoop_xml(hdfs))
+            (folder / "yarn-site.xml").write_text(hadoop_xml(y))
+            (folder / "capacity-scheduler.xml").write_text(hadoop_xml(sched))
+            (folder / "log4j.properties").write_text(log4j)
 
     def add_kerberos_conf(self, core: dict, hdfs: dict, yarn: dict) -> None:
         """Kerberos for HDFS and YARN, SPNEGO on their web endpoints, block tokens, a DataNode
@@ -484,16 +516,18 @@ class Stack:
         k = self.kerberos
         assert k is not None
         keytab = str(k.hadoop_keytab)
-        http = f"HTTP/localhost@{REALM}"
+        http = f"HTTP/127.0.0.1@{REALM}"
         secret = self.state / "hadoop" / "http-signature-secret"
         if not secret.exists():
             write_private(secret, secrets.token_hex(32))
         core.update({
             "hadoop.security.authentication": "kerberos",
             "hadoop.security.authorization": "true",  # service-level authorization (hadoop-policy.xml)
-            # the daemons' principals are the service account, as the daemons run as it here;
+            # the daemons' principals are the accounts they run as: the NodeManager's (nm/, whose
+            # key every container can read) a plain account, every other one the HDFS superuser;
             # one-part principals (users, the edge) keep their name
-            "hadoop.security.auth_to_local": f"RULE:[2:$1@$0](.*@{REALM})s/.*/{SERVICE_USER}/\nDEFAULT",
+            "hadoop.security.auth_to_local": (f"RULE:[2:$1@$0](nm@{REALM})s/.*/{YARN_USER}/\n"
+                                              f"RULE:[2:$1@$0](.*@{REALM})s/.*/{HADOOP_USER}/\nDEFAULT"),
             # only from this host, for the demo users' group and users the hub creates
             f"hadoop.proxyuser.{SERVICE_USER}.hosts": "127.0.0.1,localhost",
             "hadoop.http.filter.initializers": "org.apache.hadoop.security.AuthenticationFilterInitializer",
@@ -507,6 +541,8 @@ class Stack:
         })
         hdfs.update({
             "dfs.block.access.token.enable": "true",
+            # the service account provisions homes (mkdir, chown): HDFS superuser by this group
+            **({"dfs.permissions.superusergroup": accounts.SUPERGROUP} if SPLIT else {}),
             "dfs.namenode.kerberos.principal": f"nn/localhost@{REALM}",
             "dfs.namenode.keytab.file": keytab,
             "dfs.namenode.kerberos.internal.spnego.principal": http,
@@ -526,15 +562,38 @@ class Stack:
             "yarn.resourcemanager.principal": f"rm/localhost@{REALM}",
             "yarn.resourcemanager.keytab": keytab,
             "yarn.nodemanager.principal": f"nm/localhost@{REALM}",
-            "yarn.nodemanager.keytab": keytab,
             "yarn.resourcemanager.webapp.spnego-principal": http,
             "yarn.resourcemanager.webapp.spnego-keytab-file": keytab,
-            # "*": both HTTP/ principals of the keytab (the NodeManager otherwise takes only HTTP/localhost)
-            "yarn.nodemanager.webapp.spnego-principal": "*",
-            "yarn.nodemanager.webapp.spnego-keytab-file": keytab,
             "yarn.web-proxy.principal": http,
             "yarn.web-proxy.keytab": keytab,
         })
+
+    def add_nm_kerberos_conf(self, nm_core: dict, nm_yarn: dict) -> None:
+        """The NodeManager's Kerberos settings: nm.keytab only, for its RPC and its web UI.
+
+        Every container runs as the NodeManager's account and can read its keytab.  A container
+        holding an HTTP/ key the NameNode or the ResourceManager also accepts could forge a ticket
+        to WebHDFS or the RM REST API as anyone; so the NodeManager's web UI has a host name and a
+        key of its own (HTTP/localhost), the others answer only to HTTP/127.0.0.1, and nm/ maps to
+        a plain account (auth_to_local), never to the HDFS superuser."""
+        k = self.kerberos
+        assert k is not None
+        secret = self.state / "hadoop" / "nm-http-signature-secret"
+        if not secret.exists():
+            write_private(secret, secrets.token_hex(32))
+        nm_core.update({
+            "hadoop.http.authentication.kerberos.principal": f"HTTP/{NM_WEB_HOST}@{REALM}",
+            "hadoop.http.authentication.kerberos.keytab": str(k.nm_keytab),
+            "hadoop.http.authentication.signature.secret.file": str(secret),
+        })
+        nm_yarn.update({
+            "yarn.nodemanager.keytab": str(k.nm_keytab),
+            "yarn.nodemanager.webapp.spnego-principal": f"HTTP/{NM_WEB_HOST}@{REALM}",
+            "yarn.nodemanager.webapp.spnego-keytab-file": str(k.nm_keytab),
+        })
+        for key in ("yarn.resourcemanager.keytab", "yarn.resourcemanager.webapp.spnego-keytab-file",
+                    "yarn.web-proxy.keytab"):
+            nm_yarn.pop(key, None)
 
     def write_spark_conf(self, spark: str) -> Path:
         conf = self.state / "spark" / "conf"
@@ -577,15 +636,18 @@ class Stack:
 
     # -- start ---------------------------------------------------------------------------------------
     def java_piece(self, name: str, main: str, args: list[str], heap: str, ready: Callable[[], bool],
-                   jhome: str) -> Piece:
-        cp = f"{self.hadoop_conf}:{HADOOP_LIB}/*"
-        argv = [f"{jhome}/bin/java", *JAVA_OPENS, f"-Xmx{heap}", f"-Dhadoop.log.dir={self.logs}",
-                f"-Dyarn.log.dir={self.logs}", f"-Dhadoop.home.dir={self.state / 'hadoop'}",
-                f"-Dlog4j.configuration=file:{self.hadoop_conf / 'log4j.properties'}",
+                   jhome: str, user: str = HADOOP_USER) -> Piece:
+        conf = self.nm_conf if name == "nodemanager" else self.hadoop_conf
+        # daemons log to the console (the launcher's log file); this folder is theirs to write
+        run = self.state / "hadoop" / ("run-nm" if name == "nodemanager" else "run")
+        cp = f"{conf}:{HADOOP_LIB}/*"
+        argv = [f"{jhome}/bin/java", *JAVA_OPENS, f"-Xmx{heap}", f"-Dhadoop.log.dir={run}",
+                f"-Dyarn.log.dir={run}", f"-Dhadoop.home.dir={self.state / 'hadoop'}",
+                f"-Dlog4j.configuration=file:{conf / 'log4j.properties'}",
                 "-Djava.net.preferIPv4Stack=true", *self.java_krb5_opts(), "-cp", cp, main, *args]
-        env = {"JAVA_HOME": jhome, "HADOOP_CONF_DIR": str(self.hadoop_conf),
-               "YARN_CONF_DIR": str(self.hadoop_conf), "HADOOP_HOME": str(self.state / "hadoop")}
-        return Piece(name, argv, ready, env=env, cwd=self.state / "hadoop")
+        env = {"JAVA_HOME": jhome, "HADOOP_CONF_DIR": str(conf),
+               "YARN_CONF_DIR": str(conf), "HADOOP_HOME": str(self.state / "hadoop")}
+        return Piece(name, argv, ready, env=env, cwd=self.state / "hadoop", user=user if SPLIT else None)
 
     def java_krb5_opts(self) -> list[str]:
         return [f"-Djava.security.krb5.conf={self.kerberos.krb5_conf}"] if self.kerberos else []
@@ -609,12 +671,24 @@ class Stack:
         self.start_piece(kdc)
         self.wait_ready(kdc)
 
+    def popen_as(self, user: str | None) -> tuple[dict, dict[str, str]]:
+        """Popen arguments and environment for a process run as ``user`` (None: as the launcher)."""
+        if not user:
+            return {}, {}
+        return accounts.popen_args(user), accounts.login_env(user)
+
+    def open_log(self, name: str):
+        """A piece's log: 0600, the launcher's (the piece writes to the descriptor it is handed)."""
+        self.logs_dir()
+        fd = os.open(self.logs / f"{name}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        return os.fdopen(fd, "ab")
+
     def start_piece(self, piece: Piece) -> None:
-        self.logs.mkdir(parents=True, exist_ok=True)
-        logf = open(self.logs / f"{piece.name}.log", "ab")
-        env = {**os.environ, **piece.env}
+        logf = self.open_log(piece.name)
+        kwargs, login = self.popen_as(piece.user)
+        env = {**os.environ, **login, **piece.env}
         piece.proc = subprocess.Popen(piece.argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      cwd=piece.cwd or self.state, env=env, start_new_session=True)
+                                      cwd=piece.cwd or self.state, env=env, start_new_session=True, **kwargs)
         logf.close()
         piece.started = time.monotonic()  # type: ignore[attr-defined]
         self.pieces.append(piece)
@@ -650,6 +724,68 @@ class Stack:
         self.info["pids"] = {p.name: p.proc.pid for p in self.pieces if p.proc}
         self.info["timings"] = self.timings
         write_private(self.info_path, json.dumps(self.info, indent=2) + "\n")  # it holds the demo tokens
+        if SPLIT:
+            accounts.own(self.info_path, SERVICE_USER)  # the edge reads its configuration from it
+
+    # -- accounts ------------------------------------------------------------------------------------
+    def make_accounts(self) -> None:
+        """The split stack's OS accounts (dev/accounts.py), each with its home under the state folder."""
+        if not SPLIT:
+            if os.geteuid() == 0 and self.kerberos:
+                log("YARDLAB_ACCOUNTS=one: every piece runs as root, so kernels can read the keytabs")
+            return
+        os.chmod(self.state, 0o711)  # each account reaches its own folders; nobody lists the others
+        accounts.ensure_account(HADOOP_USER, self.state / "hadoop" / "run", system=True)
+        accounts.ensure_account(YARN_USER, self.state / "hadoop" / "run-nm", system=True)
+        accounts.ensure_account(SERVICE_USER, self.state / "service-home", system=True, groups=(accounts.SUPERGROUP,))
+        accounts.ensure_group(accounts.USERS_GROUP)
+        os.chmod(self.state / "hadoop", 0o755)
+
+    def hand_out_files(self) -> None:
+        """Give each account its files and nobody else's: keytabs 0600 to their daemon, data and
+        work folders 0700 to the account that writes them, secrets the launcher's or the edge's."""
+        if not SPLIT:
+            return
+        k = self.kerberos
+        assert k is not None
+        own = accounts.own
+        os.chmod(k.dir, 0o711)
+        os.chmod(k.dir / "work", 0o700)  # the KDC's database and the principals' passwords
+        os.chmod(k.krb5_conf, 0o644)
+        self.own_keytabs()
+        hadoop = self.state / "hadoop"
+        for name in ("dfs", "tmp", "run"):
+            (hadoop / name).mkdir(exist_ok=True)
+            own(hadoop / name, HADOOP_USER, 0o700, recursive=True)
+        own(hadoop / "http-signature-secret", HADOOP_USER, 0o600)
+        for name in ("nm-local", "nm-tmp", "run-nm"):
+            (hadoop / name).mkdir(exist_ok=True)
+            own(hadoop / name, YARN_USER, 0o700, recursive=True)
+        own(hadoop / "nm-http-signature-secret", YARN_USER, 0o600)
+        self.logs_dir()
+        os.chmod(self.logs, 0o711)
+        (self.logs / "containers").mkdir(exist_ok=True)
+        own(self.logs / "containers", YARN_USER, 0o700, recursive=True)
+        eg_log = self.logs / "enterprise-gateway.log"
+        os.close(os.open(eg_log, os.O_WRONLY | os.O_CREAT, 0o600))
+        own(eg_log, SERVICE_USER, 0o600)
+        for name in ("edge", "eg-data", "eg-runtime", "service-home"):
+            (self.state / name).mkdir(exist_ok=True)
+            own(self.state / name, SERVICE_USER, 0o700, recursive=True)
+        for name in ("hub", "hub-service"):
+            (self.state / name).mkdir(exist_ok=True)
+            os.chmod(self.state / name, 0o700)
+        (self.state / "home").mkdir(exist_ok=True)
+        os.chmod(self.state / "home", 0o711)
+
+    def own_keytabs(self) -> None:
+        """Each keytab to the one account that uses it (the KDC writes them as root on every start)."""
+        if not SPLIT or not self.kerberos:
+            return
+        k = self.kerberos
+        for keytab, user in ((k.hadoop_keytab, HADOOP_USER), (k.nm_keytab, YARN_USER),
+                             (k.service_keytab, SERVICE_USER)):
+            accounts.own(keytab, user, 0o600)
 
     def start(self) -> dict:
         t0 = time.monotonic()
@@ -657,6 +793,7 @@ class Stack:
         self.preflight()
         jhome = java_home()
         spark = spark_home()
+        self.make_accounts()
         self.write_hadoop_conf()
         spark_conf = self.write_spark_conf(spark)
         secrets_path = self.state / "secrets.json"
@@ -667,6 +804,10 @@ class Stack:
         write_private(secrets_path, json.dumps({"test_service_token": svc_token, "edge_service_token": edge_token}))
         self.info = {
             "state_dir": str(self.state), "logs": str(self.logs), "service_user": SERVICE_USER,
+            # the OS accounts of the pieces (all the launcher's own unless the stack is split)
+            "accounts": {"split": SPLIT, "service": SERVICE_USER, "hadoop": HADOOP_USER, "yarn": YARN_USER,
+                         "users_group": accounts.USERS_GROUP if SPLIT else None},
+            "nm_web_url": f"http://{self.nm_web_host}:{PORTS['yarn_nm_http']}",
             "hub_url": self.url("hub_public", "/"), "hub_api": self.url("hub_public", "/hub/api"),
             "rm_url": self.url("yarn_rm_http"), "webhdfs_url": self.url("hdfs_namenode_http"),
             "hdfs_url": f"hdfs://127.0.0.1:{PORTS['hdfs_namenode_rpc']}",
@@ -690,6 +831,7 @@ class Stack:
                 "edge_ccache": str(self.state / "edge" / "krb5cc"),
             })
             self.start_kdc(jhome)
+        self.hand_out_files()
         self.info["security"] = SECURITY
         self.save_info()
 
@@ -699,9 +841,10 @@ class Stack:
             log("formatting a new HDFS")
             fmt = self.java_piece("namenode-format", "org.apache.hadoop.hdfs.server.namenode.NameNode",
                                   ["-format", "-force", "-nonInteractive"], "512m", lambda: True, jhome)
-            with open(self.logs_dir() / "namenode-format.log", "ab") as f:
-                rc = subprocess.run(fmt.argv, env={**os.environ, **fmt.env}, cwd=fmt.cwd, stdout=f,
-                                    stderr=subprocess.STDOUT).returncode
+            kwargs, login = self.popen_as(fmt.user)
+            with self.open_log("namenode-format") as f:
+                rc = subprocess.run(fmt.argv, env={**os.environ, **login, **fmt.env}, cwd=fmt.cwd, stdout=f,
+                                    stderr=subprocess.STDOUT, **kwargs).returncode
             if rc != 0:
                 shutil.rmtree(name_dir, ignore_errors=True)
                 raise StackError(f"formatting HDFS failed; see {self.logs / 'namenode-format.log'}")
@@ -712,7 +855,7 @@ class Stack:
         rm = self.java_piece("resourcemanager", "org.apache.hadoop.yarn.server.resourcemanager.ResourceManager",
                              [], "1g", self.rm_ready, jhome)
         nm = self.java_piece("nodemanager", "org.apache.hadoop.yarn.server.nodemanager.NodeManager", [], "768m",
-                             self.nm_ready, jhome)
+                             self.nm_ready, jhome, user=YARN_USER)
         # the four JVMs start side by side; each is then waited for in dependency order
         for piece in (nn, rm, dn, nm):
             self.start_piece(piece)
@@ -724,6 +867,8 @@ class Stack:
 
         # Enterprise Gateway: run and supervised by the edge (loopback, a random token per start)
         self.write_kernelspecs(spark, jhome)
+        if SPLIT:
+            accounts.own(self.state / "share", SERVICE_USER, recursive=True)  # the edge adds environments' specs
         self.info["eg_command"] = str(EG_VENV / "bin" / "jupyter-enterprisegateway")
         self.info["eg_state_file"] = str(self.state / "edge" / "enterprise-gateway.json")
         self.info["eg_env"] = {
@@ -755,7 +900,7 @@ class Stack:
         (self.state / "edge").mkdir(exist_ok=True)
         edge = Piece("edge", [str(VENV / "bin" / "yardlab-edge"), "--config", str(ROOT / "dev" / "edge_config.py")],
                      self.edge_ready, env={"YARDLAB_STACK_JSON": str(self.info_path)}, cwd=self.state / "edge",
-                     restartable=True)
+                     restartable=True, user=SERVICE_USER if SPLIT else None)
         self.start_piece(edge)
 
         # JupyterHub (starts configurable-http-proxy itself)
@@ -803,6 +948,8 @@ class Stack:
         self.pieces.remove(piece)
         self.start_piece(piece)
         self.wait_ready(piece)
+        if name == "kdc":
+            self.own_keytabs()
         self.save_info()
 
     def stop_gateway(self) -> None:

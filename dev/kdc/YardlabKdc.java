@@ -89,13 +89,21 @@ public class YardlabKdc {
       }
       File keytab = new File(words[0]);
       keytab.getParentFile().mkdirs();
-      Files.deleteIfExists(keytab.toPath());
+      // written beside it and renamed into place: a daemon re-reading its keytab while the KDC
+      // restarts never finds it missing or half-written, and it keeps the owner it was given
+      Path target = keytab.toPath();
+      Path fresh = target.resolveSibling("." + target.getFileName() + ".new");
+      Files.deleteIfExists(fresh);
       for (String principal : Arrays.copyOfRange(words, 1, words.length)) {
         String full = principal + "@" + realm;
         server.createPrincipal(full, password(passwords, full));
-        server.exportPrincipal(full, keytab);
+        server.exportPrincipal(full, fresh.toFile());
       }
-      Files.setPosixFilePermissions(keytab.toPath(), PosixFilePermissions.fromString("rw-------"));
+      Files.setPosixFilePermissions(fresh, PosixFilePermissions.fromString("rw-------"));
+      if (Files.exists(target)) {
+        Files.setOwner(fresh, Files.getOwner(target));
+      }
+      Files.move(fresh, target, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
       System.out.println("keytab " + keytab + ": " + String.join(" ", Arrays.copyOfRange(words, 1, words.length)));
     }
 

@@ -145,7 +145,7 @@ def test_alices_kernel_on_her_environment_imports_the_package_on_driver_and_exec
         assert "env:alice/tab" in app["applicationTags"].split(",")
         # the executor's container on the NodeManager is sized from the environment's 1536 MB
         h = HadoopAuth.of(stack)
-        nm = requests.get(f"http://127.0.0.1:{stack['ports']['yarn_nm_http']}/ws/v1/node/containers",
+        nm = requests.get(f"{stack['nm_web_url']}/ws/v1/node/containers",
                           auth=h.auth, params=h.params(), timeout=10).json()
         containers = [c for c in ((nm.get("containers") or {}).get("container") or [])
                       if c["id"].split("_")[1:3] == app["id"].split("_")[1:3] and c["state"] == "RUNNING"]

@@ -60,7 +60,7 @@ def test_anonymous_and_user_name_requests_are_refused_at_every_hadoop_endpoint(s
         f"{stack['webhdfs_url']}/jmx",
         f"{stack['rm_url']}/ws/v1/cluster/apps?user.name={stack['service_user']}",
         f"{stack['rm_url']}/cluster",
-        f"http://127.0.0.1:{stack['ports']['yarn_nm_http']}/ws/v1/node/containers?user.name={stack['service_user']}",
+        f"{stack['nm_web_url']}/ws/v1/node/containers?user.name={stack['service_user']}",
     ]
     for url in urls:
         r = requests.get(url, timeout=10, headers={"Accept": "application/json"})
@@ -178,7 +178,8 @@ def test_users_have_no_keytab_only_the_edge_does(stack):
 
     kdc = Path(stack["state_dir"]) / "kdc"
     keytabs = sorted(p.name for p in kdc.glob("*.keytab"))
-    assert keytabs == ["hadoop.keytab", "service.keytab"]
+    # the daemons', the NodeManager's own (no key another daemon accepts), the edge's
+    assert keytabs == ["hadoop.keytab", "nm.keytab", "service.keytab"]
     for keytab in kdc.glob("*.keytab"):
         assert keytab.stat().st_mode & 0o077 == 0, keytab
     assert not [p for p in Path(stack["state_dir"]).rglob("*.keytab") if p.parent != kdc]

@@ -1,0 +1,135 @@
+"""The local stack's OS accounts: who runs what, and who may read which file.
+
+Kerberos means nothing if a kernel can read a keytab, so the Kerberized stack, when its launcher
+runs as root (as on CI), splits itself the way a careful single-machine install does:
+
+    yl-hadoop   NameNode, DataNode, ResourceManager; owns hadoop.keytab (nn/ dn/ rm/ HTTP/127.0.0.1)
+                and the HDFS data
+    yl-yarn     the NodeManager and therefore every YARN container (the DefaultContainerExecutor
+                runs containers as the NodeManager's account); owns nm.keytab (nm/ and its own
+                HTTP/localhost web key) and nothing else
+    yardlab     the edge, Enterprise Gateway and spark-submit; owns service.keytab and the ticket
+                cache, the edge's databases and stack.json
+    <user>      each hub user's Lab server (The Littlest JupyterHub's model), home 0700, member of
+                yl-users
+    root        the launcher, the KDC and the hub (it starts Lab servers as their users)
+
+Containers of different users still share yl-yarn on the one NodeManager: the LinuxContainerExecutor
+that runs them as their users needs a setuid binary that cannot be had here (the README's security
+section says what production sets).  A launcher that is not root keeps one account for everything
+and says so.
+"""
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import subprocess
+from pathlib import Path
+
+HADOOP = "yl-hadoop"
+YARN = "yl-yarn"
+SERVICE = "yardlab"
+#: every hub user's account the stack made; the hub runs Lab servers only as members
+USERS_GROUP = "yl-users"
+#: HDFS's superuser group (the service account provisions homes and sets their owners)
+SUPERGROUP = "yl-supergroup"
+NOLOGIN = "/usr/sbin/nologin"
+
+
+class AccountError(RuntimeError):
+    """An account could not be made or is not one the stack may use."""
+
+
+def split_wanted(security: str) -> bool:
+    """Whether this launcher splits the stack into accounts: root, Kerberos, not told otherwise."""
+    return os.geteuid() == 0 and security == "kerberos" and os.environ.get("YARDLAB_ACCOUNTS", "split") != "one"
+
+
+def _run(cmd: list[str]) -> None:
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise AccountError(f"`{' '.join(cmd)}` failed: {(out.stderr or out.stdout).strip()}")
+
+
+def ensure_group(name: str) -> None:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        _run(["groupadd", "--system", name])
+
+
+def groups_of(name: str) -> set[str]:
+    pw = pwd.getpwnam(name)
+    return {grp.getgrgid(g).gr_name for g in os.getgrouplist(name, pw.pw_gid)}
+
+
+def ensure_account(name: str, home: Path, *, system: bool, groups: tuple[str, ...] = ()) -> pwd.struct_passwd:
+    """Make (or adjust) ``name`` with its home folder ``home`` (0700, its own) and ``groups``."""
+    for g in groups:
+        ensure_group(g)
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        cmd = ["useradd", "--home-dir", str(home), "--no-create-home",
+               "--shell", NOLOGIN if system else "/bin/bash"]
+        try:
+            grp.getgrnam(name)
+            cmd += ["--gid", name]
+        except KeyError:
+            cmd.append("--user-group")
+        if system:
+            cmd.append("--system")
+        if groups:
+            cmd += ["--groups", ",".join(groups)]
+        _run([*cmd, name])
+    else:
+        if pw.pw_dir != str(home):
+            _run(["usermod", "--home", str(home), name])
+        missing = set(groups) - groups_of(name)
+        if missing:
+            _run(["usermod", "--append", "--groups", ",".join(sorted(missing)), name])
+    pw = pwd.getpwnam(name)
+    home.mkdir(parents=True, exist_ok=True)
+    os.chown(home, pw.pw_uid, pw.pw_gid)
+    os.chmod(home, 0o700)
+    return pw
+
+
+def ensure_hub_user(name: str, home: Path) -> pwd.struct_passwd:
+    """The account a hub user's Lab server runs as.  An existing account is used only if the stack
+    made it (a member of yl-users): a hub user named root, yardlab or yl-yarn is refused."""
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        pass
+    else:
+        if USERS_GROUP not in groups_of(name):
+            raise AccountError(f"{name!r} is an OS account the stack did not make for a hub user "
+                               f"(not in {USERS_GROUP}); no Lab server runs as it")
+    return ensure_account(name, home, system=False, groups=(USERS_GROUP,))
+
+
+def popen_args(name: str) -> dict:
+    """subprocess.Popen's arguments that start a process as ``name`` with its groups."""
+    pw = pwd.getpwnam(name)
+    return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": os.getgrouplist(name, pw.pw_gid)}
+
+
+def login_env(name: str) -> dict[str, str]:
+    pw = pwd.getpwnam(name)
+    return {"HOME": pw.pw_dir, "USER": name, "LOGNAME": name}
+
+
+def own(path: Path, name: str, mode: int | None = None, recursive: bool = False) -> None:
+    """chown ``path`` (and, with ``recursive``, all below it, never following links) to ``name``."""
+    pw = pwd.getpwnam(name)
+    if not path.exists():
+        return
+    os.chown(path, pw.pw_uid, pw.pw_gid, follow_symlinks=False)
+    if mode is not None:
+        os.chmod(path, mode)
+    if recursive and path.is_dir() and not path.is_symlink():
+        for root, dirs, files in os.walk(path):
+            for entry in (*dirs, *files):
+                os.chown(os.path.join(root, entry), pw.pw_uid, pw.pw_gid, follow_symlinks=False)
