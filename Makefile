@@ -36,6 +36,7 @@ system:
 	command -v chromium >/dev/null || need="$$need chromium"; \
 	command -v krb5-config >/dev/null || need="$$need libkrb5-dev"; \
 	command -v kinit >/dev/null || need="$$need krb5-user"; \
+	{ ! test -x /usr/bin/python3.11 || /usr/bin/python3.11 -c 'import ensurepip' 2>/dev/null; } || need="$$need python3.11-venv"; \
 	if [ -n "$$need" ]; then \
 	  echo "installing system packages:$$need"; \
 	  { [ -f $(APT_UPDATED) ] || { apt-get update -qq && touch $(APT_UPDATED); }; } && \

@@ -42,8 +42,26 @@ class AccountError(RuntimeError):
 
 
 def split_wanted(security: str) -> bool:
-    """Whether this launcher splits the stack into accounts: root, Kerberos, not told otherwise."""
-    return os.geteuid() == 0 and security == "kerberos" and os.environ.get("YARDLAB_ACCOUNTS", "split") != "one"
+    """Whether this launcher splits the stack into accounts: root, Kerberos, not told otherwise,
+    and a checkout the other accounts can reach (see :func:`unreachable`)."""
+    return (os.geteuid() == 0 and security == "kerberos" and os.environ.get("YARDLAB_ACCOUNTS", "split") != "one"
+            and not unreachable())
+
+
+def unreachable() -> list[str]:
+    """Folders other accounts cannot pass through on the way to the checkout or to the venv's
+    interpreter (a checkout under a 0700 /root, a pyenv Python): the split stack cannot run there."""
+    root = Path(__file__).resolve().parent.parent
+    python = Path(os.path.realpath(root / ".venv" / "bin" / "python"))
+    blocked = []
+    for target in (root, python.parent):
+        for folder in (target, *target.parents):
+            try:
+                if not os.stat(folder).st_mode & 0o001:
+                    blocked.append(str(folder))
+            except OSError:
+                continue
+    return sorted(set(blocked))
 
 
 def _run(cmd: list[str]) -> None:
@@ -108,6 +126,16 @@ def ensure_hub_user(name: str, home: Path) -> pwd.struct_passwd:
             raise AccountError(f"{name!r} is an OS account the stack did not make for a hub user "
                                f"(not in {USERS_GROUP}); no Lab server runs as it")
     return ensure_account(name, home, system=False, groups=(USERS_GROUP,))
+
+
+def remove_hub_user(name: str) -> None:
+    """Remove the account of a deleted hub user (only one the stack made; its home stays)."""
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return
+    if USERS_GROUP in groups_of(name):
+        _run(["userdel", name])
 
 
 def popen_args(name: str) -> dict:

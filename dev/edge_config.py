@@ -62,3 +62,5 @@ if info.get("security") == "kerberos":
     c.Kerberos.principal = info["service_principal"]
     c.Kerberos.ccache = info["edge_ccache"]
     c.Kerberos.renew_interval = 10.0
+    # the jobs list says when each kernel's delegation tokens stop being renewable
+    c.JobService.credentials_max_lifetime = info.get("token_max_lifetime_s", 7 * 24 * 3600.0)

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from jupyterhub.auth import Authenticator
+from jupyterhub.auth import Authenticator, LocalAuthenticator
 
 c = get_config()  # type: ignore[name-defined]
 
@@ -20,16 +20,40 @@ info = json.loads(Path(os.environ["YARDLAB_STACK_JSON"]).read_text())
 state = Path(info["state_dir"])
 ports = info["ports"]
 DEMO_USERS = {name: u["password"] for name, u in info["users"].items()}
+SPLIT = bool((info.get("accounts") or {}).get("split"))
+if SPLIT:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import accounts  # dev/accounts.py
 
 
-class DemoAuthenticator(Authenticator):
-    """The demo logins of the local stack: each user's password is their name."""
+class DemoAuthenticator(LocalAuthenticator if SPLIT else Authenticator):
+    """The demo logins of the local stack: each user's password is their name.
+
+    On the split stack every hub user has an OS account (a LocalAuthenticator that creates them):
+    their Lab server runs as it, and Hadoop finds their groups through it, so the service account
+    may act only for members of yl-users (hadoop.proxyuser.<service>.groups)."""
 
     async def authenticate(self, handler, data):  # noqa: ARG002
         name = (data or {}).get("username", "")
         if name in DEMO_USERS and data.get("password") == DEMO_USERS[name]:
             return name
         return None
+
+    def add_system_user(self, user):
+        try:
+            accounts.ensure_hub_user(user.name, state / "home" / user.name)
+        except accounts.AccountError as e:
+            # the hub user exists without an account: no Lab server runs for it (the spawn hook
+            # says why) and Hadoop refuses to act for it (not in yl-users)
+            self.log.warning("no OS account for hub user %r: %s", user.name, e)
+
+    def delete_user(self, user):
+        super().delete_user(user)
+        if SPLIT and user.name not in DEMO_USERS:
+            try:
+                accounts.remove_hub_user(user.name)
+            except accounts.AccountError as e:
+                self.log.warning("the OS account of deleted hub user %r stays: %s", user.name, e)
 
 
 c.JupyterHub.ip = "127.0.0.1"
@@ -90,15 +114,14 @@ c.JupyterHub.load_roles = [
      "scopes": ["admin:users", "tokens", "admin:servers", "access:servers", "read:users", "servers"]},
 ]
 
-if (info.get("accounts") or {}).get("split"):
+if SPLIT:
     # each user's Lab server runs as an OS account of their own (The Littlest JupyterHub's model),
-    # made on first spawn with a 0700 home under the stack folder; the hub itself runs as root
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import accounts  # dev/accounts.py
-
+    # made when the hub user is (or on first spawn) with a 0700 home under the stack folder; the
+    # hub itself runs as root
     def make_account(spawner):
         accounts.ensure_hub_user(spawner.user.name, state / "home" / spawner.user.name)
 
+    c.LocalAuthenticator.create_system_users = True
     c.JupyterHub.spawner_class = "localprocess"  # jupyterhub.spawner.LocalProcessSpawner
     c.Spawner.pre_spawn_hook = make_account
     c.Spawner.notebook_dir = "~"

@@ -54,6 +54,9 @@ YARN_USER = accounts.YARN if SPLIT else _LAUNCHER_USER
 REALM = "EXAMPLE.COM"
 #: HDFS delegation tokens' renewal interval on the Kerberized stack, in ms (Hadoop's default: a day)
 TOKEN_RENEW_MS = 60_000
+#: how long a delegation token can be renewed for at all, in ms (Hadoop's default: 7 days): a
+#: kernel older than this has lost HDFS and YARN; the jobs list says when
+TOKEN_MAX_LIFETIME_MS = 7 * 24 * 3600 * 1000
 #: the Hadoop daemons' principals (hadoop.keytab, readable by HADOOP_USER only).  Their web
 #: endpoints are addressed as 127.0.0.1, so HTTP/127.0.0.1 is their SPNEGO key.
 HADOOP_PRINCIPALS = ("nn/localhost", "dn/localhost", "rm/localhost", "HTTP/127.0.0.1")
@@ -528,8 +531,12 @@ class Stack:
             # one-part principals (users, the edge) keep their name
             "hadoop.security.auth_to_local": (f"RULE:[2:$1@$0](nm@{REALM})s/.*/{YARN_USER}/\n"
                                               f"RULE:[2:$1@$0](.*@{REALM})s/.*/{HADOOP_USER}/\nDEFAULT"),
-            # only from this host, for the demo users' group and users the hub creates
+            # only from this host; on the split stack only for hub users (their accounts are in
+            # yl-users, made by the hub for every user it has), never for a daemon's account
             f"hadoop.proxyuser.{SERVICE_USER}.hosts": "127.0.0.1,localhost",
+            **({f"hadoop.proxyuser.{SERVICE_USER}.groups": accounts.USERS_GROUP} if SPLIT else {}),
+            # a hub user's account made a moment after a lookup must not be forgotten for 30 s
+            "hadoop.security.groups.negative-cache.secs": 0,
             "hadoop.http.filter.initializers": "org.apache.hadoop.security.AuthenticationFilterInitializer",
             "hadoop.http.authentication.type": "kerberos",
             "hadoop.http.authentication.simple.anonymous.allowed": "false",
@@ -539,6 +546,8 @@ class Stack:
             "hadoop.http.authentication.signature.secret.file": str(secret),
             "hadoop.http.authentication.cookie.domain": "",
         })
+        if SPLIT:
+            del core[f"hadoop.proxyuser.{SERVICE_USER}.users"]  # users "*" would admit anyone
         hdfs.update({
             "dfs.block.access.token.enable": "true",
             # the service account provisions homes (mkdir, chown): HDFS superuser by this group
@@ -557,6 +566,7 @@ class Stack:
             # a delegation token lives a minute unless renewed (sites: a day), so the test suite
             # sees the ResourceManager renew a kernel's tokens within a test
             "dfs.namenode.delegation.token.renew-interval": TOKEN_RENEW_MS,
+            "dfs.namenode.delegation.token.max-lifetime": TOKEN_MAX_LIFETIME_MS,
         })
         yarn.update({
             "yarn.resourcemanager.principal": f"rm/localhost@{REALM}",
@@ -565,6 +575,7 @@ class Stack:
             "yarn.resourcemanager.webapp.spnego-principal": http,
             "yarn.resourcemanager.webapp.spnego-keytab-file": keytab,
             "yarn.web-proxy.principal": http,
+            "yarn.resourcemanager.delegation.token.max-lifetime": TOKEN_MAX_LIFETIME_MS,
             "yarn.web-proxy.keytab": keytab,
         })
 
@@ -732,7 +743,9 @@ class Stack:
         """The split stack's OS accounts (dev/accounts.py), each with its home under the state folder."""
         if not SPLIT:
             if os.geteuid() == 0 and self.kerberos:
-                log("YARDLAB_ACCOUNTS=one: every piece runs as root, so kernels can read the keytabs")
+                why = (f"{', '.join(accounts.unreachable())} cannot be entered by other accounts"
+                       if accounts.unreachable() else "YARDLAB_ACCOUNTS=one")
+                log(f"one OS account for everything ({why}): kernels and Lab terminals can read the keytabs")
             return
         os.chmod(self.state, 0o711)  # each account reaches its own folders; nobody lists the others
         accounts.ensure_account(HADOOP_USER, self.state / "hadoop" / "run", system=True)
@@ -740,6 +753,10 @@ class Stack:
         accounts.ensure_account(SERVICE_USER, self.state / "service-home", system=True, groups=(accounts.SUPERGROUP,))
         accounts.ensure_group(accounts.USERS_GROUP)
         os.chmod(self.state / "hadoop", 0o755)
+        (self.state / "home").mkdir(exist_ok=True)
+        os.chmod(self.state / "home", 0o711)
+        for user in DEMO_USERS:  # before Hadoop starts, so it knows their groups from the first request
+            accounts.ensure_hub_user(user, self.state / "home" / user)
 
     def hand_out_files(self) -> None:
         """Give each account its files and nobody else's: keytabs 0600 to their daemon, data and
@@ -826,6 +843,7 @@ class Stack:
             k = self.kerberos
             self.info.update({
                 "realm": REALM, "krb5_conf": str(k.krb5_conf), "service_principal": k.principal,
+                "token_max_lifetime_s": TOKEN_MAX_LIFETIME_MS / 1000,
                 "service_keytab": str(k.service_keytab), "hadoop_keytab": str(k.hadoop_keytab),
                 # the edge keeps this ticket cache filled; EG and spark-submit read it (KRB5CCNAME)
                 "edge_ccache": str(self.state / "edge" / "krb5cc"),

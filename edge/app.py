@@ -113,7 +113,15 @@ class EdgeApp(Application):
         super().initialize(argv)
         if self.generate_config:
             return
-        self.load_config_file(self.config_file_name)
+        # a config file that fails stops the edge: running on the defaults instead (traitlets'
+        # default) would be an edge without its Kerberos login, reaper or limits
+        self.raise_config_file_errors = True
+        try:
+            self.load_config_file(self.config_file_name)
+        except Exception as e:  # noqa: BLE001 (any error in a config file is the site's to fix)
+            self.log.critical("the config file %s failed, so the edge does not start: %s: %s",
+                              self.config_file_name, type(e).__name__, e)
+            self.exit(1)
         # command-line settings win over the config file
         if self.cli_config:
             self.update_config(self.cli_config)

@@ -95,6 +95,13 @@ class JobService(LoggingConfigurable):
     unknown_ttl = Float(
         30.0, help="Seconds an application id the ResourceManager does not know is answered 404 without "
                    "asking it again.").tag(config=True)
+    credentials_max_lifetime = Float(
+        0.0, help="""Seconds a kernel's delegation tokens can be renewed for, from its start: the
+        cluster's dfs.namenode.delegation.token.max-lifetime (and the RM's
+        yarn.resourcemanager.delegation.token.max-lifetime), 7 days by default.  When set (a
+        Kerberized cluster), /apps gives each kernel's `credentialsExpire` and the Lab sidebar says
+        when to restart it.  0: not shown (simple authentication has no tokens to expire).""",
+    ).tag(config=True)
 
     def __init__(self, rm: ResourceManagerClient, snapshot: AppSnapshot, audit: AuditLog,
                  ledger: KernelLedger | None = None, waiting: Callable[[dict, dict], str | None] | None = None,
@@ -158,6 +165,9 @@ class JobService(LoggingConfigurable):
         out["notebook"] = rec["notebook"] if rec else None
         out["environment"] = rec["environment"] if rec else None
         out["waiting"] = self.waiting(rec, app) if rec and self.waiting else None
+        started = app.get("startedTime") or 0
+        out["credentialsExpire"] = (int(started + self.credentials_max_lifetime * 1000)
+                                    if rec and started > 0 and self.credentials_max_lifetime > 0 else None)
         return out
 
     def page_key(self, q: AppsQuery) -> tuple:

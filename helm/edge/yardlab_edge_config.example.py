@@ -39,6 +39,9 @@ c.ResourceManagerClient.service_user = "yardlab"
 c.Kerberos.keytab = "/etc/security/keytabs/yardlab.keytab"  # REPLACE (or "" for simple auth)
 c.Kerberos.principal = "yardlab@EXAMPLE.ORG"  # REPLACE
 c.Kerberos.ccache = "/var/lib/yardlab/krb5cc"  # Enterprise Gateway and spark-submit read it
+# the cluster's dfs.namenode.delegation.token.max-lifetime in seconds (7 days by default): the
+# jobs list tells each kernel's user when its tokens stop being renewable (0 with simple auth)
+c.JobService.credentials_max_lifetime = 7 * 24 * 3600.0
 
 # One poll loop serves every user's view: RM load does not grow with the number of users.
 c.AppSnapshot.poll_interval = 2.0

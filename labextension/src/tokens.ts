@@ -118,6 +118,11 @@ export interface IApp {
   environment: string | null;
   /** Why it waits in ACCEPTED (queue and resources), or `null`. */
   waiting: string | null;
+  /**
+   * For a kernel on a Kerberized cluster: when its delegation tokens can no longer be renewed
+   * (ms since the epoch), or `null`.
+   */
+  credentialsExpire?: number | null;
 }
 
 /**

@@ -269,3 +269,20 @@ def test_a_wrong_keytab_stops_the_edge_start_with_a_sentence(stack, tmp_path):
     assert done.returncode != 0, out[-2000:]
     assert stack["service_principal"] in out and wrong in out, out[-2000:]
     assert "Traceback" not in out, out[-3000:]
+
+
+def test_the_jobs_list_says_when_a_kernels_credentials_expire(stack, bob_kernel, edge_as):
+    """Delegation tokens are renewed up to their maximum lifetime and no longer: a kernel's entry
+    says when (its start plus the cluster's max lifetime), so a long-lived notebook is restarted
+    before it loses HDFS and YARN."""
+    deadline = time.monotonic() + 60  # the edge's snapshot of the RM catches up within seconds
+    while True:
+        apps = edge_as("bob").get("/apps", params={"state": "RUNNING,ACCEPTED"}).json()["apps"]
+        mine = [a for a in apps if a["kernel"] == bob_kernel.kernel_id]
+        if mine or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    (app,) = mine
+    assert app["credentialsExpire"] == app["startedTime"] + stack["token_max_lifetime_s"] * 1000
+    others = [a for a in apps if a["kernel"] is None]
+    assert all(a["credentialsExpire"] is None for a in others)

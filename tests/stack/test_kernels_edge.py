@@ -155,6 +155,10 @@ def big_kernelspec(stack):
     path = write_kernelspec(stack["kernels_dir"], site, KernelSpecRequest(
         name=name, display_name="too big", spark_conf={"spark.executor.memory": "3g",
                                                        "spark.executor.instances": "4"}))
+    # installed the way a site installs one: owned by the account the edge and EG run as
+    owner = Path(stack["kernels_dir"]).stat()
+    for p in (path, *Path(path).rglob("*")):
+        os.chown(p, owner.st_uid, owner.st_gid)
     yield name
     import shutil
 

@@ -7,6 +7,8 @@ import json
 import logging
 from pathlib import Path
 
+import pytest
+
 from traitlets.config.loader import PyFileConfigLoader
 
 from yardlab.edge.app import MOVED, EdgeApp
@@ -74,3 +76,16 @@ def test_generate_config_documents_the_services():
                     "KernelService.max_kernels_per_user", "KernelService.min_allocation_mb",
                     "KernelService.kernels_dir", "GatewayClient.request_timeout", "GatewaySupervisor.client_class"):
         assert f"# c.{setting} =" in text, setting
+
+
+def test_a_config_file_that_fails_stops_the_edge_with_a_sentence(tmp_path, capsys):
+    """traitlets would log the error and run on the defaults: an edge without its Kerberos login,
+    limits or reaper.  The edge exits instead, naming the file and the error."""
+    bad = tmp_path / "edge_config.py"
+    bad.write_text("c = get_config()\nc.EdgeApp.port = 1\ninfo = {}\ninfo['missing']\n")
+    app = EdgeApp()
+    with pytest.raises(SystemExit) as exit_:
+        app.initialize(["--config", str(bad)])
+    assert exit_.value.code == 1
+    said = capsys.readouterr().err
+    assert f"the config file {bad} failed, so the edge does not start: KeyError: 'missing'" in said, said

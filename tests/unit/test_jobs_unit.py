@@ -227,3 +227,34 @@ def test_job_settings_are_configurable(tmp_path):
     svc = JobService(CountingRM(), AppSnapshot(rm=CountingRM()), AuditLog(path=str(tmp_path / "a.jsonl")),
                      config=config)
     assert (svc.kill_timeout, svc.kill_poll, svc.unknown_ttl, svc.pages.max_bytes) == (5.0, 0.1, 1.0, 4096)
+
+
+class OneKernelLedger:
+    """A ledger that knows one kernel: the application named like it, of the same user."""
+
+    generation = 0
+
+    def __init__(self, kernel_id: str, user: str) -> None:
+        self.rec = {"id": kernel_id, "user": user, "notebook": "work/a.ipynb", "environment": None}
+
+    def for_app(self, app: dict) -> dict | None:
+        return self.rec if app.get("name") == self.rec["id"] and app.get("user") == self.rec["user"] else None
+
+
+def test_a_kernels_credentials_expire_one_max_lifetime_after_it_started(tmp_path):
+    """On a Kerberized cluster a kernel's delegation tokens are renewed until their maximum
+    lifetime and no longer: /apps says when, for kernels only, and only when it is configured."""
+    kernel = "0f8b7c1e-1111-2222-3333-444455556666"
+    rm = CountingRM()
+    rm.active = [raw_app(1, "alice", name=kernel, started=1_700_000_000_000), raw_app(2, "alice", name="a batch job")]
+    snap = AppSnapshot(rm=rm)
+    asyncio.run(snap.poll_once())
+    config = Config({"JobService": {"credentials_max_lifetime": 7 * 86400.0}})
+    svc = JobService(rm, snap, AuditLog(path=str(tmp_path / "a.jsonl")), ledger=OneKernelLedger(kernel, "alice"),
+                     config=config)
+    apps = {a["name"]: a for a in page(svc, AppsQuery(user="alice"))["apps"]}
+    assert apps[kernel]["credentialsExpire"] == 1_700_000_000_000 + 7 * 86400 * 1000
+    assert apps["a batch job"]["credentialsExpire"] is None  # not a kernel: nothing to restart
+    # simple authentication (the default 0): nothing is said
+    plain = JobService(rm, snap, AuditLog(path=str(tmp_path / "b.jsonl")), ledger=OneKernelLedger(kernel, "alice"))
+    assert all(a["credentialsExpire"] is None for a in page(plain, AppsQuery(user="alice"))["apps"])

@@ -1,7 +1,12 @@
 import { Poll } from '@lumino/polling';
 
 import type { IConditionalReply } from '../handler';
-import { JobsModel, formatElapsed, formatMemory } from '../jobs/model';
+import {
+  JobsModel,
+  credentialsNote,
+  formatElapsed,
+  formatMemory
+} from '../jobs/model';
 import type { IApp, IAppsReply, IKillReply } from '../tokens';
 
 function app(id: string, state: string, extra: Partial<IApp> = {}): IApp {
@@ -213,6 +218,28 @@ describe('formatting', () => {
     expect(formatElapsed(42_000)).toBe('42s');
     expect(formatElapsed(185_000)).toBe('3m 05s');
     expect(formatElapsed(3_720_000)).toBe('1h 02m');
+  });
+
+  it('says when a kernel\'s credentials expire, and warns within a day', () => {
+    const now = Date.UTC(2026, 10, 30, 12, 0, 0);
+    const hour = 3600 * 1000;
+    expect(credentialsNote(null, now)).toBeNull();
+    expect(credentialsNote(0, now)).toBeNull();
+    expect(credentialsNote(now + 7 * 24 * hour - hour, now)).toEqual({
+      text: 'Credentials expire in 6 d 23 h: restart the kernel before then',
+      soon: false
+    });
+    expect(credentialsNote(now + 5 * hour + 30 * 60 * 1000, now)).toEqual({
+      text: 'Credentials expire in 5 h 30 min: restart the kernel before then',
+      soon: true
+    });
+    expect(credentialsNote(now + 20 * 1000, now)?.text).toBe(
+      'Credentials expire in 1 min: restart the kernel before then'
+    );
+    expect(credentialsNote(now - 1, now)).toEqual({
+      text: 'Credentials expired: restart the kernel to reach HDFS and YARN again',
+      soon: true
+    });
   });
 
   it('formats memory', () => {

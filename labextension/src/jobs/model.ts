@@ -157,6 +157,38 @@ export function formatElapsed(ms: number): string {
 }
 
 /**
+ * What to say about a kernel's Kerberos credentials: its delegation tokens can be renewed until
+ * `expiresMs` (ms since the epoch) and no longer, so a kernel meant to outlive that must be
+ * restarted first.  `soon` within a day.  Null when the edge does not know (simple authentication,
+ * or not a kernel).
+ */
+export function credentialsNote(
+  expiresMs: number | null | undefined,
+  now: number = Date.now()
+): { text: string; soon: boolean } | null {
+  if (!expiresMs || expiresMs <= 0) {
+    return null;
+  }
+  const left = expiresMs - now;
+  if (left <= 0) {
+    return {
+      text: 'Credentials expired: restart the kernel to reach HDFS and YARN again',
+      soon: true
+    };
+  }
+  const day = 24 * 3600 * 1000;
+  const d = Math.floor(left / day);
+  const h = Math.floor((left % day) / 3600000);
+  const m = Math.floor((left % 3600000) / 60000);
+  const span =
+    d > 0 ? `${d} d ${h} h` : h > 0 ? `${h} h ${m} min` : `${Math.max(1, m)} min`;
+  return {
+    text: `Credentials expire in ${span}: restart the kernel before then`,
+    soon: left < day
+  };
+}
+
+/**
  * Memory in MB as `512 MB` or `2.0 GB`.
  */
 export function formatMemory(mb: number): string {

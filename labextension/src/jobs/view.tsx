@@ -10,7 +10,12 @@ import { Message } from '@lumino/messaging';
 import * as React from 'react';
 
 import type { IApp } from '../tokens';
-import { JobsModel, formatElapsed, formatMemory } from './model';
+import {
+  JobsModel,
+  credentialsNote,
+  formatElapsed,
+  formatMemory
+} from './model';
 
 /**
  * How often elapsed times are redrawn while the list is visible, in ms.
@@ -183,6 +188,7 @@ function JobItem(props: { app: IApp; model: JobsModel }): JSX.Element {
   const progress = Math.max(0, Math.min(100, app.progress));
   const owner = app.notebook ?? (app.kernel ? `kernel ${app.kernel}` : null);
   const link = Private.safeUrl(app.trackingUrl);
+  const credentials = ended ? null : credentialsNote(app.credentialsExpire);
   return (
     <li
       className="jp-yardlab-job"
@@ -219,6 +225,14 @@ function JobItem(props: { app: IApp; model: JobsModel }): JSX.Element {
           `${formatMemory(app.allocatedMB)} · ${app.allocatedVCores} vcore${app.allocatedVCores === 1 ? '' : 's'} · ${app.runningContainers} container${app.runningContainers === 1 ? '' : 's'} · `}
         {formatElapsed(elapsed)} · {app.queue}
       </div>
+      {credentials && (
+        <div
+          className={`jp-yardlab-job-credentials${credentials.soon ? ' jp-yardlab-job-credentials-soon' : ''}`}
+          title={`Its HDFS and YARN delegation tokens cannot be renewed after ${new Date(app.credentialsExpire ?? 0).toLocaleString()}`}
+        >
+          {credentials.text}
+        </div>
+      )}
       {owner && (
         <div className="jp-yardlab-job-owner" title={owner}>
           {app.environment ? `${owner} (${app.environment})` : owner}
