@@ -24,6 +24,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import re
 import subprocess
 from pathlib import Path
 
@@ -35,6 +36,8 @@ USERS_GROUP = "yl-users"
 #: HDFS's superuser group (the service account provisions homes and sets their owners)
 SUPERGROUP = "yl-supergroup"
 NOLOGIN = "/usr/sbin/nologin"
+#: what an OS account made for a hub user may be called (Debian's useradd takes a superset)
+HUB_USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 
 
 class AccountError(RuntimeError):
@@ -114,9 +117,20 @@ def ensure_account(name: str, home: Path, *, system: bool, groups: tuple[str, ..
     return pw
 
 
+def check_hub_user(name: str, home: Path, homes: Path) -> None:
+    """Refuse a hub user name that cannot be an account of its own, or whose home would not be a
+    folder of ``homes`` (``..``, a path, upper case or a look-alike letter)."""
+    if not HUB_USER_NAME.fullmatch(name):
+        raise AccountError(f"{name[:64]!r} cannot be an OS account name (lower-case letters, digits, _ and -, "
+                           "at most 32, not starting with a digit or -)")
+    if home.resolve().parent != homes.resolve():
+        raise AccountError(f"the home of {name!r} would be {home}, outside {homes}")
+
+
 def ensure_hub_user(name: str, home: Path) -> pwd.struct_passwd:
     """The account a hub user's Lab server runs as.  An existing account is used only if the stack
     made it (a member of yl-users): a hub user named root, yardlab or yl-yarn is refused."""
+    check_hub_user(name, home, home.parent)
     try:
         pwd.getpwnam(name)
     except KeyError:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, TypeVar
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session
 
@@ -21,7 +21,21 @@ def open_database(url: str) -> Engine:
     """An engine for ``url`` with every table of the edge created."""
     engine = create_engine(url, future=True)
     Base.metadata.create_all(engine)
+    add_new_columns(engine)
     return engine
+
+
+def add_new_columns(engine: Engine) -> None:
+    """Columns added to a table after its database was made (nullable ones only): an edge upgraded
+    in place keeps its ledger, with NULL where the old rows knew nothing."""
+    tables = inspect(engine)
+    with engine.begin() as conn:
+        for table in Base.metadata.sorted_tables:
+            have = {c["name"] for c in tables.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in have and column.nullable:
+                    kind = column.type.compile(engine.dialect)
+                    conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
 
 
 def update_row(engine: Engine, model: type[Base], key: Any, fields: dict[str, Any],

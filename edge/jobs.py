@@ -163,6 +163,7 @@ class JobService(LoggingConfigurable):
         rec = self.ledger.for_app(app) if self.ledger else None
         out["kernel"] = rec["id"] if rec else None
         out["notebook"] = rec["notebook"] if rec else None
+        out["session"] = rec.get("session") if rec else None
         out["environment"] = rec["environment"] if rec else None
         out["waiting"] = self.waiting(rec, app) if rec and self.waiting else None
         started = app.get("startedTime") or 0

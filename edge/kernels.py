@@ -31,6 +31,8 @@ from .ledger import KernelLedger
 from .snapshot import AppSnapshot, queue_matches
 from .supervisor import GatewaySupervisor
 
+#: the session types a Lab server reports (jupyter_server's session model `type`)
+SESSION_TYPES = ("notebook", "console", "file")
 KERNEL_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 SPEC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 GATEWAY_ERRORS = (GatewayUnavailable, GatewayError)
@@ -122,6 +124,29 @@ class KernelService(LoggingConfigurable):
         if rec["user"] != who.name and not (admin_ok and who.admin):
             raise PublicError(403, "that kernel belongs to another user", reason="Forbidden")
         return rec
+
+    def set_session(self, who: Identity, kernel_id: str, body: Any) -> dict:
+        """What one's own kernel serves, as one's Lab server reports its session: the notebook (or
+        file) path, or a console.  The jobs list then names the notebook, not its folder."""
+        rec = self.check_kernel(who, kernel_id)
+        if not isinstance(body, dict):
+            raise PublicError(400, 'send {"type": "notebook", "path": "work/analysis.ipynb"}')
+        kind, path = body.get("type"), body.get("path")
+        if kind not in SESSION_TYPES:
+            raise PublicError(400, f"`type` must be one of {', '.join(SESSION_TYPES)}")
+        if kind == "console":
+            path = None  # a console's session path is a made-up name, not a file
+        else:
+            if not isinstance(path, str) or not path.strip():
+                raise PublicError(400, f"a {kind} session needs its `path`")
+            if len(path) > 1024 or any(ord(ch) < 32 or ord(ch) == 127 for ch in path):
+                raise PublicError(400, "`path` must be at most 1024 characters, without control characters")
+            if path.startswith("/") or ".." in path.replace("\\", "/").split("/"):
+                raise PublicError(400, "`path` is relative to the Lab server's root, without `..`")
+        if rec.get("session") == kind and rec.get("notebook") == path:
+            return {"id": kernel_id, "type": kind, "path": path}
+        self.ledger.update(kernel_id, session=kind, notebook=path)
+        return {"id": kernel_id, "type": kind, "path": path}
 
     async def list_kernels(self, who: Identity) -> list[dict]:
         data = await self._eg(self.client.kernels(), "the kernel gateway could not list kernels")

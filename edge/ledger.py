@@ -34,6 +34,9 @@ class KernelRecord(Base):
     environment: Mapped[str] = mapped_column(String(128), default="builtin")
     app_id: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)
     notebook: Mapped[str | None] = mapped_column(String(4096), nullable=True)
+    #: what the kernel serves, as the Lab server reported its session: notebook, console or file
+    #: (None: not reported; `notebook` is then the working folder the kernel was started in)
+    session: Mapped[str | None] = mapped_column(String(16), nullable=True)
     queue: Mapped[str] = mapped_column(String(255), default="default")
     need_mb: Mapped[int] = mapped_column(Integer, default=0)
     need_vcores: Mapped[int] = mapped_column(Integer, default=0)
@@ -44,7 +47,7 @@ class KernelRecord(Base):
 
     def to_json(self) -> dict[str, Any]:
         return {c: getattr(self, c) for c in ("id", "user", "kernelspec", "environment", "app_id", "notebook",
-                                              "queue", "need_mb", "need_vcores", "state", "created", "ended",
+                                              "session", "queue", "need_mb", "need_vcores", "state", "created", "ended",
                                               "end_reason")}
 
 

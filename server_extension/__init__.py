@@ -8,6 +8,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Integer, Unicode, default
 
 from .handlers import default_handlers
+from .sessions import follow_sessions
 
 try:
     __version__ = version("yardlab")
@@ -49,6 +50,9 @@ class YardlabExtension(ExtensionApp):
         """Publish what the handlers report in the tornado settings."""
         self.settings.update({"yardlab_version": __version__, "yardlab_edge_url": self.edge_url,
                               "yardlab_edge_token": self.edge_token, "yardlab_max_upload": self.max_upload})
+        if self.edge_url and self.serverapp is not None:
+            # the edge learns which notebook each kernel serves from this server's sessions
+            follow_sessions(self.serverapp.session_manager, self.edge_url, self.edge_token, self.log)
 
     def initialize_handlers(self) -> None:
         """Register the REST API routes."""

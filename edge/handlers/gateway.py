@@ -86,6 +86,13 @@ class KernelHandler(GatewayHandler):
         self.finish()
 
 
+class KernelSessionHandler(GatewayHandler):
+    """PUT /api/v1/kernels/<id>/session: the owner's Lab server says which notebook the kernel serves."""
+
+    async def put(self, kernel_id: str) -> None:
+        self.write_json(self.kernels.set_session(self.me, kernel_id, self.json_body(max_bytes=8192)))
+
+
 class KernelActionHandler(GatewayHandler):
     """POST /gateway/api/kernels/<id>/(interrupt|restart): the owner only."""
 

@@ -68,7 +68,8 @@
     const rows = apps.slice().sort(compare).map((a) => {
       const tr = el('tr', { dataset: { app: a.id } },
         el('td', {}, el('code', {}, a.id)), el('td', {}, a.user),
-        el('td', { className: 'yl-name' }, a.name), el('td', {}, a.queue),
+        el('td', { className: 'yl-name' }, a.name), el('td', { className: 'yl-notebook' }, notebookCell(a)),
+        el('td', {}, a.queue),
         el('td', {}, el('span', { className: 'badge ' + stateClass(a.state) }, a.state)),
         el('td', {}, fmtMB(a.allocatedMB)), el('td', {}, a.allocatedVCores),
         el('td', {}, fmtTime(a.startedTime)), el('td', {}, fmtDuration(a.elapsedTime)),
@@ -78,6 +79,19 @@
     tbody.replaceChildren(...rows);
     $('yl-count').textContent = `${apps.length} application${apps.length === 1 ? '' : 's'}${cursor ? ' (more available)' : ''}`;
     $('yl-more').classList.toggle('d-none', !cursor);
+  }
+
+  // the hub's root (this page is <hub>/services/<name>/jobs): a user's own notebook opens in their Lab
+  const hubRoot = location.pathname.slice(0, location.pathname.indexOf('/services/') + 1);
+
+  function notebookCell(a) {
+    if (a.session === 'console') return el('span', { className: 'text-muted' }, 'console (no notebook)');
+    if (!a.notebook) return a.kernel ? el('span', { className: 'text-muted' }, 'unknown') : '';
+    if (a.session !== 'notebook') return el('span', { className: 'text-muted', title: 'the folder it started in' }, a.notebook);
+    if (a.user !== window.yl.user) return a.notebook;
+    const path = a.notebook.split('/').map(encodeURIComponent).join('/');
+    return el('a', { href: `${hubRoot}user/${encodeURIComponent(a.user)}/lab/tree/${path}`,
+                     target: '_blank', rel: 'noopener' }, a.notebook);
   }
 
   function stateClass(s) {

@@ -118,7 +118,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       cluster,
       storage,
       isAdmin: () => me.reply?.admin ?? false,
-      onRefresh: refreshAll
+      onRefresh: refreshAll,
+      openNotebook: path => void app.commands.execute('docmanager:open', { path })
     });
     sidebar.id = SIDEBAR_ID;
     sidebar.title.icon = yardlabIcon;

@@ -42,7 +42,10 @@ export class YardlabSidebar extends SidePanel {
       })
     );
 
-    this._jobs = new JobsView({ model: options.jobs });
+    this._jobs = new JobsView({
+      model: options.jobs,
+      openNotebook: options.openNotebook
+    });
     this._environments = new EnvironmentsView({
       model: options.environments,
       isAdmin: options.isAdmin
@@ -100,6 +103,8 @@ export namespace YardlabSidebar {
     isAdmin: () => boolean;
     /** Refresh everything (the toolbar button and the palette command). */
     onRefresh: () => Promise<void>;
+    /** Open a notebook (its path relative to the server root) in Lab. */
+    openNotebook?: (path: string) => void;
   }
 }
 

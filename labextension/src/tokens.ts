@@ -112,8 +112,13 @@ export interface IApp {
   diagnostics: string;
   /** Id of the Jupyter kernel that started it, or `null` if no kernel did. */
   kernel: string | null;
-  /** Path of the notebook that kernel serves, or `null` when unknown. */
+  /**
+   * Path of the notebook that kernel serves (as the Lab server reported its session), the folder
+   * it was started in when no session was reported, or `null`.
+   */
   notebook: string | null;
+  /** What the kernel serves: `notebook`, `console` or `file`; `null` when not reported. */
+  session?: string | null;
   /** The yardlab environment of that kernel, or `null`. */
   environment: string | null;
   /** Why it waits in ACCEPTED (queue and resources), or `null`. */

@@ -55,7 +55,8 @@ def account_of(pid: int) -> str:
 
 def test_each_piece_runs_as_its_own_account(stack):
     acc = stack["accounts"]
-    pids = stack["pids"]
+    # now, not at the session's start: a test before may have restarted the edge
+    pids = json.loads((Path(stack["state_dir"]) / "stack.json").read_text())["pids"]
     eg = json.loads(Path(stack["eg_state_file"]).read_text())["pid"]
     seen = {name: account_of(pid) for name, pid in {**pids, "enterprise-gateway": eg}.items()
             if name in ("namenode", "datanode", "resourcemanager", "nodemanager", "edge", "enterprise-gateway",

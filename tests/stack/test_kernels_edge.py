@@ -80,11 +80,48 @@ def test_alice_runs_spark_through_her_lab_server_and_the_edge(stack, hub, rm, ed
             time.sleep(0.5)
         assert apps[app["id"]]["kernel"] == kc.kernel_id
         assert apps[app["id"]]["environment"] == "builtin"
-        assert apps[app["id"]]["notebook"].endswith("/work")  # the notebook's folder (KERNEL_WORKING_DIR)
+        # the Lab server told the edge which notebook the kernel serves (not only its folder)
+        assert (apps[app["id"]]["notebook"], apps[app["id"]]["session"]) == ("work/analysis.ipynb", "notebook")
+        # renamed in Lab: the jobs list follows
+        r = requests.patch(f"{base}/api/sessions/{session.json()['id']}", headers=h, timeout=60,
+                           json={"path": "work/renamed.ipynb", "name": "renamed.ipynb"})
+        assert r.status_code == 200, r.text
+        assert wait_app_field(edge_as("alice"), app["id"], "notebook", "work/renamed.ipynb")
     finally:
         requests.delete(f"{base}/api/sessions/{session.json()['id']}", headers=h, timeout=120)
         kc.shutdown()
     rm.wait_state(app["id"], FINAL_STATES, timeout=60)
+
+
+def wait_app_field(session, app_id: str, field: str, value, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        apps = {a["id"]: a for a in session.get("/apps").json()["apps"]}
+        if app_id in apps and apps[app_id][field] == value:
+            return True
+        time.sleep(0.5)
+    raise AssertionError(f"{app_id}'s {field} is {apps.get(app_id, {}).get(field)!r}, not {value!r}")
+
+
+def test_a_console_kernel_says_it_serves_no_notebook(stack, hub, rm, edge_as):
+    hub("POST", "/users/alice/server")
+    wait_server_ready(hub, "alice")
+    base = f"{stack['hub_url']}user/alice"
+    h = auth(stack, "alice")
+    session = requests.post(f"{base}/api/sessions", headers=h, timeout=330, json={
+        "path": "console-1-3f2a", "name": "Console 1", "type": "console", "kernel": {"name": "yardlab_python"}})
+    assert session.status_code == 201, session.text
+    kernel_id = session.json()["kernel"]["id"]
+    try:
+        (app,) = rm.apps_tagged(f"kernel:{kernel_id}")
+        assert wait_app_field(edge_as("alice"), app["id"], "session", "console")
+        assert {a["id"]: a for a in edge_as("alice").get("/apps").json()["apps"]}[app["id"]]["notebook"] is None
+        # bob cannot rename alice's kernel's notebook through the edge
+        r = edge_as("bob")("PUT", f"/kernels/{kernel_id}/session", json={"type": "notebook", "path": "pwned.ipynb"})
+        assert r.status_code == 403 and "another user" in r.json()["message"]
+        assert wait_app_field(edge_as("alice"), app["id"], "notebook", None)
+    finally:
+        requests.delete(f"{base}/api/sessions/{session.json()['id']}", headers=h, timeout=120)
 
 
 def test_spoofed_kernel_username_is_refused_and_starts_nothing(stack, rm):

@@ -182,3 +182,36 @@ def test_the_sidebar_follows_the_dark_theme(stack, page, artifacts, yarn_app, fr
     finally:
         run_command(page, "Use Theme: JupyterLab Light")
         page.locator('body[data-jp-theme-light="true"]').wait_for(state="attached", timeout=30_000)
+
+
+def test_a_jobs_notebook_opens_in_lab_from_the_sidebar(stack, page, artifacts, rm, fresh_guest_server):
+    """The Lab server tells the edge which notebook a kernel serves; the job names it, and a click
+    opens it."""
+    import requests
+
+    panel = open_side_panel(page, stack, "guest", "yardlab-sidebar")
+    base = f"{stack['hub_url']}user/guest"
+    h = {"Authorization": f"token {stack['user_tokens']['guest']}"}
+    name = f"yl-open-{uuid.uuid4().hex[:6]}.ipynb"
+    notebook = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    r = requests.put(f"{base}/api/contents/work", json={"type": "directory"}, headers=h, timeout=60)
+    assert r.status_code in (200, 201), r.text
+    r = requests.put(f"{base}/api/contents/work/{name}", json={"type": "notebook", "content": notebook},
+                     headers=h, timeout=60)
+    assert r.status_code == 201, r.text
+    session = requests.post(f"{base}/api/sessions", headers=h, timeout=330, json={
+        "path": f"work/{name}", "name": name, "type": "notebook", "kernel": {"name": "yardlab_python"}})
+    assert session.status_code == 201, session.text
+    try:
+        (app,) = rm.apps_tagged(f"kernel:{session.json()['kernel']['id']}")
+        link = panel.locator(f'.jp-yardlab-job[data-app-id="{app["id"]}"] .jp-yardlab-job-notebook')
+        link.wait_for(timeout=60_000)
+        assert link.inner_text() == f"work/{name}"
+        page.screenshot(path=str(artifacts / "sidebar-job-notebook.png"))
+        link.click()
+        tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text=name)
+        tab.wait_for(timeout=30_000)
+        assert "lm-mod-current" in (tab.get_attribute("class") or "")
+    finally:
+        requests.delete(f"{base}/api/sessions/{session.json()['id']}", headers=h, timeout=120)
+        requests.delete(f"{base}/api/contents/work/{name}", headers=h, timeout=60)

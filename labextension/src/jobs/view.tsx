@@ -30,6 +30,7 @@ export class JobsView extends ReactWidget {
   constructor(options: JobsView.IOptions) {
     super();
     this._model = options.model;
+    this._openNotebook = options.openNotebook;
     this.addClass('jp-yardlab-section');
     this.addClass('jp-yardlab-jobs');
     this.title.label = 'Jobs';
@@ -77,12 +78,15 @@ export class JobsView extends ReactWidget {
   render(): JSX.Element {
     return (
       <UseSignal signal={this._model.changed}>
-        {() => <JobList model={this._model} />}
+        {() => (
+          <JobList model={this._model} openNotebook={this._openNotebook} />
+        )}
       </UseSignal>
     );
   }
 
   private _model: JobsModel;
+  private _openNotebook?: (path: string) => void;
   private _timer = 0;
 }
 
@@ -96,6 +100,8 @@ export namespace JobsView {
   export interface IOptions {
     /** The applications to show. */
     model: JobsModel;
+    /** Opens a notebook in Lab: a job's notebook is then a link to it. */
+    openNotebook?: (path: string) => void;
   }
 }
 
@@ -140,8 +146,11 @@ export async function confirmAndKill(
   }
 }
 
-function JobList(props: { model: JobsModel }): JSX.Element {
-  const { model } = props;
+function JobList(props: {
+  model: JobsModel;
+  openNotebook?: (path: string) => void;
+}): JSX.Element {
+  const { model, openNotebook } = props;
   const active = model.active;
   const finished = model.finished;
   return (
@@ -159,7 +168,12 @@ function JobList(props: { model: JobsModel }): JSX.Element {
       )}
       <ul className="jp-yardlab-jobs-active" aria-label="Running applications">
         {active.map(app => (
-          <JobItem key={app.id} app={app} model={model} />
+          <JobItem
+            key={app.id}
+            app={app}
+            model={model}
+            openNotebook={openNotebook}
+          />
         ))}
       </ul>
       {finished.length > 0 && (
@@ -167,7 +181,12 @@ function JobList(props: { model: JobsModel }): JSX.Element {
           <summary>Ended ({finished.length})</summary>
           <ul aria-label="Ended applications">
             {finished.map(app => (
-              <JobItem key={app.id} app={app} model={model} />
+              <JobItem
+            key={app.id}
+            app={app}
+            model={model}
+            openNotebook={openNotebook}
+          />
             ))}
           </ul>
         </details>
@@ -176,8 +195,12 @@ function JobList(props: { model: JobsModel }): JSX.Element {
   );
 }
 
-function JobItem(props: { app: IApp; model: JobsModel }): JSX.Element {
-  const { app, model } = props;
+function JobItem(props: {
+  app: IApp;
+  model: JobsModel;
+  openNotebook?: (path: string) => void;
+}): JSX.Element {
+  const { app, model, openNotebook } = props;
   const ended = app.finishedTime !== null && app.finishedTime > 0;
   const elapsed = ended
     ? app.elapsedTime
@@ -186,7 +209,15 @@ function JobItem(props: { app: IApp; model: JobsModel }): JSX.Element {
       : app.elapsedTime;
   const killing = model.isKilling(app.id);
   const progress = Math.max(0, Math.min(100, app.progress));
-  const owner = app.notebook ?? (app.kernel ? `kernel ${app.kernel}` : null);
+  const owner =
+    app.session === 'console'
+      ? 'a console (no notebook)'
+      : (app.notebook ?? (app.kernel ? `kernel ${app.kernel}` : null));
+  // a notebook the Lab server reported opens in Lab (a folder or a console does not)
+  const notebook =
+    app.session === 'notebook' && app.notebook && openNotebook
+      ? app.notebook
+      : null;
   const link = Private.safeUrl(app.trackingUrl);
   const credentials = ended ? null : credentialsNote(app.credentialsExpire);
   return (
@@ -235,7 +266,19 @@ function JobItem(props: { app: IApp; model: JobsModel }): JSX.Element {
       )}
       {owner && (
         <div className="jp-yardlab-job-owner" title={owner}>
-          {app.environment ? `${owner} (${app.environment})` : owner}
+          {notebook ? (
+            <button
+              type="button"
+              className="jp-yardlab-job-notebook"
+              title={`Open ${notebook}`}
+              onClick={() => openNotebook?.(notebook)}
+            >
+              {notebook}
+            </button>
+          ) : (
+            owner
+          )}
+          {app.environment ? ` (${app.environment})` : ''}
         </div>
       )}
       <div className="jp-yardlab-job-actions">
