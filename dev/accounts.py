@@ -56,8 +56,9 @@ def unreachable() -> list[str]:
     interpreter (a checkout under a 0700 /root, a pyenv Python): the split stack cannot run there."""
     root = Path(__file__).resolve().parent.parent
     python = Path(os.path.realpath(root / ".venv" / "bin" / "python"))
+    state = Path(os.environ.get("YARDLAB_STACK_DIR") or root / ".stack").resolve()
     blocked = []
-    for target in (root, python.parent):
+    for target in (root, python.parent, state.parent):
         for folder in (target, *target.parents):
             try:
                 if not os.stat(folder).st_mode & 0o001:
@@ -80,6 +81,22 @@ def ensure_group(name: str) -> None:
         _run(["groupadd", "--system", name])
 
 
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _group_exists(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
+
+
 def groups_of(name: str) -> set[str]:
     pw = pwd.getpwnam(name)
     return {grp.getgrgid(g).gr_name for g in os.getgrouplist(name, pw.pw_gid)}
@@ -87,6 +104,10 @@ def groups_of(name: str) -> set[str]:
 
 def ensure_account(name: str, home: Path, *, system: bool, groups: tuple[str, ...] = ()) -> pwd.struct_passwd:
     """Make (or adjust) ``name`` with its home folder ``home`` (0700, its own) and ``groups``."""
+    if not system and not _user_exists(name) and _group_exists(name):
+        # a hub user named "shadow", "disk" or "yl-supergroup" would get that group's powers
+        raise AccountError(f"{name!r} is the name of a group on this machine; a hub user's account "
+                           "never joins an existing group by its name")
     for g in groups:
         ensure_group(g)
     try:
@@ -94,11 +115,7 @@ def ensure_account(name: str, home: Path, *, system: bool, groups: tuple[str, ..
     except KeyError:
         cmd = ["useradd", "--home-dir", str(home), "--no-create-home",
                "--shell", NOLOGIN if system else "/bin/bash"]
-        try:
-            grp.getgrnam(name)
-            cmd += ["--gid", name]
-        except KeyError:
-            cmd.append("--user-group")
+        cmd += ["--gid", name] if _group_exists(name) else ["--user-group"]
         if system:
             cmd.append("--system")
         if groups:
@@ -112,8 +129,11 @@ def ensure_account(name: str, home: Path, *, system: bool, groups: tuple[str, ..
             _run(["usermod", "--append", "--groups", ",".join(sorted(missing)), name])
     pw = pwd.getpwnam(name)
     home.mkdir(parents=True, exist_ok=True)
-    os.chown(home, pw.pw_uid, pw.pw_gid)
-    os.chmod(home, 0o700)
+    if os.lstat(home).st_uid != pw.pw_uid:
+        # a home from an older stack (the launcher's) or an earlier account: all of it is theirs now
+        own(home, name, recursive=True)
+    os.chown(home, pw.pw_uid, pw.pw_gid, follow_symlinks=False)
+    os.chmod(home, 0o700, follow_symlinks=False)
     return pw
 
 
@@ -148,8 +168,17 @@ def remove_hub_user(name: str) -> None:
         pwd.getpwnam(name)
     except KeyError:
         return
-    if USERS_GROUP in groups_of(name):
-        _run(["userdel", name])
+    if USERS_GROUP not in groups_of(name):
+        return
+    home = Path(pwd.getpwnam(name).pw_dir)
+    _run(["userdel", name])
+    # its uid is free for the next account: the home goes where no account can reach it
+    if home.is_dir() and not home.is_symlink():
+        removed = home.parent / ".removed"
+        removed.mkdir(mode=0o700, exist_ok=True)
+        os.chown(removed, 0, 0)
+        os.chmod(removed, 0o700)
+        home.rename(removed / f"{name}-{int(__import__('time').time())}")
 
 
 def popen_args(name: str) -> dict:
@@ -164,14 +193,36 @@ def login_env(name: str) -> dict[str, str]:
 
 
 def own(path: Path, name: str, mode: int | None = None, recursive: bool = False) -> None:
-    """chown ``path`` (and, with ``recursive``, all below it, never following links) to ``name``."""
+    """chown ``path`` (and, with ``recursive``, all below it) to ``name``, never following a link.
+
+    The walk goes by open folder descriptors (os.fwalk), not by path names: these folders are
+    writable by less trusted accounts, and a folder swapped for a link to /etc while root walks
+    by name would hand /etc to them."""
     pw = pwd.getpwnam(name)
-    if not path.exists():
+    if not os.path.lexists(path):
         return
     os.chown(path, pw.pw_uid, pw.pw_gid, follow_symlinks=False)
-    if mode is not None:
+    if mode is not None and not path.is_symlink():
         os.chmod(path, mode)
     if recursive and path.is_dir() and not path.is_symlink():
-        for root, dirs, files in os.walk(path):
+        for _, dirs, files, dir_fd in os.fwalk(path, follow_symlinks=False):
             for entry in (*dirs, *files):
-                os.chown(os.path.join(root, entry), pw.pw_uid, pw.pw_gid, follow_symlinks=False)
+                os.chown(entry, pw.pw_uid, pw.pw_gid, dir_fd=dir_fd, follow_symlinks=False)
+
+
+def stop_processes_of(names: tuple[str, ...]) -> None:
+    """End every process of these accounts (a stack's leftovers, before its files are handed out)."""
+    uids = set()
+    for name in names:
+        try:
+            uids.add(pwd.getpwnam(name).pw_uid)
+        except KeyError:
+            continue
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid in uids:
+                os.kill(int(entry.name), 9)
+        except (OSError, ValueError):
+            continue

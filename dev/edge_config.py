@@ -17,7 +17,7 @@ c.TokenIdentifier.hub_api_token = info["edge_service_token"]
 # daemons to the HDFS superuser): a hub user named like one must never act as it through doAs
 _accounts = info.get("accounts") or {}
 c.TokenIdentifier.reserved_names.extend(
-    sorted({_accounts[k] for k in ("hadoop", "yarn", "service") if _accounts.get(k)}))
+    sorted({_accounts[k] for k in ("hadoop", "yarn", "service", "users_group", "supergroup") if _accounts.get(k)}))
 c.ResourceManagerClient.urls = [info["rm_url"]]
 c.ResourceManagerClient.service_user = info["service_user"]
 c.HDFSStorage.webhdfs_url = info["webhdfs_url"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import grp
 import json
 import os
 import secrets
@@ -324,6 +325,8 @@ class Piece:
     restartable: bool = False
     #: the OS account it runs as (None: the launcher's)
     user: str | None = None
+    #: its umask (None: the launcher's); the KDC's is 077, so no keytab is readable while written
+    umask: int | None = None
 
 
 class Stack:
@@ -526,11 +529,13 @@ class Stack:
         core.update({
             "hadoop.security.authentication": "kerberos",
             "hadoop.security.authorization": "true",  # service-level authorization (hadoop-policy.xml)
-            # the daemons' principals are the accounts they run as: the NodeManager's (nm/, whose
-            # key every container can read) a plain account, every other one the HDFS superuser;
-            # one-part principals (users, the edge) keep their name
+            # the daemons' principals are the accounts they run as, each named: nn/ dn/ rm/ the HDFS
+            # superuser, nm/ (whose key every container can read) a plain account.  Anything else
+            # (HTTP/, whose NodeManager key containers can read too) keeps its first part: a user
+            # named "HTTP" with no powers.  One-part principals (users, the edge) keep their name.
             "hadoop.security.auth_to_local": (f"RULE:[2:$1@$0](nm@{REALM})s/.*/{YARN_USER}/\n"
-                                              f"RULE:[2:$1@$0](.*@{REALM})s/.*/{HADOOP_USER}/\nDEFAULT"),
+                                              f"RULE:[2:$1@$0]((nn|dn|rm)@{REALM})s/.*/{HADOOP_USER}/\n"
+                                              "DEFAULT"),
             # only from this host; on the split stack only for hub users (their accounts are in
             # yl-users, made by the hub for every user it has), never for a daemon's account
             f"hadoop.proxyuser.{SERVICE_USER}.hosts": "127.0.0.1,localhost",
@@ -678,7 +683,7 @@ class Stack:
         kdc = Piece("kdc", [f"{jhome}/bin/java", "-Xmx256m", "-Djava.net.preferIPv4Stack=true",
                             "-cp", f"{HADOOP_LIB}/*", str(ROOT / "dev" / "kdc" / "YardlabKdc.java"),
                             str(k.dir / "work"), str(PORTS["kdc"]), str(spec)],
-                    ready.exists, cwd=k.dir, timeout=90, restartable=True)
+                    ready.exists, cwd=k.dir, timeout=90, restartable=True, umask=0o077)
         self.start_piece(kdc)
         self.wait_ready(kdc)
 
@@ -692,6 +697,7 @@ class Stack:
         """A piece's log: 0600, the launcher's (the piece writes to the descriptor it is handed)."""
         self.logs_dir()
         fd = os.open(self.logs / f"{name}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.fchmod(fd, 0o600)  # one from an older stack may be 0644
         return os.fdopen(fd, "ab")
 
     def start_piece(self, piece: Piece) -> None:
@@ -699,7 +705,8 @@ class Stack:
         kwargs, login = self.popen_as(piece.user)
         env = {**os.environ, **login, **piece.env}
         piece.proc = subprocess.Popen(piece.argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      cwd=piece.cwd or self.state, env=env, start_new_session=True, **kwargs)
+                                      cwd=piece.cwd or self.state, env=env, start_new_session=True,
+                                      umask=-1 if piece.umask is None else piece.umask, **kwargs)
         logf.close()
         piece.started = time.monotonic()  # type: ignore[attr-defined]
         self.pieces.append(piece)
@@ -748,6 +755,13 @@ class Stack:
                 log(f"one OS account for everything ({why}): kernels and Lab terminals can read the keytabs")
             return
         os.chmod(self.state, 0o711)  # each account reaches its own folders; nobody lists the others
+        # nothing of an earlier run may still run as one of the stack's accounts while their files
+        # are handed out (a user's process left behind in a terminal, a daemon that outlived it)
+        try:
+            users = tuple(grp.getgrnam(accounts.USERS_GROUP).gr_mem)
+        except KeyError:
+            users = ()
+        accounts.stop_processes_of((HADOOP_USER, YARN_USER, SERVICE_USER, *users))
         accounts.ensure_account(HADOOP_USER, self.state / "hadoop" / "run", system=True)
         accounts.ensure_account(YARN_USER, self.state / "hadoop" / "run-nm", system=True)
         accounts.ensure_account(SERVICE_USER, self.state / "service-home", system=True, groups=(accounts.SUPERGROUP,))
@@ -823,7 +837,8 @@ class Stack:
             "state_dir": str(self.state), "logs": str(self.logs), "service_user": SERVICE_USER,
             # the OS accounts of the pieces (all the launcher's own unless the stack is split)
             "accounts": {"split": SPLIT, "service": SERVICE_USER, "hadoop": HADOOP_USER, "yarn": YARN_USER,
-                         "users_group": accounts.USERS_GROUP if SPLIT else None},
+                         "users_group": accounts.USERS_GROUP if SPLIT else None,
+                         "supergroup": accounts.SUPERGROUP if SPLIT else None},
             "nm_web_url": f"http://{self.nm_web_host}:{PORTS['yarn_nm_http']}",
             "hub_url": self.url("hub_public", "/"), "hub_api": self.url("hub_public", "/hub/api"),
             "rm_url": self.url("yarn_rm_http"), "webhdfs_url": self.url("hdfs_namenode_http"),

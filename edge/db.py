@@ -8,6 +8,7 @@ from typing import Any, Callable, TypeVar
 
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session
 
 R = TypeVar("R")
@@ -28,14 +29,20 @@ def open_database(url: str) -> Engine:
 def add_new_columns(engine: Engine) -> None:
     """Columns added to a table after its database was made (nullable ones only): an edge upgraded
     in place keeps its ledger, with NULL where the old rows knew nothing."""
-    tables = inspect(engine)
-    with engine.begin() as conn:
-        for table in Base.metadata.sorted_tables:
-            have = {c["name"] for c in tables.get_columns(table.name)}
-            for column in table.columns:
-                if column.name not in have and column.nullable:
-                    kind = column.type.compile(engine.dialect)
-                    conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}'))
+    quote = engine.dialect.identifier_preparer.quote
+    for table in Base.metadata.sorted_tables:
+        have = {c["name"] for c in inspect(engine).get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have or not column.nullable:
+                continue
+            kind = column.type.compile(engine.dialect)
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text(f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} {kind}"))
+            except DBAPIError:
+                # another edge starting on the same database added it first
+                if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+                    raise
 
 
 def update_row(engine: Engine, model: type[Base], key: Any, fields: dict[str, Any],

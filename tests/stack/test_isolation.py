@@ -64,6 +64,10 @@ def test_each_piece_runs_as_its_own_account(stack):
     assert seen == {"namenode": acc["hadoop"], "datanode": acc["hadoop"], "resourcemanager": acc["hadoop"],
                     "nodemanager": acc["yarn"], "edge": acc["service"], "enterprise-gateway": acc["service"],
                     "jupyterhub": "root", "kdc": "root"}
+    logs = Path(stack["logs"])
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in logs.glob("*.log")} == \
+        {p.name: "0o600" for p in logs.glob("*.log")}
+    assert logs.stat().st_mode & 0o777 == 0o711
     owners = {name: (Path(stack["state_dir"]) / "kdc" / name).owner() for name in
               ("hadoop.keytab", "nm.keytab", "service.keytab")}
     assert owners == {"hadoop.keytab": acc["hadoop"], "nm.keytab": acc["yarn"], "service.keytab": acc["service"]}
@@ -105,14 +109,23 @@ for what, path in {paths!r}.items():
 os.environ["KRB5_CONFIG"] = {stack['krb5_conf']!r}
 import requests
 from yardlab.edge.kerberos import Kerberos, SpnegoAuth
-nm = Kerberos(keytab={str(Path(stack['state_dir']) / 'kdc' / 'nm.keytab')!r}, principal="nm/localhost@{stack['realm']}",
-              ccache="/tmp/yl-nm-" + str(os.getpid()))
-nm.login()
-auth = SpnegoAuth(nm)
 base = {stack['webhdfs_url']!r} + "/webhdfs/v1"
-out["nm_lists_alice"] = requests.get(base + "/user/alice?op=LISTSTATUS", auth=auth, timeout=30).status_code
-out["nm_doas_alice"] = requests.get(base + "/user/alice?op=LISTSTATUS&doas=alice", auth=auth, timeout=30).status_code
-out["nm_whoami"] = requests.get(base + "/?op=GETHOMEDIRECTORY", auth=auth, timeout=30).json()
+rm = {stack['rm_url']!r} + "/ws/v1/cluster"
+# this kernel's own YARN application (bob's): a YARN admin could kill it, nobody else but bob
+_, *rest = os.environ["CONTAINER_ID"].split("_")
+own_app = "application_" + rest[-4] + "_" + rest[-3]
+for principal in ("nm/localhost", "HTTP/localhost"):  # every key in that keytab, as a client
+    k = Kerberos(keytab={str(Path(stack['state_dir']) / 'kdc' / 'nm.keytab')!r}, principal=principal + "@{stack['realm']}",
+                 ccache="/tmp/yl-" + principal.replace("/", "-") + str(os.getpid()))
+    k.login()
+    auth = SpnegoAuth(k)
+    out[principal] = {{
+        "lists_alice": requests.get(base + "/user/alice?op=LISTSTATUS", auth=auth, timeout=30).status_code,
+        "doas_alice": requests.get(base + "/user/alice?op=LISTSTATUS&doas=alice", auth=auth, timeout=30).status_code,
+        "home": requests.get(base + "/?op=GETHOMEDIRECTORY", auth=auth, timeout=30).json(),
+        "kills_bobs_app": requests.put(rm + "/apps/" + own_app + "/state", json={{"state": "KILLED"}},
+                                       auth=auth, timeout=30).status_code,
+    }}
 print(json.dumps(out))
 """
     edge_as("bob").get("/storage")
@@ -126,10 +139,14 @@ print(json.dumps(out))
     out = json.loads(reply.stdout.strip().splitlines()[-1])
     assert out["whoami"] == acc["yarn"]
     assert out["files"] == {what: "PermissionError" for what in paths}, out["files"]
-    # nm/ is a plain account to HDFS (auth_to_local), neither the superuser nor a proxy user
-    assert out["nm_whoami"] == {"Path": f"/user/{acc['yarn']}"}, out["nm_whoami"]
-    assert out["nm_lists_alice"] == 403, out
-    assert out["nm_doas_alice"] == 403, out
+    # nm/ is a plain account to HDFS (auth_to_local), HTTP/ keeps its own name: neither is the
+    # superuser, a proxy user or a YARN admin
+    assert out["nm/localhost"]["home"] == {"Path": f"/user/{acc['yarn']}"}, out
+    assert out["HTTP/localhost"]["home"] == {"Path": "/user/HTTP"}, out
+    for principal in ("nm/localhost", "HTTP/localhost"):
+        assert out[principal]["lists_alice"] == 403, out
+        assert out[principal]["doas_alice"] == 403, out
+        assert out[principal]["kills_bobs_app"] == 403, out
 
 
 def terminal_run(stack, user: str, command: str, marker: str, timeout: float = 60) -> str:

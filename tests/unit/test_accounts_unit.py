@@ -27,3 +27,19 @@ def test_a_home_outside_the_homes_folder_is_refused(tmp_path):
     (tmp_path / "home" / "mallory").symlink_to(tmp_path)  # planted: the home would be the stack folder
     with pytest.raises(accounts.AccountError, match="outside"):
         accounts.check_hub_user("mallory", tmp_path / "home" / "mallory", tmp_path / "home")
+
+
+def test_a_hub_user_named_like_a_group_gets_no_account_in_it(tmp_path):
+    """useradd would make "shadow" (or "disk", "yl-supergroup") a member of that group by name:
+    /etc/shadow or the raw disks for a Lab server.  Refused before anything is made."""
+    import grp
+    import pwd
+
+    users = {p.pw_name for p in pwd.getpwall()}
+    groups = [g.gr_name for g in grp.getgrall()
+              if g.gr_name not in users and accounts.HUB_USER_NAME.fullmatch(g.gr_name)]
+    assert groups, "this machine has no group without a user of its name (Debian has shadow, disk, staff, ...)"
+    for name in groups[:5]:
+        with pytest.raises(accounts.AccountError, match="name of a group"):
+            accounts.ensure_hub_user(name, tmp_path / "home" / name)
+    assert not (tmp_path / "home").exists()
