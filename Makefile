@@ -106,7 +106,8 @@ demo-stop:
 	$(VENV)/bin/python dev/stack.py down
 
 # the whole suite runs on the Kerberized stack (the default); then a short smoke test of the
-# simple-auth stack (YARDLAB_SECURITY=simple) keeps that setting working
+# simple-auth stack (YARDLAB_SECURITY=simple) keeps that setting working, in a state folder of its
+# own (its HDFS and files belong to one account, the Kerberized stack's to several)
 SIMPLE_SMOKE := tests/stack/test_stack_hadoop.py tests/stack/test_eg_kernels.py \
   tests/stack/test_storage.py::test_roots_are_provisioned_on_first_contact \
   tests/stack/test_storage.py::test_personal_files_are_private
@@ -114,7 +115,7 @@ SIMPLE_SMOKE := tests/stack/test_stack_hadoop.py tests/stack/test_eg_kernels.py 
 test: install
 	npm test --silent
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
-	YARDLAB_SECURITY=simple $(VENV)/bin/python -m pytest $(PYTEST_ARGS) $(SIMPLE_SMOKE)
+	YARDLAB_SECURITY=simple YARDLAB_STACK_DIR=$(CURDIR)/.stack-simple $(VENV)/bin/python -m pytest $(PYTEST_ARGS) $(SIMPLE_SMOKE)
 
 # no lab extension build, no stack: the Python venvs (one unit test starts the real EG binary from
 # .venv-eg on a free port), the Maven jars (the Kerberos unit tests run the real MiniKdc from them;
@@ -128,4 +129,4 @@ clean:
 	rm -rf build lib dist *.egg-info .pytest_cache test-artifacts
 
 distclean: clean
-	rm -rf $(VENV) $(EG_VENV) node_modules $(HADOOP_LIB) .stack
+	rm -rf $(VENV) $(EG_VENV) node_modules $(HADOOP_LIB) .stack .stack-simple
