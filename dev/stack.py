@@ -533,9 +533,11 @@ class Stack:
             # superuser, nm/ (whose key every container can read) a plain account.  Anything else
             # (HTTP/, whose NodeManager key containers can read too) keeps its first part: a user
             # named "HTTP" with no powers.  One-part principals (users, the edge) keep their name.
-            "hadoop.security.auth_to_local": (f"RULE:[2:$1@$0](nm@{REALM})s/.*/{YARN_USER}/\n"
-                                              f"RULE:[2:$1@$0]((nn|dn|rm)@{REALM})s/.*/{HADOOP_USER}/\n"
-                                              "DEFAULT"),
+            # (one rule each: Hadoop's rule syntax allows no parentheses inside the pattern)
+            "hadoop.security.auth_to_local": "\n".join(
+                [f"RULE:[2:$1@$0](nm@{REALM})s/.*/{YARN_USER}/"]
+                + [f"RULE:[2:$1@$0]({daemon}@{REALM})s/.*/{HADOOP_USER}/" for daemon in ("nn", "dn", "rm")]
+                + ["DEFAULT"]),
             # only from this host; on the split stack only for hub users (their accounts are in
             # yl-users, made by the hub for every user it has), never for a daemon's account
             f"hadoop.proxyuser.{SERVICE_USER}.hosts": "127.0.0.1,localhost",
