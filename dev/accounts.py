@@ -75,9 +75,7 @@ def _run(cmd: list[str]) -> None:
 
 
 def ensure_group(name: str) -> None:
-    try:
-        grp.getgrnam(name)
-    except KeyError:
+    if not _group_exists(name):
         _run(["groupadd", "--system", name])
 
 
@@ -151,11 +149,7 @@ def ensure_hub_user(name: str, home: Path) -> pwd.struct_passwd:
     """The account a hub user's Lab server runs as.  An existing account is used only if the stack
     made it (a member of yl-users): a hub user named root, yardlab or yl-yarn is refused."""
     check_hub_user(name, home, home.parent)
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        pass
-    else:
+    if _user_exists(name):
         if USERS_GROUP not in groups_of(name):
             raise AccountError(f"{name!r} is an OS account the stack did not make for a hub user "
                                f"(not in {USERS_GROUP}); no Lab server runs as it")
@@ -163,12 +157,8 @@ def ensure_hub_user(name: str, home: Path) -> pwd.struct_passwd:
 
 
 def remove_hub_user(name: str) -> None:
-    """Remove the account of a deleted hub user (only one the stack made; its home stays)."""
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return
-    if USERS_GROUP not in groups_of(name):
+    """Remove the account of a deleted hub user (only one the stack made; its home is moved away)."""
+    if not _user_exists(name) or USERS_GROUP not in groups_of(name):
         return
     home = Path(pwd.getpwnam(name).pw_dir)
     _run(["userdel", name])

@@ -143,9 +143,8 @@ class KernelService(LoggingConfigurable):
                 raise PublicError(400, "`path` must be at most 1024 characters, without control characters")
             if path.startswith("/") or ".." in path.replace("\\", "/").split("/"):
                 raise PublicError(400, "`path` is relative to the Lab server's root, without `..`")
-        if rec.get("session") == kind and rec.get("notebook") == path:
-            return {"id": kernel_id, "type": kind, "path": path}
-        self.ledger.update(kernel_id, session=kind, notebook=path)
+        if (rec.get("session"), rec.get("notebook")) != (kind, path):  # a repeat changes nothing
+            self.ledger.update(kernel_id, session=kind, notebook=path)
         return {"id": kernel_id, "type": kind, "path": path}
 
     async def list_kernels(self, who: Identity) -> list[dict]:
