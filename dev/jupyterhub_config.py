@@ -78,7 +78,11 @@ c.JupyterHub.services = [
     # the edge service: an external service (started by the stack launcher, not by the hub);
     # the proxy routes /services/yardlab-edge/ to it
     {"name": EDGE, "url": f"http://127.0.0.1:{ports['edge_http']}", "api_token": info["edge_service_token"],
-     "display": False},
+     "display": False,
+     # browsers log in to it (the Spark UI) as its OAuth client service-yardlab-edge; its tokens carry
+     # the edge's access scope and, for admins, the admin scope
+     "oauth_no_confirm": True,
+     "oauth_client_allowed_scopes": [f"access:services!service={EDGE}", "custom:yardlab:admin"]},
     # the admin pages and public API: a managed service (the hub starts and stops it); its
     # OAuth tokens (browser sessions) may carry the edge's access scope and the admin scope,
     # never more than the user has, and are forwarded to the edge as the caller's own token

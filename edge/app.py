@@ -18,6 +18,7 @@ from .clients.gateway import GatewayClient
 from .clients.resourcemanager import ResourceManagerClient
 from .environments import EnvironmentService
 from .handlers.routes import routes
+from .handlers.sparkui import EdgeHubOAuth
 from .jobs import JobService
 from .kerberos import Kerberos, KerberosError
 from .kernels import KernelService
@@ -25,6 +26,8 @@ from .ledger import KernelLedger
 from .loops import PeriodicTask
 from .reaper import Reaper
 from .snapshot import AppSnapshot
+from .progress import SparkProgress
+from .sparkui import SparkUIProxy
 from .storage import HDFSStorage
 from .supervisor import GatewaySupervisor
 
@@ -74,6 +77,12 @@ class EdgeApp(Application):
 
     max_body_size = Integer(1024 * 1024, help="Largest request body accepted, in bytes.").tag(config=True)
     metrics_require_auth = Bool(True, help="Whether /metrics needs an admin's token.").tag(config=True)
+    cookie_secret_file = Unicode(
+        "", help="""File holding the secret that signs the edge's login cookie (the Spark UI's hub login).
+
+        Unset: a random secret per start, so a restart (or another edge replica) sends browsers through
+        the hub's login again, which with ``oauth_no_confirm`` is a few redirects and no click.""",
+    ).tag(config=True)
 
     hub_api_url = Unicode(help=_moved("hub_api_url")).tag(config=True)
     hub_api_token = Unicode(help=_moved("hub_api_token")).tag(config=True)
@@ -92,7 +101,7 @@ class EdgeApp(Application):
 
     classes = [Kerberos, ResourceManagerClient, AppSnapshot, TokenIdentifier, AdminRoster, AuditLog, HDFSStorage,
                GatewaySupervisor, GatewayClient, KernelLedger, JobService, KernelService, Reaper,
-               EnvironmentService]
+               EnvironmentService, SparkUIProxy, SparkProgress, EdgeHubOAuth]
 
     rm = Instance(ResourceManagerClient, allow_none=True)
     kerberos = Instance(Kerberos, allow_none=True)
@@ -156,6 +165,12 @@ class EdgeApp(Application):
 
         self.reaper.on_dead_kernel.append(report_dead)
         base = "/" + self.base_url.strip("/") + "/" if self.base_url.strip("/") else "/"
+        spark_ui = SparkUIProxy(base, parent=self)
+        jobs.spark_ui = spark_ui
+        # the browser login of the Spark UI: the edge is the hub's OAuth client service-<its name>
+        hub_oauth = EdgeHubOAuth(parent=self, api_url=identifier.hub_api_url, api_token=identifier.hub_api_token or "-",
+                                 base_url=base, cache_max_age=identifier.cache_max_age,
+                                 access_scopes={f"access:services!service={identifier.service_name}"})
         settings = {
             "identifier": identifier,
             "jobs": jobs,
@@ -167,10 +182,23 @@ class EdgeApp(Application):
             "kerberos": self.kerberos,
             "environments": self.environments,
             "metrics_require_auth": self.metrics_require_auth,
+            "spark_ui": spark_ui,
+            "progress": SparkProgress(self.rm, spark_ui.url_for, parent=self),
+            "hub_auth": hub_oauth,
+            "cookie_secret": self._cookie_secret(),
             "log_function": self._log_request,
             "xsrf_cookies": False,  # token auth only: no cookies are read
         }
         return web.Application(routes(base), **settings)
+
+    def _cookie_secret(self) -> bytes:
+        if self.cookie_secret_file:
+            with open(self.cookie_secret_file, "rb") as f:
+                secret = f.read().strip()
+            if len(secret) < 32:
+                self.exit(f"EdgeApp.cookie_secret_file {self.cookie_secret_file} holds fewer than 32 bytes")
+            return secret
+        return os.urandom(32)
 
     async def _reconcile_admins(self) -> None:
         """Take away what former admins were given (their ACL entries on /public)."""

@@ -109,6 +109,7 @@ class JobService(LoggingConfigurable):
         super().__init__(**kwargs)
         self.ledger = ledger
         self.waiting = waiting
+        self.spark_ui: Any = None  # the SparkUIProxy, set by the app: /apps links the Spark UI through it
         # serialized /apps pages: identical while the user's applications, the ledger (kernel
         # links), the cluster view (waiting messages) and the query stay the same
         self.pages = PageCache(self.page_cache_bytes)
@@ -169,7 +170,23 @@ class JobService(LoggingConfigurable):
         started = app.get("startedTime") or 0
         out["credentialsExpire"] = (int(started + self.credentials_max_lifetime * 1000)
                                     if rec and started > 0 and self.credentials_max_lifetime > 0 else None)
+        out["sparkUi"], out["sparkUiNote"] = self.spark_ui_link(app)
         return out
+
+    def spark_ui_link(self, app: dict) -> tuple[str | None, str | None]:
+        """The Spark UI through the edge (never the RM's own address, which a browser outside the
+        cluster cannot reach), or a sentence saying why there is none."""
+        if self.spark_ui is None or (app.get("applicationType") or "").upper() != "SPARK":
+            return None, None
+        state = app.get("state") or ""
+        if state == "RUNNING":
+            return self.spark_ui.url_for(app["id"]), None
+        if state in ("FINISHED", "FAILED", "KILLED"):
+            history = self.spark_ui.history_for(app["id"])
+            if history:
+                return history, "in the Spark history server"
+            return None, "the Spark UI ended with the application"
+        return None, "the Spark UI starts with the driver"
 
     def page_key(self, q: AppsQuery) -> tuple:
         """Everything an /apps page depends on, the user first."""

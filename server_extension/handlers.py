@@ -17,7 +17,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 # response headers worth passing back from the edge (lower case: header names are case-insensitive)
 PASS_HEADERS = frozenset(("content-type", "content-disposition", "etag", "content-length", "cache-control"))
 # the edge paths the sidebar may reach
-EDGE_PATHS = ("me", "cluster", "storage", "apps", "files", "environments")
+EDGE_PATHS = ("me", "cluster", "storage", "apps", "files", "environments", "kernels")
 
 
 class StatusHandler(APIHandler):

@@ -165,6 +165,51 @@ class ResourceManagerClient(LoggingConfigurable):
         if resp.code == 401:
             self._auth_cookies.pop(base, None)
 
+    async def web_proxy(self, app_id: str, path_and_query: str, accept: str = "*/*",
+                        timeout: float | None = None) -> HTTPResponse:
+        """One GET through YARN's web proxy (``/proxy/<app_id><path_and_query>``): the application
+        master's web UI, which for Spark in cluster mode is the driver's Spark UI.
+
+        The caller has decided who may see it (the edge's owner check): the proxy's own warning page
+        for a viewer who is not the owner is answered for that decision with its ``checked_<app>``
+        cookie.  Redirects are returned, not followed.  Tried on the active RM, then the others."""
+        cookies = [f"checked_{app_id}=true"]
+        query_sep = "&" if "?" in path_and_query else "?"
+        last_error: Exception | None = None
+        for i in range(len(self.urls)):
+            index = (self._active + i) % len(self.urls)
+            base = self.urls[index]
+            url = f"{base}/proxy/{app_id}{path_and_query}"
+            if not self.secure:
+                url += f"{query_sep}user.name={self.service_user}"
+            headers = {"Accept": accept, "Accept-Encoding": "gzip"}
+            auth_cookie = self._auth_cookies.get(base) if self.secure else None
+            try:
+                if self.secure and not auth_cookie:
+                    assert self.kerberos is not None
+                    headers["Authorization"] = await self.kerberos.authorization(base)
+                headers["Cookie"] = "; ".join(cookies + ([auth_cookie] if auth_cookie else []))
+                req = HTTPRequest(url, connect_timeout=self.connect_timeout,
+                                  request_timeout=timeout or self.request_timeout, follow_redirects=False,
+                                  headers=headers, decompress_response=True)
+                resp = await self.http.fetch(req, raise_error=False)
+            except KerberosError as e:
+                raise RMUnavailable(f"the edge cannot authenticate to the ResourceManager: {e}") from e
+            except (HTTPClientError, OSError, asyncio.TimeoutError) as e:
+                last_error = e
+                continue
+            if resp.code == 599:
+                last_error = resp.error
+                continue
+            if self.secure:
+                if resp.code == 401 and auth_cookie:
+                    self._auth_cookies.pop(base, None)
+                    return await self.web_proxy(app_id, path_and_query, accept, timeout)
+                self._keep_cookie(base, resp)
+            self._active = index
+            return resp
+        raise RMUnavailable(f"no ResourceManager answered ({', '.join(self.urls)}): {_describe(last_error)}")
+
     # -- typed calls ----------------------------------------------------------------------------
     async def apps(self, states: tuple[str, ...] | None = None, **params: Any) -> list[dict]:
         if states:

@@ -93,6 +93,21 @@ class KernelSessionHandler(GatewayHandler):
         self.write_json(self.kernels.set_session(self.me, kernel_id, self.json_body(max_bytes=8192)))
 
 
+class KernelProgressHandler(GatewayHandler):
+    """GET /api/v1/kernels/<id>/progress?cell=<execute request id>: that cell's Spark jobs and stages, live
+    (the owner only; see edge/progress.py)."""
+
+    async def get(self, kernel_id: str) -> None:
+        rec = self.kernels.check_kernel(self.me, kernel_id)
+        cell = self.arg("cell", 100) or ""
+        app_id = rec.get("app_id")
+        if not app_id:
+            self.write_json({"app": None, "state": rec.get("state") or "", "ui": None, "jobs": []})
+            return
+        app = await self.jobs.app_for(self.me, app_id)
+        self.write_json(await self.settings["progress"].for_cell(app, cell))
+
+
 class KernelActionHandler(GatewayHandler):
     """POST /gateway/api/kernels/<id>/(interrupt|restart): the owner only."""
 

@@ -15,6 +15,7 @@ from .gateway import (
     KernelActionHandler,
     KernelChannelsHandler,
     KernelHandler,
+    KernelProgressHandler,
     KernelSessionHandler,
     KernelsHandler,
     KernelSpecHandler,
@@ -23,6 +24,7 @@ from .gateway import (
 )
 from .jobs import AppHandler, AppsHandler, ClusterHandler
 from .ops import HealthHandler, MeHandler, MetricsHandler
+from .sparkui import OAuthCallbackHandler, SparkUIHandler
 from .storage import FilesHandler, StorageHandler
 
 
@@ -51,6 +53,7 @@ def routes(base_url: str) -> list[tuple[str, type, dict] | tuple[str, type]]:
         (api + "/apps", AppsHandler),
         (api + r"/apps/([^/]+)", AppHandler),
         (api + r"/kernels/([^/]+)/session", KernelSessionHandler),
+        (api + r"/kernels/([^/]+)/progress", KernelProgressHandler),
         (api + "/storage", StorageHandler),
         (api + "/environments/?", EnvironmentsHandler),
         (api + r"/environments/([^/]+)/([^/]+)/log", EnvironmentLogHandler),
@@ -58,5 +61,8 @@ def routes(base_url: str) -> list[tuple[str, type, dict] | tuple[str, type]]:
         (api + r"/environments/([^/]+)/([^/]+)/events", EnvironmentEventsHandler),
         (api + r"/environments/([^/]+)/([^/]+)/?", EnvironmentHandler),
         (api + r"/files/?(.*)", FilesHandler),
+        # the Spark UI (browsers log in with the hub's OAuth; the path is checked in the handler)
+        (base_url.rstrip("/") + r"/proxy/.*", SparkUIHandler),
+        (base_url.rstrip("/") + "/oauth_callback", OAuthCallbackHandler),
         (base_url.rstrip("/") + r"/.*", NotFoundHandler),
     ]

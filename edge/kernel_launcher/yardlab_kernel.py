@@ -13,7 +13,10 @@ ship beside this file via --files; this wrapper adds what yardlab needs on top:
   user's namespace;
 * on a Kerberized cluster (``YARDLAB_HDFS_AUTH=token``) the container holds no Kerberos ticket, only
   the user's delegation tokens: the HdfsCLI config is rewritten to use the HDFS delegation token
-  spark-submit obtained for the user, so ``hdfs.Config().get_client()`` keeps working.
+  spark-submit obtained for the user, so ``hdfs.Config().get_client()`` keeps working;
+* every Spark job a cell runs carries the job tag ``yardlab-cell-<id of the cell's execute request>``
+  (Spark's job tags, thread-local like the cell's code): the edge reads the application's jobs from
+  the Spark UI's REST API and the notebook shows that cell's jobs and stages under it, live.
 """
 from __future__ import annotations
 
@@ -70,6 +73,58 @@ def hdfs_token_config(folder: str) -> str | None:
     return path
 
 
+CELL_TAG = "yardlab-cell-"
+
+
+def tag_cells(shell, kernel) -> None:  # noqa: ANN001 (IPython's shell and ipykernel's kernel)
+    """Tag each cell's Spark jobs with its execute request's message id, from the cell's own thread.
+
+    A cell that runs before the SparkContext has finished starting is not tagged (its jobs then run
+    without a progress display): waiting here would make every first cell wait for Spark."""
+    current: dict[str, str] = {}
+
+    def context():
+        from pyspark import SparkContext
+
+        return SparkContext._active_spark_context
+
+    def pre_run_cell(_info=None) -> None:  # noqa: ANN001
+        try:
+            sc = context()
+            msg_id = ((kernel.get_parent("shell") or {}).get("header") or {}).get("msg_id") or ""
+            if sc is None or not msg_id:
+                return
+            tag = CELL_TAG + "".join(ch for ch in msg_id if ch.isalnum() or ch in "-_")[:100]
+            sc.addJobTag(tag)
+            current["tag"] = tag
+        except Exception as e:  # noqa: BLE001 - progress is a nicety: never fail the user's cell for it
+            print(f"yardlab: the cell's Spark jobs are not tagged for progress: {e}", file=sys.stderr)
+
+    def post_run_cell(_result=None) -> None:  # noqa: ANN001
+        tag = current.pop("tag", None)
+        sc = context()
+        if tag and sc is not None:
+            try:
+                sc.removeJobTag(tag)
+            except Exception:  # noqa: BLE001, S110 - the context may be stopping
+                pass
+
+    shell.events.register("pre_run_cell", pre_run_cell)
+    shell.events.register("post_run_cell", post_run_cell)
+
+
+def kernel_class():  # noqa: ANN201
+    """ipykernel's IPython kernel, with each cell's Spark jobs tagged (see :func:`tag_cells`)."""
+    from ipykernel.ipkernel import IPythonKernel
+
+    class YardlabKernel(IPythonKernel):
+        def __init__(self, **kwargs) -> None:  # noqa: ANN003
+            super().__init__(**kwargs)
+            tag_cells(self.shell, self)
+
+    return YardlabKernel
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parse(sys.argv[1:] if argv is None else argv)
     # YARN localizes --files into the container's working folder as symlinks; Python puts the
@@ -95,8 +150,13 @@ def main(argv: list[str] | None = None) -> None:
                              args.kernel_id, args.public_key, cluster_type, None)
     if cluster_type == "spark":
         signal.signal(signal.SIGUSR2, gp.cancel_spark_jobs)
+    kernel_name = gp.DEFAULT_KERNEL_CLASS_NAME
+    if cluster_type == "spark":
+        # gateway_provisioners imports the kernel class by name: this module's, as the running script
+        sys.modules["__main__"].YardlabKernel = kernel_class()
+        kernel_name = "__main__.YardlabKernel"
     gp.start_ipython({"__name__": "__main__"}, cluster_type=cluster_type, connection_file=connection_file, ip=ip,
-                     kernel_class_name=gp.DEFAULT_KERNEL_CLASS_NAME)
+                     kernel_class_name=kernel_name)
 
 
 if __name__ == "__main__":

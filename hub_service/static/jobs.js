@@ -67,7 +67,7 @@
   function render() {
     const rows = apps.slice().sort(compare).map((a) => {
       const tr = el('tr', { dataset: { app: a.id } },
-        el('td', {}, el('code', {}, a.id)), el('td', {}, a.user),
+        el('td', {}, el('code', {}, a.id), sparkUiCell(a)), el('td', {}, a.user),
         el('td', { className: 'yl-name' }, a.name), el('td', { className: 'yl-notebook' }, notebookCell(a)),
         el('td', {}, a.queue),
         el('td', {}, el('span', { className: 'badge ' + stateClass(a.state) }, a.state)),
@@ -83,6 +83,16 @@
 
   // the hub's root (this page is <hub>/services/<name>/jobs): a user's own notebook opens in their Lab
   const hubRoot = location.pathname.slice(0, location.pathname.indexOf('/services/') + 1);
+
+  // the Spark UI through the edge (a path on this address), never YARN's own tracking URL
+  function sparkUiCell(a) {
+    const url = a.sparkUi || '';
+    if ((url.startsWith('/') && !url.startsWith('//')) || url.startsWith('https://') || url.startsWith('http://')) {
+      return el('a', { href: url, target: '_blank', rel: 'noopener noreferrer', className: 'yl-sparkui d-block small' },
+                'Spark UI');
+    }
+    return a.sparkUiNote ? el('span', { className: 'yl-sparkui-note d-block small text-muted' }, a.sparkUiNote) : '';
+  }
 
   function notebookCell(a) {
     if (a.session === 'console') return el('span', { className: 'text-muted' }, 'console (no notebook)');

@@ -11,6 +11,7 @@ import { EnvironmentsModel } from './environments/model';
 import { requestAPI, requestConditional } from './handler';
 import { hdfsBrowserPlugin } from './hdfs/plugin';
 import { StorageUsageModel } from './hdfs/usage';
+import { sparkProgressPlugin } from './progress/plugin';
 import { yardlabIcon } from './icons';
 import { JobsModel } from './jobs/model';
 import { ReplyModel } from './reply';
@@ -158,4 +159,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [plugin, hdfsBrowserPlugin];
+export default [plugin, hdfsBrowserPlugin, sparkProgressPlugin];

@@ -104,8 +104,12 @@ export interface IApp {
   allocatedVCores: number;
   /** Number of its containers running now. */
   runningContainers: number;
-  /** URL of its tracking UI (the Spark UI for Spark applications), or an empty string. */
+  /** URL of its tracking UI on YARN (reachable inside the cluster only; scripts), or an empty string. */
   trackingUrl: string;
+  /** Its Spark UI through the edge (a path on the hub's address) while it runs, else `null`. */
+  sparkUi?: string | null;
+  /** Why a Spark application has no Spark UI link now (waiting, ended), or `null`. */
+  sparkUiNote?: string | null;
   /** YARN application type, e.g. `SPARK`. */
   applicationType: string;
   /** YARN diagnostics text (why it failed or waits). */

@@ -224,6 +224,9 @@ def test_hub_services(values):
     assert set(services) == {EDGE, "yardlab"}
     edge = services[EDGE]
     assert "command" not in edge and "apiToken" not in edge  # external; z2jh generates the token
+    # browsers log in to the edge for the Spark UI: its OAuth tokens may carry the admin scope
+    assert edge["oauth_no_confirm"] is True
+    assert set(edge["oauth_client_allowed_scopes"]) == {f"access:services!service={EDGE}", ADMIN_SCOPE}
     assert urlsplit(edge["url"]).scheme == "http" and urlsplit(edge["url"]).port == 8765
     admin = services["yardlab"]
     assert admin["command"] == ["python", "-m", "yardlab.hub_service"]

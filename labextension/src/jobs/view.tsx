@@ -218,7 +218,8 @@ function JobItem(props: {
     app.session === 'notebook' && app.notebook && openNotebook
       ? app.notebook
       : null;
-  const link = Private.safeUrl(app.trackingUrl);
+  // the Spark UI through the edge (the hub's address), never YARN's own tracking URL
+  const link = app.sparkUi ? Private.safeUrl(app.sparkUi) : null;
   const credentials = ended ? null : credentialsNote(app.credentialsExpire);
   return (
     <li
@@ -290,8 +291,11 @@ function JobItem(props: {
             rel="noopener noreferrer"
           >
             <launchIcon.react tag="span" className="jp-yardlab-linkIcon" />
-            {app.applicationType === 'SPARK' ? 'Spark UI' : 'Tracking UI'}
+            Spark UI
           </a>
+        )}
+        {!link && app.sparkUiNote && (
+          <span className="jp-yardlab-job-uinote">{app.sparkUiNote}</span>
         )}
         {!ended && (
           <Button
@@ -313,10 +317,10 @@ function JobItem(props: {
 }
 
 namespace Private {
-  /** Only http(s) links: a tracking URL is never allowed to run script. */
+  /** Only http(s) links (a path is read on this page's origin): a link never runs script. */
   export function safeUrl(url: string): string | null {
     try {
-      const parsed = new URL(url);
+      const parsed = new URL(url, window.location.href);
       return parsed.protocol === 'http:' || parsed.protocol === 'https:'
         ? parsed.href
         : null;
