@@ -56,11 +56,15 @@ class KernelConnection:
         url = self.base_url.replace("http", "ws", 1) + f"/api/kernels/{self.kernel_id}/channels"
         self.ws = websocket.create_connection(url, header=[f"Authorization: token {self.token}"], timeout=timeout)
 
-    def execute(self, code: str, timeout: float = 300) -> Reply:
+    def execute(self, code: str, timeout: float = 300, msg_id: str | None = None) -> Reply:
+        """Run ``code``; ``msg_id`` names the execute request (the id a notebook cell's request has)."""
         assert self.ws is not None
         msg = self.session.msg("execute_request", {"code": code, "silent": False, "store_history": False,
                                                     "user_expressions": {}, "allow_stdin": False,
                                                     "stop_on_error": True})
+        if msg_id:
+            msg["header"]["msg_id"] = msg_id
+            msg["msg_id"] = msg_id
         msg["channel"] = "shell"
         self.ws.send(json.dumps(msg, default=str))
         reply = Reply(status="")
