@@ -76,51 +76,85 @@ def hdfs_token_config(folder: str) -> str | None:
 CELL_TAG = "yardlab-cell-"
 
 
-def tag_cells(shell, kernel) -> None:  # noqa: ANN001 (IPython's shell and ipykernel's kernel)
-    """Tag each cell's Spark jobs with its execute request's message id, from the cell's own thread.
+class CellTagger:
+    """Tags each cell's Spark jobs with its execute request's message id, from the cell's own thread
+    (Spark's job tags are thread-local, like the cell's code).
 
-    A cell that runs before the SparkContext has finished starting is not tagged (its jobs then run
-    without a progress display): waiting here would make every first cell wait for Spark."""
-    current: dict[str, str] = {}
+    A cell that starts while the SparkContext is still starting gets its tag once Spark is ready, in
+    its own thread: the launcher's placeholders for ``spark``/``sc`` call :meth:`spark_ready` after
+    they have waited for it.  Nothing here makes a cell wait for Spark."""
 
-    def context():
+    def __init__(self, kernel) -> None:  # noqa: ANN001 (ipykernel's kernel)
+        self.kernel = kernel
+        self.tag: str | None = None
+        self.applied = False
+
+    @staticmethod
+    def context():  # noqa: ANN205
         from pyspark import SparkContext
 
         return SparkContext._active_spark_context
 
-    def pre_run_cell(_info=None) -> None:  # noqa: ANN001
+    def pre_run_cell(self, _info=None) -> None:  # noqa: ANN001
         try:
-            sc = context()
-            msg_id = ((kernel.get_parent("shell") or {}).get("header") or {}).get("msg_id") or ""
-            if sc is None or not msg_id:
-                return
-            tag = CELL_TAG + "".join(ch for ch in msg_id if ch.isalnum() or ch in "-_")[:100]
-            sc.addJobTag(tag)
-            current["tag"] = tag
+            msg_id = ((self.kernel.get_parent("shell") or {}).get("header") or {}).get("msg_id") or ""
+            safe = "".join(ch for ch in msg_id if ch.isalnum() or ch in "-_")[:100]
+            self.tag, self.applied = (CELL_TAG + safe if safe else None), False
+            self.spark_ready()
         except Exception as e:  # noqa: BLE001 - progress is a nicety: never fail the user's cell for it
             print(f"yardlab: the cell's Spark jobs are not tagged for progress: {e}", file=sys.stderr)
 
-    def post_run_cell(_result=None) -> None:  # noqa: ANN001
-        tag = current.pop("tag", None)
-        sc = context()
-        if tag and sc is not None:
+    def spark_ready(self) -> None:
+        """Apply the running cell's tag if Spark is up and it is not applied yet (the cell's thread)."""
+        if self.tag and not self.applied:
+            sc = self.context()
+            if sc is not None:
+                sc.addJobTag(self.tag)
+                self.applied = True
+
+    def post_run_cell(self, _result=None) -> None:  # noqa: ANN001
+        tag, applied = self.tag, self.applied
+        self.tag, self.applied = None, False
+        sc = self.context()
+        if tag and applied and sc is not None:
             try:
                 sc.removeJobTag(tag)
             except Exception:  # noqa: BLE001, S110 - the context may be stopping
                 pass
 
-    shell.events.register("pre_run_cell", pre_run_cell)
-    shell.events.register("post_run_cell", post_run_cell)
+
+def hook_spark_placeholders(gp, tagger_of) -> None:  # noqa: ANN001
+    """After the launcher's ``spark``/``sc`` placeholder has waited for Spark (in the cell's thread),
+    let the running cell's tagger apply its tag."""
+    placeholder = gp.WaitingForSparkSessionToBeInitialized
+    original = placeholder.__getattr__
+
+    def __getattr__(self, name: str):  # noqa: ANN202, N807
+        value = original(self, name)
+        tagger = tagger_of()
+        if tagger is not None and not name.startswith("_"):
+            try:
+                tagger.spark_ready()
+            except Exception as e:  # noqa: BLE001
+                print(f"yardlab: the cell's Spark jobs are not tagged for progress: {e}", file=sys.stderr)
+        return value
+
+    placeholder.__getattr__ = __getattr__
 
 
 def kernel_class():  # noqa: ANN201
-    """ipykernel's IPython kernel, with each cell's Spark jobs tagged (see :func:`tag_cells`)."""
+    """ipykernel's IPython kernel, with each cell's Spark jobs tagged (see :class:`CellTagger`)."""
     from ipykernel.ipkernel import IPythonKernel
 
     class YardlabKernel(IPythonKernel):
+        tagger: CellTagger | None = None
+
         def __init__(self, **kwargs) -> None:  # noqa: ANN003
             super().__init__(**kwargs)
-            tag_cells(self.shell, self)
+            tagger = CellTagger(self)
+            self.shell.events.register("pre_run_cell", tagger.pre_run_cell)
+            self.shell.events.register("post_run_cell", tagger.post_run_cell)
+            YardlabKernel.tagger = tagger
 
     return YardlabKernel
 
@@ -153,8 +187,10 @@ def main(argv: list[str] | None = None) -> None:
     kernel_name = gp.DEFAULT_KERNEL_CLASS_NAME
     if cluster_type == "spark":
         # gateway_provisioners imports the kernel class by name: this module's, as the running script
-        sys.modules["__main__"].YardlabKernel = kernel_class()
+        cls = kernel_class()
+        sys.modules["__main__"].YardlabKernel = cls
         kernel_name = "__main__.YardlabKernel"
+        hook_spark_placeholders(gp, lambda: cls.tagger)
     gp.start_ipython({"__name__": "__main__"}, cluster_type=cluster_type, connection_file=connection_file, ip=ip,
                      kernel_class_name=kernel_name)
 
