@@ -21,7 +21,7 @@ from typing import Any
 from traitlets import Float, Integer
 from traitlets.config import LoggingConfigurable
 
-from .clients.resourcemanager import ResourceManagerClient, RMUnavailable
+from .clients.resourcemanager import ProxyPageError, ResourceManagerClient, RMUnavailable
 from .clock import monotonic
 from .errors import PublicError
 
@@ -44,6 +44,8 @@ class SparkProgress(LoggingConfigurable):
     share_for = Float(0.5, help="Seconds one answer for a cell is shared between polls.").tag(config=True)
     max_jobs = Integer(200, help="Most jobs of one cell reported (the newest).").tag(config=True)
     timeout = Float(5.0, help="Seconds one call to the driver's REST API may take.").tag(config=True)
+    max_stage_reads = Integer(
+        20, help="Most unfinished stages read per poll; the others show what the last poll read.").tag(config=True)
 
     def __init__(self, rm: ResourceManagerClient, ui_url, **kwargs: Any) -> None:  # noqa: ANN001
         super().__init__(**kwargs)
@@ -51,6 +53,7 @@ class SparkProgress(LoggingConfigurable):
         self.ui_url = ui_url  # app id -> the Spark UI's URL through the edge
         self._answers: OrderedDict[tuple[str, str], tuple[float, dict]] = OrderedDict()
         self._final_stages: OrderedDict[tuple[str, int], dict] = OrderedDict()
+        self._last_seen: OrderedDict[tuple[str, int], dict] = OrderedDict()
         self._inflight: dict[tuple[str, str], asyncio.Future] = {}
 
     async def _rest(self, app_id: str, path: str) -> Any:
@@ -58,7 +61,10 @@ class SparkProgress(LoggingConfigurable):
             resp = await self.rm.web_proxy(app_id, f"/api/v1/applications/{app_id}{path}",
                                            accept="application/json", timeout=self.timeout)
         except RMUnavailable as e:
-            raise PublicError(503, f"the YARN ResourceManager is unreachable: {e}") from e
+            self.log.warning("progress of %s: %s", app_id, e)
+            raise PublicError(503, "the YARN ResourceManager is unreachable; try again shortly") from e
+        except ProxyPageError as e:
+            raise PublicError(e.status, f"the Spark UI of {app_id} could not be read: {e.message}") from e
         if resp.code in (301, 302, 303, 307, 308):
             raise PublicError(410, f"the Spark UI of {app_id} is gone (its driver has ended)", reason="Gone")
         if resp.code != 200:
@@ -112,8 +118,13 @@ class SparkProgress(LoggingConfigurable):
         mine = mine[-self.max_jobs:]
         ui = self.ui_url(app_id)
         stage_ids = sorted({s for j in mine for s in (j.get("stageIds") or ()) if isinstance(s, int)})
-        stages = dict(zip(stage_ids, await asyncio.gather(*(self._stage(app_id, s) for s in stage_ids)),
-                          strict=True))
+        stages = {s: self._final_stages[(app_id, s)] for s in stage_ids if (app_id, s) in self._final_stages}
+        # the unfinished ones, newest first, at most max_stage_reads per poll (a bound per poll)
+        to_read = [s for s in reversed(stage_ids) if s not in stages][:self.max_stage_reads]
+        stages.update(zip(to_read, await asyncio.gather(*(self._stage(app_id, s) for s in to_read)), strict=True))
+        for s in stage_ids:
+            if s not in stages:
+                stages[s] = self._last_seen.get((app_id, s))
         out_jobs = []
         for j in mine:
             out_jobs.append({
@@ -128,9 +139,6 @@ class SparkProgress(LoggingConfigurable):
 
     async def _stage(self, app_id: str, stage_id: int) -> dict | None:
         """The newest attempt of a stage; remembered once it is final (it cannot change any more)."""
-        final = self._final_stages.get((app_id, stage_id))
-        if final is not None:
-            return final
         try:
             data = await self._rest(app_id, f"/stages/{stage_id}?details=false&withSummaries=false")
         except PublicError as e:
@@ -150,4 +158,9 @@ class SparkProgress(LoggingConfigurable):
             self._final_stages[(app_id, stage_id)] = stage
             while len(self._final_stages) > 50_000:
                 self._final_stages.popitem(last=False)
+        else:
+            self._last_seen[(app_id, stage_id)] = stage
+            self._last_seen.move_to_end((app_id, stage_id))
+            while len(self._last_seen) > 50_000:
+                self._last_seen.popitem(last=False)
         return stage

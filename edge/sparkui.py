@@ -18,24 +18,28 @@ import html
 import json
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from traitlets import Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
 from .errors import PublicError
 
-#: bytes a text page may have to be rewritten (a larger one is refused, not cut)
-_UNSAFE_ESCAPES = re.compile(r"%(2f|5c|2e|00|25)", re.IGNORECASE)
-_SEGMENT = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@%-]*$")
+#: one step of a Spark UI path: no percent-escapes at all (Jetty would decode ``%6bill`` to ``kill``, ``%2e``
+#: to a dot) and no ``;`` (Jetty drops ``;params``: ``kill;x`` is ``kill``, ``..;`` is ``..``)
+_SEGMENT = re.compile(r"^[A-Za-z0-9._~!$&'()*+,=:@-]*$")
+#: the first step of every page and resource a Spark UI serves (its tabs, its REST API, its files)
+UI_ROOTS = frozenset(("", "jobs", "stages", "storage", "environment", "executors", "SQL", "StreamingQuery",
+                      "streaming", "connect", "api", "static"))
+#: query parameters that YARN's proxy or Hadoop's login filter would read as who is asking
+REFUSED_PARAMS = frozenset(("user.name", "doas", "delegation", "proxyapproved"))
 #: response headers passed on from the proxied page; everything else (cookies above all) is dropped
-PASSED_HEADERS = ("Content-Type", "Last-Modified", "Content-Disposition", "Cache-Control", "Expires")
+PASSED_HEADERS = ("Content-Type", "Last-Modified", "Content-Disposition")
 REWRITTEN_TYPES = ("text/html", "text/javascript", "application/javascript", "text/css")
 #: the parts of the Spark UI that change the application: refused (the Jobs panel kills, with its audit)
 REFUSED_SEGMENTS = ("kill",)
 #: for an admin looking at another user's application
-SANDBOX_CSP = ("sandbox allow-scripts allow-popups allow-popups-to-escape-sandbox; frame-ancestors 'self'; "
-               "base-uri 'self'")
+SANDBOX_CSP = "sandbox allow-scripts allow-popups; frame-ancestors 'self'; base-uri 'self'"
 OWNER_CSP = "frame-ancestors 'self'; base-uri 'self'; form-action 'self'; object-src 'none'"
 
 
@@ -60,9 +64,6 @@ def check_target(app_id: str, raw_rest: str, raw_query: str) -> Target:
         raise PublicError(400, "the Spark UI address is too long")
     if raw_rest and not raw_rest.startswith("/"):
         raise PublicError(400, "the Spark UI address must continue with / after the application id")
-    if _UNSAFE_ESCAPES.search(raw_rest):
-        raise PublicError(400, "the Spark UI address may not contain encoded slashes, backslashes, dots, "
-                               "NUL or percent signs")
     if "\\" in raw_rest or "//" in raw_rest:
         raise PublicError(400, "the Spark UI address may not contain a backslash or an empty path step")
     segments = raw_rest.split("/")[1:]
@@ -70,12 +71,18 @@ def check_target(app_id: str, raw_rest: str, raw_query: str) -> Target:
         if seg in (".", ".."):
             raise PublicError(400, "the Spark UI address may not contain . or .. steps")
         if not _SEGMENT.fullmatch(seg):
-            raise PublicError(400, "the Spark UI address holds characters a URL path may not have")
+            raise PublicError(400, "the Spark UI address may only hold plain path steps (no percent-escapes, "
+                                   "no ;)")
         if seg.lower() in REFUSED_SEGMENTS:
             raise PublicError(403, "killing jobs or stages from the Spark UI is turned off on this platform; "
                                    "kill the application from the Jobs panel", reason="Forbidden")
+    if segments and segments[0] not in UI_ROOTS:
+        raise PublicError(404, f"a Spark UI has no page /{segments[0][:40]}", reason="Not Found")
     if any(ord(c) < 0x21 or ord(c) == 0x7F for c in raw_query) or "#" in raw_query:
         raise PublicError(400, "the Spark UI address has control characters in its query")
+    for name, _ in parse_qsl(raw_query, keep_blank_values=True):
+        if name.strip().lower() in REFUSED_PARAMS:
+            raise PublicError(400, f"the query parameter {name[:40]!r} is the edge's to set, not the browser's")
     return Target(app_id, raw_rest, raw_query)
 
 
@@ -117,11 +124,18 @@ class SparkUIProxy(LoggingConfigurable):
     def rewrite_location(self, app_id: str, location: str) -> str | None:
         """Where a redirect of the proxied UI goes, under the edge's prefix; None when it leaves the
         application's UI (YARN sends a finished application to its RM page or a history server)."""
-        parsed = urlsplit(location)
+        try:
+            parsed = urlsplit(location)
+        except ValueError:
+            return None
         base = f"/proxy/{app_id}"
         if parsed.path != base and not parsed.path.startswith(base + "/"):
             return None
         rest = parsed.path[len(base):]
+        try:
+            check_target(app_id, rest, parsed.query)
+        except PublicError:
+            return None
         return self.url_for(app_id).rstrip("/") + (rest or "/") + (f"?{parsed.query}" if parsed.query else "")
 
 

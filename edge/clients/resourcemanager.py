@@ -15,6 +15,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
+from tornado.httputil import HTTPInputError
+from tornado.simple_httpclient import HTTPTimeoutError
 from traitlets import Float, Instance, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
@@ -29,6 +31,15 @@ ALL_STATES = ACTIVE_STATES + FINAL_STATES
 
 class RMUnavailable(Exception):
     """No ResourceManager in the list answered."""
+
+
+class ProxyPageError(Exception):
+    """YARN's web proxy or the page behind it could not be read: too slow, too large or malformed."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 class RMError(Exception):
@@ -76,11 +87,19 @@ class ResourceManagerClient(LoggingConfigurable):
     retries = Integer(2, help="Extra rounds over the RM list after a failed call (with backoff).").tag(config=True)
     backoff = Float(0.2, help="First backoff delay in seconds; doubles per round, at most 5 s.").tag(config=True)
     kerberos = Instance(Kerberos, allow_none=True, help="The edge's Kerberos login; None or disabled: simple auth.")
+    proxy_max_clients = Integer(
+        40, help="""Requests through YARN's web proxy (Spark UI pages, progress reads) in flight at once.
+
+        They have an HTTP client of their own, so slow Spark UIs never hold up the edge's own calls to
+        the ResourceManager (the snapshot, kills).""").tag(config=True)
+    proxy_max_body = Integer(33 * 1024 * 1024, help="Largest answer read through YARN's web proxy, in bytes.").tag(
+        config=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._active = 0
         self.http = AsyncHTTPClient()
+        self._proxy_http: AsyncHTTPClient | None = None
         #: per RM address, the ``hadoop.auth=...`` cookie of its last good answer (Kerberos only)
         self._auth_cookies: dict[str, str] = {}
 
@@ -173,9 +192,13 @@ class ResourceManagerClient(LoggingConfigurable):
         The caller has decided who may see it (the edge's owner check): the proxy's own warning page
         for a viewer who is not the owner is answered for that decision with its ``checked_<app>``
         cookie.  Redirects are returned, not followed.  Tried on the active RM, then the others."""
+        if self._proxy_http is None:
+            self._proxy_http = AsyncHTTPClient(force_instance=True, max_clients=self.proxy_max_clients,
+                                               max_body_size=self.proxy_max_body)
         cookies = [f"checked_{app_id}=true"]
         query_sep = "&" if "?" in path_and_query else "?"
         last_error: Exception | None = None
+        bases = [u.rstrip("/") for u in self.urls]
         for i in range(len(self.urls)):
             index = (self._active + i) % len(self.urls)
             base = self.urls[index]
@@ -192,14 +215,29 @@ class ResourceManagerClient(LoggingConfigurable):
                 req = HTTPRequest(url, connect_timeout=self.connect_timeout,
                                   request_timeout=timeout or self.request_timeout, follow_redirects=False,
                                   headers=headers, decompress_response=True)
-                resp = await self.http.fetch(req, raise_error=False)
+                resp = await self._proxy_http.fetch(req, raise_error=False)
             except KerberosError as e:
                 raise RMUnavailable(f"the edge cannot authenticate to the ResourceManager: {e}") from e
+            except HTTPTimeoutError as e:
+                if "connect" in str(e).lower():  # this RM does not answer: the next one may
+                    last_error = e
+                    continue
+                # the RM took the connection: a slow page is the driver's, not a reason to fail over
+                raise ProxyPageError(504, "the page took longer than the edge waits "
+                                          f"({timeout or self.request_timeout:.0f} s)") from e
+            except HTTPInputError as e:
+                raise ProxyPageError(502, f"the page was larger than {self.proxy_max_body // 2**20} MB or "
+                                          "malformed") from e
             except (HTTPClientError, OSError, asyncio.TimeoutError) as e:
                 last_error = e
                 continue
             if resp.code == 599:
                 last_error = resp.error
+                continue
+            location = resp.headers.get("Location", "") if resp.code in (301, 302, 303, 307, 308) else ""
+            if location and any(location.startswith(b + "/") for b in bases if b != base):
+                # a standby RM sends callers to the active one: try that one (and remember it then)
+                last_error = RMError(resp.code, f"{base} is a standby ResourceManager")
                 continue
             if self.secure:
                 if resp.code == 401 and auth_cookie:

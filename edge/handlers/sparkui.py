@@ -13,7 +13,7 @@ from tornado.httputil import url_concat
 from traitlets import default
 
 from ..auth import Identity
-from ..clients.resourcemanager import RMUnavailable
+from ..clients.resourcemanager import ProxyPageError, RMUnavailable
 from ..errors import PublicError
 from ..sparkui import (
     OWNER_CSP,
@@ -37,6 +37,11 @@ class EdgeHubOAuth(HubOAuth):
     @default("allow_token_in_url")
     def _no_token_in_url(self) -> bool:
         return False
+
+    @default("cookie_options")
+    def _lax_cookie(self) -> dict:
+        # said, not left to the browser: no cross-site subrequest carries the login
+        return {"samesite": "Lax"}
 
     @default("oauth_client_id")
     def _client_id_default(self) -> str:
@@ -144,14 +149,21 @@ class SparkUIHandler(BaseHandler):
                                        "see its Spark UI", reason="Forbidden") from e
             raise
         sandboxed = app["user"] != who.name
+        if (app.get("applicationType") or "").upper() != "SPARK":
+            raise PublicError(404, f"{app_id} is not a Spark application: yardlab shows Spark UIs only",
+                              reason="Not Found")
         self._check_state(app)
         try:
             resp = await self.jobs.rm.web_proxy(app_id, target.path_and_query,
                                                 accept=self.request.headers.get("Accept", "*/*")[:500],
                                                 timeout=self.proxy.timeout)
         except RMUnavailable as e:
-            raise PublicError(503, f"the YARN ResourceManager is unreachable, so the Spark UI cannot be shown: "
-                                   f"{e}", reason="Service Unavailable") from e
+            self.log.warning("Spark UI of %s: %s", app_id, e)
+            raise PublicError(503, "the YARN ResourceManager is unreachable, so the Spark UI cannot be shown; "
+                                   "try again shortly", reason="Service Unavailable") from e
+        except ProxyPageError as e:
+            raise PublicError(e.status, f"this page of the Spark UI of {app_id} could not be shown: {e.message}",
+                              reason="Bad Gateway" if e.status == 502 else "Gateway Timeout") from e
         self._relay(app, resp, sandboxed)
 
     def _check_state(self, app: dict) -> None:
@@ -191,12 +203,18 @@ class SparkUIHandler(BaseHandler):
         for name in PASSED_HEADERS:
             value = resp.headers.get(name)
             if value:
-                self.set_header(name, value)
+                try:
+                    self.set_header(name, value)
+                except ValueError:  # control characters: not passed on
+                    self.log.warning("Spark UI of %s: dropped a malformed %s header", app_id, name)
         ctype = (resp.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if ctype in REWRITTEN_TYPES:
             body = self.proxy.rewrite_body(app_id, body)
-        if not resp.headers.get("Cache-Control"):
-            self.set_header("Cache-Control", "no-cache, private")
+        # a logged-in page: never kept by a shared cache, whatever the driver says
+        cache = (resp.headers.get("Cache-Control") or "").lower()
+        self.set_header("Cache-Control", "private, max-age=3600" if "max-age" in cache and "no-" not in cache
+                        else "no-cache, private")
+        self.set_header("Vary", "Cookie, Authorization")
         self.set_header("Content-Security-Policy", SANDBOX_CSP if sandboxed else OWNER_CSP)
         if self.request.method == "HEAD":
             self.set_header("Content-Length", str(len(body)))

@@ -74,6 +74,7 @@ def hdfs_token_config(folder: str) -> str | None:
 
 
 CELL_TAG = "yardlab-cell-"
+CELL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
 
 class CellTagger:
@@ -98,7 +99,7 @@ class CellTagger:
     def pre_run_cell(self, _info=None) -> None:  # noqa: ANN001
         try:
             msg_id = ((self.kernel.get_parent("shell") or {}).get("header") or {}).get("msg_id") or ""
-            safe = "".join(ch for ch in msg_id if ch.isalnum() or ch in "-_")[:100]
+            safe = "".join(ch for ch in msg_id if ch in CELL_CHARS)[:100]
             self.tag, self.applied = (CELL_TAG + safe if safe else None), False
             self.spark_ready()
         except Exception as e:  # noqa: BLE001 - progress is a nicety: never fail the user's cell for it

@@ -131,6 +131,12 @@ def test_unknown_and_finished_applications_get_404_and_410(stack, rm):
     "/..%5c..%5capi",
     "/jobs/%252e%252e/",
     "/jobs/\\..\\",
+    "/jobs/job/kill;x/?id=0",
+    "/jobs/job/%6bill/?id=0",
+    "/..;/application_1_1/",
+    "/jobs/?user.name=alice",
+    "/jobs/?doAs=bob",
+    "/ws/v1/cluster/apps",
 ])
 def test_path_tricks_never_leave_the_applications_ui(stack, alice_spark, raw):
     """Sent as raw bytes straight to the edge (no client or proxy normalizes them first)."""

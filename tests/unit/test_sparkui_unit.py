@@ -16,7 +16,7 @@ APP = "application_1700000000000_0007"
 
 
 @pytest.mark.parametrize("rest", ["", "/", "/jobs/", "/stages/stage/", "/static/webui.css",
-                                  f"/api/v1/applications/{APP}/jobs", "/SQL/execution/", "/a%20b/"])
+                                  f"/api/v1/applications/{APP}/jobs", "/SQL/execution/", "/environment/"])
 def test_plain_paths_inside_the_ui_pass(rest):
     t = check_target(APP, rest, "id=1&attempt=0")
     assert t.path_and_query == (rest or "/") + "?id=1&attempt=0"
@@ -27,6 +27,11 @@ def test_plain_paths_inside_the_ui_pass(rest):
     ("%2F..", 400), ("/%2f%2fevil/", 400), ("//evil.example.com/", 400), ("/a\\b", 400), ("/%5c", 400),
     ("/%252e%252e/", 400), ("/%00", 400), ("x", 400), ("/a b", 400), ("/a\nb", 400), ("/" + "a" * 2001, 400),
     ("/jobs/job/kill/", 403), ("/stages/stage/KILL", 403),
+    # Jetty drops ;params and decodes escapes: kill;x and %6bill are kill, ..; is ..
+    ("/jobs/job/kill;x/", 400), ("/jobs/job/%6bill/", 400), ("/..;/application_2_2/", 400), ("/jobs;/", 400),
+    ("/a%20b/", 400),
+    # only what a Spark UI serves
+    ("/cluster/apps", 404), ("/ws/v1/cluster/apps", 404), ("/conf", 404), ("/logs/", 404),
 ])
 def test_anything_that_could_leave_the_ui_or_change_the_application_is_refused(rest, status):
     with pytest.raises(PublicError) as e:
@@ -34,7 +39,9 @@ def test_anything_that_could_leave_the_ui_or_change_the_application_is_refused(r
     assert e.value.status == status
 
 
-@pytest.mark.parametrize("query", ["a=1\r\nX-Injected: 1", "a=1#frag", "a=\x00", "x" * 4001])
+@pytest.mark.parametrize("query", ["a=1\r\nX-Injected: 1", "a=1#frag", "a=\x00", "x" * 4001,
+                                   "user.name=alice", "id=1&doAs=alice", "DoAs=x", "%75ser.name=x", "delegation=t",
+                                   "proxyapproved=true"])
 def test_queries_with_control_characters_are_refused(query):
     with pytest.raises(PublicError):
         check_target(APP, "/jobs/", query)
@@ -72,6 +79,9 @@ def test_bodies_that_are_not_utf8_pass_through_unchanged_around_the_links():
     ("https://evil.example.com/", None),
     (f"/proxy/{APP}0/", None),
     ("/proxy/application_1_1/", None),
+    (f"/proxy/{APP}/../../hub/spawn", None),
+    (f"/proxy/{APP}/jobs/job/kill/?id=1", None),
+    ("http://[", None),
 ])
 def test_redirects_stay_in_the_applications_ui_or_end_it(location, expected):
     assert proxy().rewrite_location(APP, location) == expected
@@ -168,3 +178,48 @@ def test_a_driver_that_has_gone_is_a_410():
     with pytest.raises(PublicError) as e:
         asyncio.run(feed(Gone([], {})).for_cell(RUNNING, "aaa"))
     assert e.value.status == 410
+
+
+def test_a_standby_rm_sends_the_proxy_to_the_active_one_and_a_slow_page_is_a_504_without_failover():
+    from tornado.httpserver import HTTPServer
+    from tornado.testing import bind_unused_port
+    from tornado.web import Application, RequestHandler
+
+    from yardlab.edge.clients.resourcemanager import ProxyPageError, ResourceManagerClient
+
+    async def scenario():
+        hits: list[str] = []
+        servers, urls = [], []
+        for role in ("standby", "active", "slow"):
+            sock, port = bind_unused_port()
+            urls.append(f"http://127.0.0.1:{port}")
+
+            class Handler(RequestHandler):
+                role_name = role
+
+                async def get(self) -> None:
+                    hits.append(self.role_name)
+                    assert self.request.headers.get("Cookie", "").startswith(f"checked_{APP}=true")
+                    if self.role_name == "standby":
+                        self.redirect(urls[1] + self.request.uri, status=307)
+                    elif self.role_name == "slow":
+                        await asyncio.sleep(3)
+                    else:
+                        self.finish("the page")
+
+            server = HTTPServer(Application([(r"/.*", Handler)]))
+            server.add_sockets([sock])
+            servers.append(server)
+        rm = ResourceManagerClient(urls=urls[:2], service_user="edge")
+        resp = await rm.web_proxy(APP, "/jobs/")
+        assert (resp.code, resp.body, rm._active) == (200, b"the page", 1)
+        assert hits == ["standby", "active"]
+        hits.clear()
+        slow = ResourceManagerClient(urls=[urls[2], urls[1]], service_user="edge")
+        with pytest.raises(ProxyPageError) as e:
+            await slow.web_proxy(APP, "/jobs/", timeout=0.5)
+        assert e.value.status == 504 and hits == ["slow"]  # the driver is slow: no other RM is tried
+        for server in servers:
+            server.stop()
+
+    asyncio.run(scenario())

@@ -56,7 +56,9 @@ export const sparkProgressPlugin: JupyterFrontEndPlugin<void> = {
       });
       const widget = new CellProgressWidget(model);
       model.changed.connect(() => {
-        if (model.stoppedBy === 404 || model.stoppedBy === 403) {
+        // a kernel that is not the user's is not asked about again; a 404 (a local kernel, or one
+        // the edge has not recorded yet) only ends this cell's polling
+        if (model.stoppedBy === 403) {
           notOurs.add(kernelId);
         }
       });
