@@ -190,7 +190,13 @@ def test_a_cells_spark_jobs_and_stages_are_reported_live_and_only_to_the_owner(s
         time.sleep(0.3)
     worker.join()
     assert done["reply"].status == "ok"
-    final = requests.get(url, params={"cell": cell}, headers=auth(stack, "alice"), timeout=30).json()
+    # Spark's status store follows its listener bus: the job is seen ended shortly after the cell
+    deadline = time.monotonic() + 15
+    while True:
+        final = requests.get(url, params={"cell": cell}, headers=auth(stack, "alice"), timeout=30).json()
+        if all(j["status"] != "RUNNING" for j in final["jobs"]) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert final["app"] == app_id and final["ui"] == urlsplit(ui(stack, app_id, "/")).path
     (job,) = final["jobs"]
     assert job["status"] == "SUCCEEDED" and len(job["stages"]) == 3

@@ -98,3 +98,21 @@ describe('CellProgress', () => {
     expect(CellProgress.stagePercent({ ...stage, numTasks: 0 })).toBe(0);
   });
 });
+
+describe('CellProgress at the end of a cell', () => {
+  beforeEach(() => jest.useFakeTimers());
+  afterEach(() => jest.useRealTimers());
+
+  it('asks again while Spark still reports a job running, then shows it ended', async () => {
+    const answers = [reply('RUNNING', 4), reply('RUNNING', 8), reply('SUCCEEDED', 8)];
+    const fetch = jest.fn(async () => answers.shift() ?? reply('SUCCEEDED', 8));
+    const model = new CellProgress({ fetch, interval: 1000 });
+    model.start();
+    await jest.advanceTimersByTimeAsync(1000);
+    const finished = model.finish();
+    await jest.advanceTimersByTimeAsync(2000);
+    await finished;
+    expect(fetch).toHaveBeenCalledTimes(3);
+    expect(model.reply!.jobs[0].status).toBe('SUCCEEDED');
+  });
+});

@@ -107,6 +107,11 @@ export class CellProgress {
     }
     if (this._polledOnce || this._inFlight) {
       await this._poll();
+      // Spark's status store follows its listener bus: a job may still read RUNNING for a moment
+      for (let i = 0; i < 5 && this._anyRunning() && this._stoppedBy === null; i++) {
+        await new Promise(resolve => setTimeout(resolve, 600));
+        await this._poll();
+      }
     }
     this._changed.emit();
   }
@@ -139,6 +144,10 @@ export class CellProgress {
     }
     parts.push(`${this.seconds.toFixed(1)} s`);
     return parts.join(' · ');
+  }
+
+  private _anyRunning(): boolean {
+    return (this._reply?.jobs ?? []).some(j => j.status === 'RUNNING');
   }
 
   private async _tick(): Promise<void> {
