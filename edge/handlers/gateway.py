@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from urllib.parse import parse_qsl, urlencode
 from typing import Any
 
 from tornado import websocket
@@ -115,6 +117,23 @@ class KernelActionHandler(GatewayHandler):
         self.relay(*await self.kernels.kernel_action(self.me, kernel_id, action))
 
 
+def own_session(query: str) -> str:
+    """The query for EG with a session id of this connection's own (the client's, plus a suffix).
+
+    EG keys a kernel's websocket connections by session id: a new connection with the id of one
+    still open "replaces" it and restores that one's channels.  JupyterLab's first connection
+    through a Lab server fails in the browser (it asks for a subprotocol the gateway client does not
+    select) while the Lab server's own connection to the edge is left open; the second one, with
+    the same id, then never got the reply to its kernel_info request, and Lab waited for that reply
+    forever before sending the cell (found with a notebook run in Chromium).  One id per
+    connection gives up EG's replay of messages to a reconnecting client, which Lab does not rely
+    on: it asks the kernel for its state when it reconnects."""
+    pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "session_id"]
+    client = dict(parse_qsl(query)).get("session_id", "")[:100]
+    pairs.append(("session_id", f"{client}-{uuid.uuid4().hex[:12]}" if client else uuid.uuid4().hex))
+    return urlencode(pairs)
+
+
 class KernelChannelsHandler(websocket.WebSocketHandler):
     """The kernel's websocket (/gateway/api/kernels/<id>/channels), relayed to EG for the owner only.
 
@@ -151,7 +170,7 @@ class KernelChannelsHandler(websocket.WebSocketHandler):
 
     async def open(self, kernel_id: str) -> None:
         try:
-            upstream = await self.kernels.connect(kernel_id, self.request.query)
+            upstream = await self.kernels.connect(kernel_id, own_session(self.request.query))
         except PublicError as e:  # EG refused or is down: tell the client plainly
             app_log.warning("kernel %s: %s", kernel_id, e.message)
             self.close(1011, "could not reach the kernel on the gateway")

@@ -470,3 +470,43 @@ def test_kernel_starts_with_bodies_json_cannot_hold_are_refused(stack, body, sta
     r = requests.post(f"{gw(stack)}/api/kernels", headers=auth(stack, "guest"), data=body, timeout=30)
     assert r.status_code == status, r.text[:300]
     assert needle in r.json()["message"]
+
+
+def test_a_browsers_failed_first_connection_does_not_keep_lab_from_the_kernel(stack, hub):
+    """Chromium asks the Lab server for the v1 kernel protocol; the gateway client selects none, so
+    that first websocket fails in the browser while the Lab server's connection to the edge stays
+    open.  JupyterLab then connects again with the same session id and waits for its kernel_info
+    reply before sending any cell: that reply must arrive (it did not, before the edge gave every
+    connection a session id of its own)."""
+    from jupyter_client.session import Session
+
+    hub("POST", "/users/alice/server")
+    wait_server_ready(hub, "alice")
+    base = f"{stack['hub_url']}user/alice"
+    h = auth(stack, "alice")
+    kernel = requests.post(f"{base}/api/kernels", json={"name": "yardlab_python"}, headers=h, timeout=330)
+    assert kernel.status_code == 201, kernel.text
+    kid = kernel.json()["id"]
+    try:
+        sid = str(uuid.uuid4())
+        url = base.replace("http", "ws", 1) + f"/api/kernels/{kid}/channels?session_id={sid}"
+        header = [f"Authorization: token {stack['user_tokens']['alice']}"]
+        with pytest.raises(websocket.WebSocketException):  # what the browser sees the first time
+            websocket.create_connection(url, header=header, subprotocols=["v1.kernel.websocket.jupyter.org"],
+                                        timeout=30)
+        ws = websocket.create_connection(url, header=header, timeout=30)
+        session = Session(session=sid, username="alice")
+        msg = session.msg("kernel_info_request", {})
+        msg["channel"] = "shell"
+        ws.send(json.dumps(msg, default=str))
+        deadline = time.monotonic() + 30
+        reply = None
+        while time.monotonic() < deadline and reply is None:
+            ws.settimeout(max(1.0, deadline - time.monotonic()))
+            m = json.loads(ws.recv())
+            if m["msg_type"] == "kernel_info_reply" and m["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+                reply = m
+        ws.close()
+        assert reply is not None and reply["content"]["status"] == "ok"
+    finally:
+        requests.delete(f"{base}/api/kernels/{kid}", headers=h, timeout=120)

@@ -1,14 +1,18 @@
-"""The Spark UI in headless Chromium: alice opens her application's Spark UI through the hub (logging in
-to the edge with the hub's OAuth), follows its links to a stage page, and bob's browser is refused."""
+"""The Spark UI and live Spark progress in headless Chromium: alice opens her application's Spark UI
+through the hub (logging in to the edge with the hub's OAuth), follows its links to a stage page, and
+bob's browser is refused; a notebook cell shows its Spark jobs and stages while it runs."""
 from __future__ import annotations
 
+import json
+import time
+import uuid
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 from playwright.sync_api import sync_playwright
 
-from browser import CHROMIUM, CHROMIUM_ARGS
+from browser import CHROMIUM, CHROMIUM_ARGS, open_side_panel
 from jupyter_ws import KernelConnection
 
 MULTI_STAGE = ("import time\n"
@@ -80,3 +84,102 @@ def test_alice_opens_her_spark_ui_through_the_hub_and_bobs_browser_is_refused(st
             assert resp is not None and resp.status == 403
         finally:
             browser.close()
+
+
+@pytest.fixture
+def fresh_guest_server(hub, stack):
+    """Guest's Lab server stopped first, so the login starts one that serves the installed extension;
+    guest's remote kernels (which outlive a Lab server) shut down, so the kernel cap has room."""
+    hub("DELETE", "/users/guest/server")
+    gw = f"{stack['edge_url']}/gateway/api/kernels"
+    h = {"Authorization": f"token {stack['user_tokens']['guest']}"}
+    for k in requests.get(gw, headers=h, timeout=60).json():
+        requests.delete(f"{gw}/{k['id']}", headers=h, timeout=120)
+
+
+def test_a_cells_spark_progress_shows_under_it_while_it_runs(stack, page, artifacts, fresh_guest_server):
+    """A new notebook's first cell, run at once (Spark still starting), shows its jobs and stages under
+    it with bars advancing, then one summary line that opens the details again."""
+    open_side_panel(page, stack, "guest", "yardlab-sidebar")
+    base = f"{stack['hub_url']}user/guest"
+    h = {"Authorization": f"token {stack['user_tokens']['guest']}"}
+    name = f"yl-progress-{uuid.uuid4().hex[:6]}.ipynb"
+    notebook = {"cells": [{"cell_type": "code", "source": MULTI_STAGE, "metadata": {}, "outputs": [],
+                           "execution_count": None, "id": "multistage"}],
+                "metadata": {"kernelspec": {"name": "yardlab_pyspark", "display_name": "PySpark (YARN)",
+                                            "language": "python"}},
+                "nbformat": 4, "nbformat_minor": 5}
+    requests.put(f"{base}/api/contents/work", json={"type": "directory"}, headers=h, timeout=60)
+    r = requests.put(f"{base}/api/contents/work/{name}", json={"type": "notebook", "content": notebook},
+                     headers=h, timeout=60)
+    assert r.status_code == 201, r.text
+    try:
+        # ?reset: a workspace of this notebook only (Lab would restore other tests' documents too)
+        page.goto(f"{base}/lab/tree/work/{name}?reset")
+        panel = page.locator(".jp-NotebookPanel")
+        panel.wait_for(timeout=60_000)
+        assert panel.count() == 1
+        cell = panel.locator(".jp-CodeCell").first
+        cell.wait_for(timeout=60_000)
+        # run as soon as the notebook's new kernel answers (its Spark is then still starting)
+        deadline = time.monotonic() + 330
+        while time.monotonic() < deadline:
+            mine = [x for x in requests.get(f"{base}/api/sessions", headers=h, timeout=60).json()
+                    if x.get("path", "").endswith(name) and x.get("kernel")]
+            if mine and mine[0]["kernel"].get("execution_state") == "idle":
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError(f"the notebook's kernel never started; dialogs: "
+                                 f"{page.locator('.jp-Dialog').all_inner_texts()}")
+        time.sleep(3)  # the page connects to the kernel the server reports
+        dialog = page.locator(".jp-Dialog")
+        if dialog.count() and "Select Kernel" in dialog.inner_text():
+            dialog.locator("button", has_text="Select").click()  # the notebook's own kernel, as a user would
+            dialog.wait_for(state="detached", timeout=30_000)
+        cell.locator(".jp-InputPrompt").click()
+        panel.locator(".jp-NotebookPanel-toolbar [data-command='notebook:run-cell-and-select-next']").click()
+        progress = cell.locator(".jp-yardlab-sparkprogress[data-state='running']:not(.jp-mod-hidden)")
+        try:
+            progress.wait_for(timeout=120_000)
+        except Exception:
+            page.screenshot(path=str(artifacts / "notebook-spark-progress-missing.png"))
+            raise AssertionError("no progress under the cell; the cell: "
+                                 + cell.inner_text()[:500]) from None
+        snapshots: list[list[str]] = []
+        shot = False
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if cell.locator(".jp-yardlab-sparkprogress").get_attribute("data-state") == "done":
+                break
+            bars = cell.locator(".jp-yardlab-sparkstage").evaluate_all(
+                "els => els.map(e => e.dataset.stageId + ':' + e.dataset.status + ':' + "
+                "e.querySelector('[role=progressbar]').getAttribute('aria-valuenow'))")
+            if bars and (not snapshots or bars != snapshots[-1]):
+                snapshots.append(bars)
+            if bars and not shot:
+                page.screenshot(path=str(artifacts / "notebook-spark-progress-running.png"))
+                shot = True
+            time.sleep(0.25)
+        (artifacts / "notebook-spark-progress.json").write_text(json.dumps(snapshots, indent=1))
+        assert cell.locator(".jp-yardlab-sparkprogress").get_attribute("data-state") == "done"
+        assert len(snapshots) >= 2, f"the stages never advanced on screen: {snapshots}"
+        # collapsed to one line naming jobs, stages and tasks; a click opens the details again
+        summary = cell.locator(".jp-yardlab-sparkprogress-toggle")
+        text = summary.inner_text()
+        assert "1 job" in text and "3 stages" in text and "tasks" in text, text
+        assert cell.locator(".jp-yardlab-sparkstage").count() == 0
+        ui = cell.locator(".jp-yardlab-sparkprogress-ui")
+        assert urlsplit(ui.get_attribute("href") or "").path.startswith(urlsplit(stack["edge_public_url"]).path)
+        summary.click()
+        stages = cell.locator(".jp-yardlab-sparkstage")
+        stages.first.wait_for(timeout=5_000)
+        assert stages.count() == 3
+        assert stages.evaluate_all("els => els.map(e => e.dataset.status)") == ["COMPLETE"] * 3
+        assert cell.locator(".jp-OutputArea-output").inner_text().startswith("[(")  # the cell's own result
+        page.screenshot(path=str(artifacts / "notebook-spark-progress-done.png"))
+    finally:
+        for s in requests.get(f"{base}/api/sessions", headers=h, timeout=60).json():
+            if s.get("path", "").endswith(name):
+                requests.delete(f"{base}/api/sessions/{s['id']}", headers=h, timeout=120)
+        requests.delete(f"{base}/api/contents/work/{name}", headers=h, timeout=60)
