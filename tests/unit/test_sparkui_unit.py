@@ -223,3 +223,16 @@ def test_a_standby_rm_sends_the_proxy_to_the_active_one_and_a_slow_page_is_a_504
             server.stop()
 
     asyncio.run(scenario())
+
+
+def test_every_kernel_websocket_gets_a_session_id_of_its_own_for_eg():
+    from urllib.parse import parse_qs
+
+    from yardlab.edge.handlers.gateway import own_session
+
+    a = parse_qs(own_session("session_id=abc-123"))
+    b = parse_qs(own_session("session_id=abc-123"))
+    assert a["session_id"][0].startswith("abc-123-") and a["session_id"] != b["session_id"]
+    assert set(parse_qs(own_session("x=1&session_id=s"))) == {"x", "session_id"}
+    assert parse_qs(own_session(""))["session_id"][0]  # a client that sent none gets one too
+    assert len(parse_qs(own_session("session_id=" + "s" * 5000))["session_id"][0]) <= 113
