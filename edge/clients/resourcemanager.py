@@ -148,25 +148,34 @@ class ResourceManagerClient(LoggingConfigurable):
                 delay = min(delay * 2, 5.0)
         raise RMUnavailable(f"no ResourceManager answered ({', '.join(self.urls)}): {_describe(last_error)}")
 
-    async def _fetch(self, base: str, url: str, method: str, body: dict | None) -> HTTPResponse:
-        """One HTTP exchange with one RM; with Kerberos, by cookie while the RM takes it, else by SPNEGO."""
-        headers = {"Accept": "application/json", "Content-Type": "application/json"}
+    async def _fetch(self, base: str, url: str, method: str, body: dict | None, *,
+                     client: AsyncHTTPClient | None = None, headers: dict[str, str] | None = None,
+                     cookies: tuple[str, ...] = (), timeout: float | None = None) -> HTTPResponse:
+        """One HTTP exchange with one RM; with Kerberos, by cookie while the RM takes it, else by SPNEGO.
+
+        ``headers`` replace the JSON ones (the web proxy's pages), ``cookies`` go along with the RM's
+        own, ``client`` is the HTTP client to use (the web proxy has its own)."""
+        sent = dict(headers or {"Accept": "application/json", "Content-Type": "application/json"})
         cookie = self._auth_cookies.get(base) if self.secure else None
         if cookie:
-            headers["Cookie"] = cookie
-        elif self.secure:
-            assert self.kerberos is not None
-            headers["Authorization"] = await self.kerberos.authorization(base)
+            sent["Cookie"] = "; ".join((*cookies, cookie))
+        else:
+            if self.secure:
+                assert self.kerberos is not None
+                sent["Authorization"] = await self.kerberos.authorization(base)
+            if cookies:
+                sent["Cookie"] = "; ".join(cookies)
         req = HTTPRequest(url, method=method, connect_timeout=self.connect_timeout,
-                          request_timeout=self.request_timeout, follow_redirects=False, headers=headers,
+                          request_timeout=timeout or self.request_timeout, follow_redirects=False, headers=sent,
                           body=json.dumps(body) if body is not None else None)
-        resp = await self.http.fetch(req, raise_error=False)
+        resp = await (client or self.http).fetch(req, raise_error=False)
         if not self.secure:
             return resp
         if resp.code == 401 and cookie:
             # the cookie expired (or the RM restarted with a new secret): once more with a fresh token
             self._auth_cookies.pop(base, None)
-            return await self._fetch(base, url, method, body)
+            return await self._fetch(base, url, method, body, client=client, headers=headers, cookies=cookies,
+                                     timeout=timeout)
         self._keep_cookie(base, resp)
         return resp
 
@@ -195,7 +204,6 @@ class ResourceManagerClient(LoggingConfigurable):
         if self._proxy_http is None:
             self._proxy_http = AsyncHTTPClient(force_instance=True, max_clients=self.proxy_max_clients,
                                                max_body_size=self.proxy_max_body)
-        cookies = [f"checked_{app_id}=true"]
         query_sep = "&" if "?" in path_and_query else "?"
         last_error: Exception | None = None
         bases = [u.rstrip("/") for u in self.urls]
@@ -205,17 +213,10 @@ class ResourceManagerClient(LoggingConfigurable):
             url = f"{base}/proxy/{app_id}{path_and_query}"
             if not self.secure:
                 url += f"{query_sep}user.name={self.service_user}"
-            headers = {"Accept": accept, "Accept-Encoding": "gzip"}
-            auth_cookie = self._auth_cookies.get(base) if self.secure else None
             try:
-                if self.secure and not auth_cookie:
-                    assert self.kerberos is not None
-                    headers["Authorization"] = await self.kerberos.authorization(base)
-                headers["Cookie"] = "; ".join(cookies + ([auth_cookie] if auth_cookie else []))
-                req = HTTPRequest(url, connect_timeout=self.connect_timeout,
-                                  request_timeout=timeout or self.request_timeout, follow_redirects=False,
-                                  headers=headers, decompress_response=True)
-                resp = await self._proxy_http.fetch(req, raise_error=False)
+                resp = await self._fetch(base, url, "GET", None, client=self._proxy_http,
+                                         headers={"Accept": accept, "Accept-Encoding": "gzip"},
+                                         cookies=(f"checked_{app_id}=true",), timeout=timeout)
             except KerberosError as e:
                 raise RMUnavailable(f"the edge cannot authenticate to the ResourceManager: {e}") from e
             except HTTPTimeoutError as e:
@@ -239,11 +240,6 @@ class ResourceManagerClient(LoggingConfigurable):
                 # a standby RM sends callers to the active one: try that one (and remember it then)
                 last_error = RMError(resp.code, f"{base} is a standby ResourceManager")
                 continue
-            if self.secure:
-                if resp.code == 401 and auth_cookie:
-                    self._auth_cookies.pop(base, None)
-                    return await self.web_proxy(app_id, path_and_query, accept, timeout)
-                self._keep_cookie(base, resp)
             self._active = index
             return resp
         raise RMUnavailable(f"no ResourceManager answered ({', '.join(self.urls)}): {_describe(last_error)}")
