@@ -181,7 +181,7 @@ class JobService(LoggingConfigurable):
         state = app.get("state") or ""
         if state == "RUNNING":
             return self.spark_ui.url_for(app["id"]), None
-        if state in ("FINISHED", "FAILED", "KILLED"):
+        if state in FINAL_STATES:
             history = self.spark_ui.history_for(app["id"])
             if history:
                 return history, "in the Spark history server"

@@ -13,7 +13,7 @@ from tornado.httputil import url_concat
 from traitlets import default
 
 from ..auth import Identity
-from ..clients.resourcemanager import ProxyPageError, RMUnavailable
+from ..clients.resourcemanager import FINAL_STATES, ProxyPageError, RMUnavailable
 from ..errors import PublicError
 from ..sparkui import (
     OWNER_CSP,
@@ -26,9 +26,6 @@ from ..sparkui import (
     error_page,
 )
 from .base import BaseHandler, valid_app_id
-
-FINAL = ("FINISHED", "FAILED", "KILLED")
-
 
 class EdgeHubOAuth(HubOAuth):
     """The edge's browser login with the hub (OAuth client ``service-yardlab-edge``), used by the
@@ -168,7 +165,7 @@ class SparkUIHandler(BaseHandler):
 
     def _check_state(self, app: dict) -> None:
         app_id, state = app["id"], app.get("state", "")
-        if state in FINAL:
+        if state in FINAL_STATES:
             history = self.proxy.history_for(app_id)
             if history:
                 self.redirect(history)
