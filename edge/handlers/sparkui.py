@@ -182,8 +182,9 @@ class SparkUIHandler(BaseHandler):
             location = self.proxy.rewrite_location(app_id, resp.headers.get("Location", ""))
             if location is None:
                 # YARN sends viewers of an application without a live UI elsewhere (its RM page)
-                raise PublicError(410, f"the Spark UI of {app_id} is not available any more (its driver has "
-                                       "ended or is ending)", reason="Gone")
+                # (the snapshot may not have seen the end yet: the same sentence as for an ended one)
+                raise PublicError(410, f"{app_id} has ended or is ending, and its Spark UI with its driver",
+                                  reason="Gone")
             self.set_status(resp.code)
             self.set_header("Location", location)
             self.finish()
