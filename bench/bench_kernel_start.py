@@ -1,13 +1,33 @@
-"""Kernel start latency: through the edge's /gateway/ against straight to Enterprise Gateway.
+"""Kernel start latency and where it goes: through the edge's /gateway/ and straight to Enterprise Gateway.
 
-Each run measures the time from the start request to the first execute_reply (``1 + 1``) of a
-kernel on YARN, then shuts it down and waits until its YARN application has ended.  Runs are
-interleaved (edge, EG, EG, edge, ...) so slow drift of the machine hits both sides alike.
+Each run starts a kernel on YARN, runs ``1 + 1`` (first execute_reply) and then
+``spark.range(1).count()`` (first Spark action), reads the start marks the kernel launcher kept in
+``YARDLAB_START_MARKS`` and the YARN application's ``startedTime``/``launchTime``, shuts the kernel
+down and waits until its YARN application has ended.  Runs are interleaved (edge, EG, EG, edge, ...,
+and the kernelspecs in turn) so slow drift of the machine hits every case alike.
 
-    .venv/bin/python bench/bench_kernel_start.py [--runs 10] [--kernelspec yardlab_python]
+    .venv/bin/python bench/bench_kernel_start.py [--runs 10] [--user guest]
+        [--kernelspec yardlab_pyspark [--kernelspec yardlab_pyspark_exp ...]] [--sides edge,eg]
 
-Uses the running local stack (`make demo`), or starts one for the run.  Target: edge/EG p50
-ratio at most 1.05.
+The waterfall (one row per phase, p50/p90 over the runs of a case; all clocks are the one machine's
+wall clock):
+
+    edge+EG -> run.sh        POST sent -> run.sh started (edge checks, EG's queue check and launch)
+    spark-submit -> submit   run.sh -> the RM's startedTime (client JVM, delegation tokens, upload)
+    submit -> AM launched    startedTime -> the RM's launchTime (scheduling the AM container)
+    AM launched -> JVM       launchTime -> the driver JVM's start (localization, container launch)
+    JVM -> python            driver JVM start -> the Python launcher's process start
+    python -> listener       launcher process start -> connection info sent to EG (imports, tokens)
+    listener -> POST         connection info sent -> the start POST returned (EG's poll, session)
+    POST -> 1+1 reply        POST returned -> first execute_reply (websocket, kernel's first cell)
+    1+1 -> spark action      first reply -> first ``spark.range(1).count()`` reply
+
+and, beside it, the SparkContext's creation (the launcher's thread, in parallel with the above) and
+when Spark was ready relative to the POST returning.  A kernelspec whose launcher keeps no marks
+(written before the waterfall existed) gets the totals only.
+
+Uses the running local stack (`make demo`), or starts one for the run.  Target: edge/EG p50 ratio
+at most 1.05.  Results: ``bench/results/kernel-start-<date>[-<tag>].json``.
 """
 from __future__ import annotations
 
@@ -15,9 +35,12 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
+import subprocess
 import sys
 import time
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,35 +50,184 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "dev"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-import stack as stack_mod  # noqa: E402
-from hadoop_auth import HadoopAuth  # noqa: E402
-from jupyter_ws import KernelConnection  # noqa: E402
+MARKS_CODE = "import os as _yl_os; print(_yl_os.environ.get('YARDLAB_START_MARKS', '')); del _yl_os"
+
+# (name, start mark, end mark): consecutive phases of one start, in the order they happen
+PHASES = [
+    ("edge+EG -> run.sh", "post", "runsh"),
+    ("spark-submit -> submit", "runsh", "rm_started"),
+    ("submit -> AM launched", "rm_started", "rm_launched"),
+    ("AM launched -> JVM", "rm_launched", "jvm"),
+    ("JVM -> python", "jvm", "python"),
+    ("python -> listener", "python", "listener"),
+    ("listener -> POST", "listener", "posted"),
+    ("POST -> 1+1 reply", "posted", "reply"),
+    ("1+1 -> spark action", "reply", "action"),
+]
+# detail and parallel spans, not part of the chain above
+SPANS = [
+    ("python: imports", "python", "imports"),
+    ("python: hdfs token", "imports", "hdfs_token"),
+    ("SparkContext creation", "spark_start", "spark_ready"),
+    ("Spark ready - POST", "posted", "spark_ready"),
+    ("Spark ready - 1+1 reply", "reply", "spark_ready"),
+    ("total: POST -> 1+1 reply", "post", "reply"),
+    ("total: POST -> spark action", "post", "action"),
+]
 
 
-def one_run(base: str, token: str, kernelspec: str, env: dict, rm_url: str, hadoop: HadoopAuth) -> float:
-    started = time.monotonic()
-    kc = KernelConnection.start(base, token, kernelspec, env=env, username="alice")
-    reply = kc.execute("1 + 1", timeout=300)
-    took = time.monotonic() - started
-    assert reply.status == "ok", reply.error
-    kc.shutdown()
-    # wait until YARN has let go of it, so the next run starts on an empty queue
-    deadline = time.monotonic() + 60
+def phases(marks: dict) -> dict[str, float]:
+    """Seconds per phase and span from one start's marks (wall-clock seconds); missing marks skip."""
+    out: dict[str, float] = {}
+    for name, a, b in PHASES + SPANS:
+        if isinstance(marks.get(a), (int, float)) and isinstance(marks.get(b), (int, float)):
+            out[name] = round(marks[b] - marks[a], 3)
+    return out
+
+
+def parse_marks(stdout: str) -> dict:
+    """The launcher's marks JSON from the execute's stdout ({} when the kernel keeps none)."""
+    for line in reversed(stdout.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except ValueError:
+                return {}
+            return value if isinstance(value, dict) else {}
+    return {}
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear-interpolated percentile (q in 0..100) of a non-empty list."""
+    v = sorted(values)
+    if len(v) == 1:
+        return v[0]
+    k = (len(v) - 1) * q / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+
+
+def summarize(runs: list[dict]) -> dict[str, dict[str, float]]:
+    """p50/p90/n per phase over the runs of one case."""
+    names = [n for n, _, _ in PHASES + SPANS]
+    out: dict[str, dict[str, float]] = {}
+    for name in names:
+        vals = [r["phases"][name] for r in runs if name in r.get("phases", {})]
+        if vals:
+            out[name] = {"p50": round(statistics.median(vals), 3), "p90": round(percentile(vals, 90), 3),
+                         "n": len(vals)}
+    return out
+
+
+def table(summaries: dict[str, dict[str, dict[str, float]]]) -> str:
+    """The waterfall of every case side by side: p50 / p90 seconds per phase."""
+    cases = list(summaries)
+    names = [n for n, _, _ in PHASES] + [None] + [n for n, _, _ in SPANS]
+    width = max(len(n) for n, _, _ in PHASES + SPANS) + 2
+    head = "phase".ljust(width) + "".join(f"{c:>22s}" for c in cases)
+    lines = [head, " " * width + "".join(f"{'p50 / p90 s':>22s}" for _ in cases)]
+    for name in names:
+        if name is None:
+            lines.append("-" * len(head))
+            continue
+        row = name.ljust(width)
+        for c in cases:
+            s = summaries[c].get(name)
+            row += f"{s['p50']:>12.2f} / {s['p90']:<7.2f}" if s else f"{'-':>22s}"
+        lines.append(row)
+    return "\n".join(lines)
+
+
+def rm_app(rm_url: str, hadoop, kernel_id: str) -> dict:  # noqa: ANN001
+    """The YARN application of a kernel (its name is the kernel id), {} when not found."""
+    apps = requests.get(f"{rm_url}/ws/v1/cluster/apps", auth=hadoop.auth, timeout=10,
+                        params=hadoop.params(applicationTags=f"kernel:{kernel_id}")).json()
+    found = [a for a in ((apps.get("apps") or {}).get("app") or []) if a.get("name") == kernel_id]
+    if not found:
+        return {}
+    app_id = max(found, key=lambda a: a["id"])["id"]
+    return requests.get(f"{rm_url}/ws/v1/cluster/apps/{app_id}", auth=hadoop.auth, timeout=10,
+                        params=hadoop.params()).json().get("app") or {}
+
+
+def wait_gone(rm_url: str, hadoop, kernel_id: str, timeout: float = 60) -> None:  # noqa: ANN001
+    """Wait until YARN has let go of the kernel's application, so the next run starts on an empty queue."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         apps = requests.get(f"{rm_url}/ws/v1/cluster/apps", auth=hadoop.auth, timeout=10,
                             params=hadoop.params(states="NEW,SUBMITTED,ACCEPTED,RUNNING")).json()
-        active = [a for a in ((apps.get("apps") or {}).get("app") or []) if a["name"] == kc.kernel_id]
-        if not active:
-            break
+        if not [a for a in ((apps.get("apps") or {}).get("app") or []) if a["name"] == kernel_id]:
+            return
         time.sleep(0.5)
-    return took
+
+
+def one_run(base: str, token: str, kernelspec: str, env: dict, user: str, rm_url: str, hadoop,  # noqa: ANN001
+            action: bool = True) -> dict:
+    from jupyter_ws import KernelConnection
+
+    marks: dict = {"post": time.time()}
+    kc = KernelConnection.start(base, token, kernelspec, env=env, username=user)
+    marks["posted"] = time.time()
+    try:
+        reply = kc.execute("1 + 1", timeout=300, msg_id=f"bench-{uuid.uuid4().hex}")
+        marks["reply"] = time.time()
+        assert reply.status == "ok", reply.error
+        if action:
+            reply = kc.execute("spark.range(1).count()", timeout=300, msg_id=f"bench-{uuid.uuid4().hex}")
+            marks["action"] = time.time()
+            assert reply.status == "ok", reply.error
+        kernel_marks = parse_marks(kc.execute(MARKS_CODE, timeout=60).stdout)
+    finally:
+        kc.shutdown()
+    app = {}
+    try:
+        app = rm_app(rm_url, hadoop, kc.kernel_id)
+    except (requests.RequestException, ValueError) as e:
+        print(f"  (no RM application record: {e})", file=sys.stderr)
+    if app.get("startedTime"):
+        marks["rm_started"] = app["startedTime"] / 1000.0
+    if app.get("launchTime"):
+        marks["rm_launched"] = app["launchTime"] / 1000.0
+    procs = kernel_marks.pop("procs", None)
+    marks.update({k: v for k, v in kernel_marks.items() if isinstance(v, (int, float))})
+    wait_gone(rm_url, hadoop, kc.kernel_id)
+    return {"kernel_id": kc.kernel_id, "app_id": app.get("id"), "marks": marks, "procs": procs,
+            "phases": phases(marks)}
+
+
+def machine(info: dict) -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    java = ""
+    java_bin = Path(info.get("java_home") or "/usr") / "bin" / "java"
+    try:
+        out = subprocess.run([str(java_bin), "-version"], capture_output=True, text=True, timeout=30).stderr
+        java = out.splitlines()[0] if out else ""
+    except (OSError, subprocess.SubprocessError):
+        pass
+    mem_kb = next((int(re.findall(r"\d+", line)[0]) for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal")), 0)
+    return {"cores": os.cpu_count(), "cpu": cpu, "memory_gb": round(mem_kb / 1024 / 1024, 1),
+            "python": platform.python_version(), "java": java, "security": info.get("security", "simple"),
+            "load_avg_at_start": os.getloadavg()}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=10, help="kernel starts per side")
-    parser.add_argument("--kernelspec", default="yardlab_pyspark")
+    parser.add_argument("--runs", type=int, default=10, help="kernel starts per case (side x kernelspec)")
+    parser.add_argument("--kernelspec", action="append", help="repeatable; default yardlab_pyspark")
+    parser.add_argument("--user", default="guest", help="the user kernels start as (default guest)")
+    parser.add_argument("--sides", default="edge,eg", help="edge, eg or both (default edge,eg)")
+    parser.add_argument("--no-action", action="store_true", help="skip the first Spark action")
+    parser.add_argument("--tag", default="", help="suffix of the results file name")
     args = parser.parse_args()
+    kernelspecs = args.kernelspec or ["yardlab_pyspark"]
+    side_names = [s.strip() for s in args.sides.split(",") if s.strip()]
+
+    import stack as stack_mod
+    from hadoop_auth import HadoopAuth
 
     st = stack_mod.Stack()
     info = st.read_info()
@@ -63,40 +235,48 @@ def main() -> int:
     if not (info and stack_mod.pid_alive(info.get("launcher_pid", -1)) and info.get("user_tokens")):
         info = st.start()
         owned = True
+    hadoop = HadoopAuth.of(info)
+    mach = machine(info)
+    results: dict[str, list[dict]] = {}
     try:
         eg_token = json.loads(Path(info["eg_state_file"]).read_text())["token"]
         sides = {
-            "edge": (info["edge_url"] + "/gateway", info["user_tokens"]["alice"], {}),
-            "eg": (info["eg_url"], eg_token, {"KERNEL_USERNAME": "alice"}),
+            "edge": (info["edge_url"] + "/gateway", info["user_tokens"][args.user], {}),
+            "eg": (info["eg_url"], eg_token, {"KERNEL_USERNAME": args.user}),
         }
-        times: dict[str, list[float]] = {"edge": [], "eg": []}
+        cases = [(side, spec) for spec in kernelspecs for side in side_names]
         for i in range(args.runs):
-            order = ("edge", "eg") if i % 2 == 0 else ("eg", "edge")
-            for side in order:
+            # interleaved, and each round in the opposite order of the one before
+            for side, spec in (cases if i % 2 == 0 else cases[::-1]):
                 base, token, env = sides[side]
-                took = one_run(base, token, args.kernelspec, env, info["rm_url"], HadoopAuth.of(info))
-                times[side].append(took)
-                print(f"run {i + 1:2d} {side:4s} {took:6.2f} s", flush=True)
+                case = f"{side}:{spec}"
+                r = one_run(base, token, spec, env, args.user, info["rm_url"], hadoop, action=not args.no_action)
+                results.setdefault(case, []).append(r)
+                ph = r["phases"]
+                print(f"run {i + 1:2d} {case:32s} 1+1 {ph.get('total: POST -> 1+1 reply', float('nan')):6.2f} s"
+                      f"   spark action {ph.get('total: POST -> spark action', float('nan')):6.2f} s", flush=True)
     finally:
         if owned:
             st.stop()
-    p50 = {k: statistics.median(v) for k, v in times.items()}
-    ratio = p50["edge"] / p50["eg"]
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    summaries = {case: summarize(runs) for case, runs in results.items()}
     print()
-    print(f"machine: {os.cpu_count()} cores, {cpu}, Python {platform.python_version()}")
-    print(f"kernelspec {args.kernelspec}, {args.runs} runs per side, interleaved, "
-          f"{info.get('security', 'simple')}-auth stack")
-    for side in ("eg", "edge"):
-        v = sorted(times[side])
-        print(f"{side:4s} p50 {p50[side]:6.2f} s   min {v[0]:6.2f} s   max {v[-1]:6.2f} s")
-    print(f"edge / EG p50 ratio: {ratio:.3f}  (target <= 1.05: {'PASS' if ratio <= 1.05 else 'FAIL'})")
-    out = ROOT / "bench" / "results" / f"kernel-start-{datetime.now(timezone.utc):%Y%m%d}.json"
+    print(f"machine: {mach['cores']} cores, {mach['cpu']}, {mach['memory_gb']} GB, Python {mach['python']}, "
+          f"{mach['java']}, {mach['security']}-auth stack; user {args.user}; {args.runs} runs per case, interleaved")
+    print(table(summaries))
+    ratios = {}
+    for spec in kernelspecs:
+        e, g = summaries.get(f"edge:{spec}", {}), summaries.get(f"eg:{spec}", {})
+        key = "total: POST -> 1+1 reply"
+        if key in e and key in g:
+            ratios[spec] = round(e[key]["p50"] / g[key]["p50"], 3)
+            print(f"{spec}: edge / EG p50 ratio (first 1+1 reply): {ratios[spec]:.3f}  "
+                  f"(target <= 1.05: {'PASS' if ratios[spec] <= 1.05 else 'FAIL'})")
+    suffix = f"-{args.tag}" if args.tag else ""
+    out = ROOT / "bench" / "results" / f"kernel-start-{datetime.now(timezone.utc):%Y%m%d}{suffix}.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"kernelspec": args.kernelspec, "security": info.get("security", "simple"),
-                               "runs": args.runs, "times": times, "p50": p50,
-                               "ratio": ratio, "machine": {"cores": os.cpu_count(), "cpu": cpu}}, indent=2))
+    out.write_text(json.dumps({"kernelspecs": kernelspecs, "sides": side_names, "user": args.user,
+                               "runs": args.runs, "machine": mach, "summary": summaries,
+                               "ratio_edge_eg_p50": ratios, "results": results}, indent=2))
     print(f"results: {out}")
     return 0
 

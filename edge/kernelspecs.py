@@ -30,6 +30,8 @@ LAUNCHER = Path(__file__).parent / "kernel_launcher" / "yardlab_kernel.py"
 RUN_SH = r"""#!/usr/bin/env bash
 # Written by yardlab: submits this kernel to YARN in cluster mode as the requesting user.
 set -euo pipefail
+# when this script started (wall clock), for the start waterfall the launcher records in the kernel
+t_runsh="$(date +%s.%N)"
 SPEC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 : "${KERNEL_ID:?KERNEL_ID is not set}"
 : "${KERNEL_USERNAME:?KERNEL_USERNAME is not set}"
@@ -53,6 +55,7 @@ exec "$SPARK_HOME/bin/spark-submit" \
   --conf "spark.yarn.tags=yardlab,user:$KERNEL_USERNAME,kernel:$KERNEL_ID,env:$YARDLAB_ENVIRONMENT" \
   --files "$SPEC_DIR/scripts/launch_ipykernel.py,$SPEC_DIR/scripts/server_listener.py,$hdfscli#hdfscli.cfg" \
   --conf spark.yarn.appMasterEnv.HDFSCLI_CONFIG=hdfscli.cfg --conf spark.executorEnv.HDFSCLI_CONFIG=hdfscli.cfg \
+  --conf "spark.yarn.appMasterEnv.YARDLAB_T_RUNSH=$t_runsh" \
   "${impersonation[@]}" \
   "$SPEC_DIR/scripts/yardlab_kernel.py" --kind "$YARDLAB_KERNEL_KIND" "$@"
 """

@@ -16,14 +16,25 @@ ship beside this file via --files; this wrapper adds what yardlab needs on top:
   spark-submit obtained for the user, so ``hdfs.Config().get_client()`` keeps working;
 * every Spark job a cell runs carries the job tag ``yardlab-cell-<id of the cell's execute request>``
   (Spark's job tags, thread-local like the cell's code): the edge reads the application's jobs from
-  the Spark UI's REST API and the notebook shows that cell's jobs and stages under it, live.
+  the Spark UI's REST API and the notebook shows that cell's jobs and stages under it, live;
+* the start waterfall: wall-clock marks of this kernel's start (the container and driver JVM
+  processes' start times from /proc, this launcher, the connection info sent, the kernel built,
+  Spark ready) are kept as JSON in the environment variable ``YARDLAB_START_MARKS`` of the kernel
+  process, where ``bench/bench_kernel_start.py`` reads them with an execute.  Marks are a nicety:
+  nothing about them can fail a kernel start.
 """
 from __future__ import annotations
 
-import argparse
-import os
-import signal
-import sys
+import time
+
+LAUNCHER_T0 = time.time()  # first thing: when this script began to run (the start waterfall's "launcher" mark)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import threading  # noqa: E402
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -71,6 +82,105 @@ def hdfs_token_config(folder: str) -> str | None:
                 f"url = {url}\ntoken = {token}\nroot = /user/{user}\n")
     os.environ["HDFSCLI_CONFIG"] = path
     return path
+
+
+# -- the start waterfall's marks ----------------------------------------------------------------------------
+MARKS_ENV = "YARDLAB_START_MARKS"
+_marks: dict = {}
+_marks_lock = threading.Lock()
+
+
+def proc_start_time(stat: str, uptime: str, now: float, clk_tck: int) -> float:
+    """Wall-clock start of a process from its ``/proc/<pid>/stat`` text.
+
+    Field 22 (starttime) counts clock ticks since boot on the same clock as ``/proc/uptime``, so the
+    start is ``now - (uptime - starttime / clk_tck)``: good to a tick (10 ms), where ``btime`` of
+    /proc/stat would only give whole seconds.  ``comm`` (field 2) may hold spaces and parentheses,
+    hence the split after its last ``)``."""
+    fields = stat[stat.rindex(")") + 2:].split()
+    starttime = int(fields[19])  # fields[0] is field 3 (state)
+    return now - (float(uptime.split()[0]) - starttime / clk_tck)
+
+
+def proc_parent(stat: str) -> tuple[str, int]:
+    """(comm, ppid) of a process from its ``/proc/<pid>/stat`` text."""
+    comm = stat[stat.index("(") + 1:stat.rindex(")")]
+    return comm, int(stat[stat.rindex(")") + 2:].split()[1])
+
+
+def process_marks(pid: int | str = "self", depth: int = 4) -> list[dict]:
+    """This process and its ancestors (the driver JVM, the container's shell, ...): pid, comm and
+    wall-clock start, nearest first, up to ``depth`` processes."""
+    out: list[dict] = []
+    clk_tck = os.sysconf("SC_CLK_TCK")
+    current = str(pid)
+    for _ in range(depth):
+        try:
+            with open(f"/proc/{current}/stat") as f:
+                stat = f.read()
+            with open("/proc/uptime") as f:
+                uptime = f.read()
+            now = time.time()
+        except OSError:
+            break
+        comm, ppid = proc_parent(stat)
+        out.append({"pid": int(os.getpid() if current == "self" else current), "comm": comm,
+                    "start": round(proc_start_time(stat, uptime, now, clk_tck), 3)})
+        if ppid <= 1:
+            break
+        current = str(ppid)
+    return out
+
+
+def mark(name: str, when: float | None = None, **extra) -> None:  # noqa: ANN003
+    """Record a wall-clock mark of this kernel's start into ``YARDLAB_START_MARKS``; never raises."""
+    try:
+        with _marks_lock:
+            _marks[name] = round(time.time() if when is None else when, 3)
+            _marks.update(extra)
+            os.environ[MARKS_ENV] = json.dumps(_marks, separators=(",", ":"))
+    except Exception:  # noqa: BLE001, S110 - a nicety: never fail a kernel start for it
+        pass
+
+
+def first_marks() -> None:
+    """The marks known when the launcher starts: run.sh's (passed in the AM's environment), the
+    processes above this one (python, the driver JVM, the container's launch script) and this script's."""
+    try:
+        runsh = os.environ.get("YARDLAB_T_RUNSH", "")
+        if runsh:
+            mark("runsh", float(runsh))
+        procs = process_marks()
+        if procs:
+            mark("python", procs[0]["start"])
+        java = next((p for p in procs[1:] if p["comm"] == "java"), None)
+        if java is not None:
+            mark("jvm", java["start"])
+        mark("launcher", LAUNCHER_T0, procs=procs)
+    except Exception:  # noqa: BLE001, S110
+        pass
+
+
+def watch_spark(gp) -> None:  # noqa: ANN001
+    """Mark when the launcher's thread starts creating the SparkSession and when it is ready."""
+    original = gp.initialize_namespace
+
+    def initialize_namespace(namespace: dict, cluster_type: str = "spark") -> None:
+        mark("spark_start")
+        original(namespace, cluster_type=cluster_type)
+        try:
+            thread = vars(namespace.get("spark")).get("_init_thread") if cluster_type == "spark" else None
+            if isinstance(thread, threading.Thread):
+                def wait() -> None:
+                    thread.join()
+                    if getattr(thread, "exc", None) is None:
+                        mark("spark_ready")
+
+                threading.Thread(target=wait, name="yardlab-start-marks", daemon=True).start()
+        except Exception:  # noqa: BLE001, S110
+            pass
+
+    gp.initialize_namespace = initialize_namespace
 
 
 CELL_TAG = "yardlab-cell-"
@@ -156,26 +266,32 @@ def kernel_class():  # noqa: ANN201
             self.shell.events.register("pre_run_cell", tagger.pre_run_cell)
             self.shell.events.register("post_run_cell", tagger.post_run_cell)
             YardlabKernel.tagger = tagger
+            mark("kernel_init")
 
     return YardlabKernel
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parse(sys.argv[1:] if argv is None else argv)
+    first_marks()
     # YARN localizes --files into the container's working folder as symlinks; Python puts the
     # resolved folder of this script (the NodeManager's file cache) on sys.path, not that one
     sys.path.insert(0, os.getcwd())
     import launch_ipykernel as gp  # shipped with --files
 
+    mark("imports")
     lower, upper = gp._validate_port_range(args.port_range)
     if os.environ.get("YARDLAB_HDFS_AUTH") == "token":
         hdfs_token_config(os.getcwd())
+        mark("hdfs_token")
     ip = os.environ.get("YARDLAB_KERNEL_IP", "0.0.0.0")  # noqa: S104 - a real cluster needs EG to reach us
     cluster_type = "spark"
     if args.kind == "python":
         from pyspark.sql import SparkSession
 
+        mark("spark_start")
         SparkSession.builder.getOrCreate()  # registers the YARN ApplicationMaster; not exposed
+        mark("spark_ready")
         cluster_type = "none"
     elif args.init_mode == "none":
         cluster_type = "none"
@@ -183,6 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     connection_file = gp.determine_connection_file(args.kernel_id)
     gp.setup_server_listener(connection_file, os.getpid(), lower, upper, args.response_address,
                              args.kernel_id, args.public_key, cluster_type, None)
+    mark("listener")  # the forked listener sends the connection info to EG right away
     if cluster_type == "spark":
         signal.signal(signal.SIGUSR2, gp.cancel_spark_jobs)
     kernel_name = gp.DEFAULT_KERNEL_CLASS_NAME
@@ -192,6 +309,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.modules["__main__"].YardlabKernel = cls
         kernel_name = "__main__.YardlabKernel"
         hook_spark_placeholders(gp, lambda: cls.tagger)
+        watch_spark(gp)
     gp.start_ipython({"__name__": "__main__"}, cluster_type=cluster_type, connection_file=connection_file, ip=ip,
                      kernel_class_name=kernel_name)
 
