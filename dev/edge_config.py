@@ -47,6 +47,19 @@ c.EnvironmentService.predefined = [{
     "packages": {"pip": ["pandas>=2.2", "pyarrow>=17"]},
 }]
 
+# warm kernels (edge/warm.py): the default rule (one warm PySpark kernel per user with a Lab server) when
+# the stack runs with YARDLAB_WARM_POOL=on; the test suite's stack (=group) gives them only to members of
+# two hub groups, one with a short idle time, so its other tests never meet a warm kernel
+_warm = info.get("warm_pool", "on")
+if _warm == "group":
+    c.WarmPool.kernelspecs = {}
+    c.WarmPool.groups = {"warm-pool": {"yardlab_pyspark": {"count": 1, "idle_seconds": 600}},
+                         "warm-short": {"yardlab_pyspark": {"count": 1, "idle_seconds": 25}}}
+elif _warm == "off":
+    c.WarmPool.kernelspecs = {}
+c.WarmPool.interval = 2.0
+c.WarmPool.hub_interval = 3.0
+
 # uploads: small numbers, so the test suite can reach each limit quickly
 c.HDFSStorage.uploads_per_user = 2
 c.HDFSStorage.upload_threads = 4

@@ -104,6 +104,8 @@ c.JupyterHub.custom_scopes = {
     },
 }
 ADMINS = sorted(name for name, u in info["users"].items() if u["admin"])
+# the groups whose members get warm kernels on the test suite's stack (dev/edge_config.py)
+c.JupyterHub.load_groups = {"warm-pool": {"users": []}, "warm-short": {"users": []}}
 c.JupyterHub.load_roles = [
     # every user may use the edge API with their tokens
     {"name": "user", "scopes": ["self", f"access:services!service={EDGE}", f"access:services!service={SERVICE}"]},
@@ -115,7 +117,8 @@ c.JupyterHub.load_roles = [
     # the hub service's own token samples the whole cluster through the edge (read-only there)
     {"name": SERVICE, "services": [SERVICE], "scopes": [f"access:services!service={EDGE}", "custom:yardlab:admin"]},
     {"name": "yardlab-stack", "services": ["yardlab-stack"],
-     "scopes": ["admin:users", "tokens", "admin:servers", "access:servers", "read:users", "servers"]},
+     "scopes": ["admin:users", "tokens", "admin:servers", "access:servers", "read:users", "servers",
+                "admin:groups"]},
 ]
 
 if SPLIT:

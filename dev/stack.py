@@ -42,6 +42,10 @@ EG_VENV = ROOT / ".venv-eg"
 #: "kerberos" (the default: a KDC, Kerberized HDFS and YARN, SPNEGO on their web endpoints) or
 #: "simple" (Hadoop's simple authentication, as before Kerberos landed; CI smoke-tests it)
 SECURITY = os.environ.get("YARDLAB_SECURITY", "kerberos")
+#: warm kernels (edge/warm.py): "on" gives every user with a Lab server one warm PySpark kernel (the
+#: default, as a site would run it); "group" only members of the hub groups warm-pool and warm-short
+#: (the test suite's: its other tests see no warm kernels); "off" none
+WARM_POOL = os.environ.get("YARDLAB_WARM_POOL", "on")
 #: one OS account per role (dev/accounts.py): a root launcher of the Kerberized stack; otherwise
 #: every piece runs as the launcher's own account
 SPLIT = accounts.split_wanted(SECURITY)
@@ -366,6 +370,8 @@ class Stack:
     def preflight(self) -> None:
         if SECURITY not in ("kerberos", "simple"):
             raise StackError(f"YARDLAB_SECURITY={SECURITY!r}: say kerberos (the default) or simple")
+        if WARM_POOL not in ("on", "group", "off"):
+            raise StackError(f"YARDLAB_WARM_POOL={WARM_POOL!r}: say on (the default), group or off")
         java_home()
         if not HADOOP_LIB.exists() or not any(HADOOP_LIB.glob("hadoop-yarn-server-resourcemanager-*.jar")):
             raise StackError(f"Hadoop jars are missing in {HADOOP_LIB}: run `make install` "
@@ -867,6 +873,7 @@ class Stack:
             self.start_kdc(jhome)
         self.hand_out_files()
         self.info["security"] = SECURITY
+        self.info["warm_pool"] = WARM_POOL
         self.save_info()
 
         # HDFS

@@ -25,6 +25,7 @@ from .kernels import KernelService
 from .ledger import KernelLedger
 from .loops import PeriodicTask
 from .reaper import Reaper
+from .warm import WarmPool
 from .snapshot import AppSnapshot
 from .progress import SparkProgress
 from .sparkui import SparkUIProxy
@@ -101,7 +102,7 @@ class EdgeApp(Application):
 
     classes = [Kerberos, ResourceManagerClient, AppSnapshot, TokenIdentifier, AdminRoster, AuditLog, HDFSStorage,
                GatewaySupervisor, GatewayClient, KernelLedger, JobService, KernelService, Reaper,
-               EnvironmentService, SparkUIProxy, SparkProgress, EdgeHubOAuth]
+               EnvironmentService, SparkUIProxy, SparkProgress, EdgeHubOAuth, WarmPool]
 
     rm = Instance(ResourceManagerClient, allow_none=True)
     kerberos = Instance(Kerberos, allow_none=True)
@@ -157,6 +158,8 @@ class EdgeApp(Application):
         self.environments = EnvironmentService(self.ledger, storage, self.snapshot, audit,
                                                kernels.kernels_dir, parent=self)
         self.reaper = Reaper(self.rm, self.snapshot, self.ledger, self.gateway, audit, parent=self)
+        self.warm_pool = WarmPool(kernels, identifier, parent=self)
+        kernels.on_warm_taken.append(self.warm_pool.kick)
         channels: dict[str, set] = {}
 
         def report_dead(kernel_id: str) -> None:
@@ -175,6 +178,7 @@ class EdgeApp(Application):
             "identifier": identifier,
             "jobs": jobs,
             "kernels": kernels,
+            "warm_pool": self.warm_pool,
             "gateway": self.gateway,
             "channels": channels,
             "base_url": base,
@@ -228,6 +232,7 @@ class EdgeApp(Application):
         await self.gateway.start()
         if self.gateway.enabled:
             self.reaper.start()
+            self.warm_pool.start()
         # the loop survives HDFS or the hub being away (logged); every interval, the first at once
         reconciler = PeriodicTask(self._reconcile_admins, self.roster.interval,
                                   name="reconciling /public's ACL with the hub's admins", log=self.log)
@@ -243,6 +248,7 @@ class EdgeApp(Application):
         self.log.info("stopping")
         server.stop()
         await reconciler.stop()
+        await self.warm_pool.stop()  # warm kernels stay: the next edge finds them in the ledger and EG
         await self.reaper.stop()
         await self.environments.stop()
         await self.gateway.stop()  # Enterprise Gateway keeps running: the next edge adopts it

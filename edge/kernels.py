@@ -11,9 +11,11 @@ errors into public ones in one place (:func:`public_error`).
 """
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import uuid
-from typing import Any, Awaitable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 from tornado.websocket import WebSocketClientConnection
 from traitlets import Integer, Unicode
@@ -30,6 +32,9 @@ from .kernelspecs import read_spark_properties, requested_resources, yardlab_met
 from .ledger import KernelLedger
 from .snapshot import AppSnapshot, queue_matches
 from .supervisor import GatewaySupervisor
+from .warm import WARM, WARM_STATES, WARMING
+
+STARTING, RUNNING = "starting", "running"
 
 #: the session types a Lab server reports (jupyter_server's session model `type`)
 SESSION_TYPES = ("notebook", "console", "file")
@@ -70,6 +75,8 @@ class KernelService(LoggingConfigurable):
         self.ledger = ledger
         self.snapshot = snapshot
         self.audit = audit
+        #: called when a warm kernel was handed out (the pool starts its successor)
+        self.on_warm_taken: list[Callable[[], None]] = []
 
     @property
     def client(self) -> GatewayClient:
@@ -115,7 +122,10 @@ class KernelService(LoggingConfigurable):
         raise PublicError(404, f"kernelspec {name} has no resource {resource[:50]!r}", reason="Not Found")
 
     # -- kernels -------------------------------------------------------------------------------------------
-    def check_kernel(self, who: Identity, kernel_id: str, admin_ok: bool = False) -> dict:
+    def check_kernel(self, who: Identity, kernel_id: str, admin_ok: bool = False, warm_ok: bool = False) -> dict:
+        """The ledger record of a live kernel ``who`` may act on.  A warm kernel (kept ready for its user's
+        next kernel start) may only be shut down: nobody connects to it, runs code in it or restarts it
+        before a kernel start hands it out, so it never carries anything from before."""
         if not KERNEL_ID.fullmatch(kernel_id):
             raise PublicError(400, "that is not a kernel id")
         rec = self.ledger.get(kernel_id)
@@ -123,6 +133,10 @@ class KernelService(LoggingConfigurable):
             raise PublicError(404, f"no kernel {kernel_id}", reason="Not Found")
         if rec["user"] != who.name and not (admin_ok and who.admin):
             raise PublicError(403, "that kernel belongs to another user", reason="Forbidden")
+        if rec["state"] in WARM_STATES and not warm_ok:
+            raise PublicError(409, f"kernel {kernel_id} is a warm kernel, kept ready for your next notebook: start "
+                                   "a kernel to get it (it is handed out once, with nothing run in it)",
+                              reason="Conflict")
         return rec
 
     def set_session(self, who: Identity, kernel_id: str, body: Any) -> dict:
@@ -153,7 +167,7 @@ class KernelService(LoggingConfigurable):
         for k in data:
             rec = self.ledger.get(k.get("id", ""))
             # a kernel the edge has ended (dead, shut down) is not listed while EG finishes with it
-            if rec and rec["state"] != "ended" and (rec["user"] == who.name or who.admin):
+            if rec and rec["state"] not in ("ended", *WARM_STATES) and (rec["user"] == who.name or who.admin):
                 out.append(k)
         return out
 
@@ -206,6 +220,7 @@ class KernelService(LoggingConfigurable):
         return {"queue": q["name"], "freeMB": free, "mustWait": need["needMB"] > free}
 
     async def start_kernel(self, who: Identity, body: Any) -> dict:
+        """Start a kernel as ``who`` (or hand them a warm one); EG's model of it."""
         if not isinstance(body, dict):
             raise PublicError(400, 'the body must be a JSON object like {"name": "<kernelspec>", "env": {...}}')
         name = body.get("name") or ""
@@ -244,37 +259,161 @@ class KernelService(LoggingConfigurable):
             env[key] = value
         env.setdefault("KERNEL_LAUNCH_TIMEOUT", str(self.gateway.launch_timeout))
         spec = await self.kernelspec(who, name or (await self.kernelspecs(who))["default"])
+        warm = await self.take_warm(who, spec["name"], env)
+        if warm is not None:
+            return warm
+        rec = await self._launch(who, spec, env, STARTING)
+        return rec["model"]
+
+    async def _launch(self, who: Identity, spec: dict, env: dict[str, str], state: str,
+                      avoid_queues: dict[str, str] | None = None) -> dict:
+        """Launch ``spec`` for ``who`` through EG: the cap, the queue check, the ledger, the audit.  ``state``
+        is the ledger state while it starts (STARTING, or WARMING for the warm pool, whose kernels must not
+        wait in a queue or make room for themselves).  Returns the ledger record with EG's ``model``."""
         eg_ids = await self.client.kernel_ids()
         need = self.requested_resources(spec)
         # from here to the ledger entry nothing awaits: the count and the reservation are one step,
         # so starts running side by side cannot pass the cap together
         live = self.ledger.live_for(who.name)
         if eg_ids is not None:
-            live = [k for k in live if k["id"] in eg_ids or k["state"] in ("starting", "restarting")]
+            live = [k for k in live if k["id"] in eg_ids or k["state"] in ("starting", "restarting", WARMING)]
+        if len(live) >= self.max_kernels_per_user and state == STARTING:
+            # a warm kernel is the first thing given back: it makes room for the kernel asked for
+            spare = sorted((k for k in live if k["state"] == WARM), key=lambda k: k["created"])
+            if spare:
+                self.give_back_warm(spare[0], "warm-made-room")
+                live.remove(spare[0])
         if len(live) >= self.max_kernels_per_user:
             raise PublicError(429, f"you already have {len(live)} kernels running or starting (the limit is "
                                    f"{self.max_kernels_per_user}); shut one down first", reason="Too Many Requests")
         self.snapshot.require_fresh()
         placement = self.queue_check(need)
+        if state == WARMING:
+            if placement["mustWait"]:
+                raise PublicError(409, f"queue {placement['queue']} has no room for a warm kernel now")
+            if any(queue_matches(q, placement["queue"]) for q in avoid_queues or () if q):
+                raise PublicError(409, f"someone waits in queue {placement['queue']}: no warm kernel there now")
         kernel_id = str(uuid.uuid4())
         env["KERNEL_ID"] = kernel_id
         meta = ((spec.get("spec") or {}).get("metadata") or {}).get("yardlab") or {}
-        self.ledger.add(id=kernel_id, user=who.name, kernelspec=spec["name"],
+        self.ledger.add(id=kernel_id, user=who.name, kernelspec=spec["name"], state=state,
                         environment=str(meta.get("environment", "builtin")), notebook=env.get("KERNEL_WORKING_DIR"),
                         queue=placement["queue"], need_mb=need["needMB"], need_vcores=need["needVCores"])
         started = monotonic()
         try:
             data = await self.client.start_kernel(spec["name"], env, timeout=self.gateway.launch_timeout + 30)
         except GATEWAY_ERRORS as e:
-            self.ledger.end(kernel_id, "launch-failed")
+            self.ledger.end(kernel_id, "launch-failed" if state == STARTING else "warm-launch-failed")
             if isinstance(e, GatewayError):
-                self.audit.record("launch", who.name, "failed", kernel=kernel_id, kernelspec=spec["name"])
+                self.audit.record("launch", who.name, "failed", kernel=kernel_id, kernelspec=spec["name"],
+                                  warm=state == WARMING)
             raise public_error(e, "the kernel did not start", theirs=True) from e
-        self.ledger.update(kernel_id, state="running")
+        except BaseException:
+            # cancelled (the edge is stopping): EG may finish the launch; the next edge's pool or reaper
+            # settles the record then
+            raise
+        rec = self.ledger.get(kernel_id)
+        if rec is None or rec["state"] != state:
+            # given back while it started (the pool saw pressure, or its user left): shut it down now
+            if state == WARMING:
+                await self._shutdown_quietly(kernel_id)
+                raise PublicError(409, "the warm kernel was given back while it started")
+        elif state == STARTING:
+            rec = self.ledger.update(kernel_id, state=RUNNING)
+        # (a warm kernel stays WARMING until its application runs and it answered its warm-up: the pool's
+        # round promotes it; EG answers as soon as the kernel sent its ports, before Spark is up)
         metrics.KERNEL_LAUNCH_SECONDS.observe(monotonic() - started)
         self.audit.record("launch", who.name, "started", kernel=kernel_id, kernelspec=spec["name"],
-                          queue=placement["queue"], need_mb=need["needMB"])
-        return data
+                          queue=placement["queue"], need_mb=need["needMB"], warm=state == WARMING)
+        return {**(rec or {"id": kernel_id}), "model": data}
+
+    # -- warm kernels (edge/warm.py keeps the pool; these are its steps that touch kernels) ------------------
+    async def start_warm(self, who: Identity, spec_name: str, avoid_queues: dict[str, str]) -> dict | None:
+        """Start one warm kernel of ``spec_name`` for ``who`` (as the pool decided)."""
+        spec = await self.kernelspec(who, spec_name)
+        env = {"KERNEL_USERNAME": who.name, "KERNEL_LAUNCH_TIMEOUT": str(self.gateway.launch_timeout)}
+        return await self._launch(who, spec, env, WARMING, avoid_queues)
+
+    async def take_warm(self, who: Identity, spec_name: str, env: dict[str, str]) -> dict | None:
+        """Hand ``who`` one of their own warm kernels of ``spec_name``, if one is ready (EG's model of it)."""
+        ready = sorted((k for k in self.ledger.live_for(who.name)
+                        if k["state"] == WARM and k["kernelspec"] == spec_name), key=lambda k: k["created"])
+        for rec in ready:
+            if rec["user"] != who.name:  # live_for is by user; said again because it is the whole point
+                continue
+            # taken before anything awaits: a second start running beside this one cannot get it too
+            self.ledger.update(rec["id"], state=RUNNING, notebook=env.get("KERNEL_WORKING_DIR"))
+            try:
+                code, model = await self.client.kernel(rec["id"])
+            except GATEWAY_ERRORS as e:
+                code, model = getattr(e, "status", 503), None
+            app = self.snapshot.apps.get(rec.get("app_id") or "")
+            if (code == 200 and isinstance(model, dict) and model.get("execution_state") != "dead"
+                    and (app is None or app.get("state") == "RUNNING")):
+                self.audit.record("launch", who.name, "started", kernel=rec["id"], kernelspec=spec_name,
+                                  queue=rec["queue"], need_mb=rec["need_mb"], warm="handed-out")
+                metrics.WARM_HANDED_OUT.inc()
+                for listener in self.on_warm_taken:
+                    listener()
+                return model
+            self.log.warning("warm kernel %s of %s was not usable (EG %s, app %s); starting a cold one",
+                             rec["id"], who.name, code, (app or {}).get("state"))
+            self.give_back_warm(self.ledger.get(rec["id"]) or rec, "warm-lost")
+        return None
+
+    def give_back_warm(self, rec: dict, reason: str) -> None:
+        """End a warm kernel in the ledger now (nobody can take it any more) and shut it down behind."""
+        self.ledger.end(rec["id"], reason)
+        self.audit.record("warm-release", "yardlab-edge", reason, kernel=rec["id"], owner=rec["user"])
+        asyncio.ensure_future(self._shutdown_quietly(rec["id"]))
+
+    async def shutdown_warm(self, rec: dict, reason: str) -> None:
+        self.ledger.end(rec["id"], reason)
+        self.audit.record("warm-release", "yardlab-edge", reason, kernel=rec["id"], owner=rec["user"])
+        await self._shutdown_quietly(rec["id"])
+
+    async def warm_up(self, kernel_id: str, code: str, timeout: float = 180) -> str:
+        """Run ``code`` in a warm kernel as a silent execute (no history, no outputs, no execution count:
+        the user's notebook sees nothing of it), so the first Spark action of the notebook finds the driver
+        and executor JVMs loaded.  Returns the reply's status ("ok", "error"), or why there was none."""
+        msg_id = uuid.uuid4().hex
+        session = uuid.uuid4().hex
+        msg = {"header": {"msg_id": msg_id, "msg_type": "execute_request", "session": session,
+                          "username": "yardlab-edge", "version": "5.3", "date": ""},
+               "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+               "content": {"code": code, "silent": True, "store_history": False, "user_expressions": {},
+                           "allow_stdin": False, "stop_on_error": True}}
+        try:
+            ws = await self.client.connect_channels(kernel_id, f"session_id={session}")
+        except GATEWAY_ERRORS as e:
+            return f"no connection: {e}"
+        try:
+            await ws.write_message(json.dumps(msg))
+            deadline = monotonic() + timeout
+            while True:
+                left = deadline - monotonic()
+                if left <= 0:
+                    return "timed out"
+                raw = await asyncio.wait_for(ws.read_message(), left)
+                if raw is None:
+                    return "the kernel closed the connection"
+                if isinstance(raw, bytes):
+                    continue
+                reply = json.loads(raw)
+                if (reply.get("channel") == "shell" and (reply.get("parent_header") or {}).get("msg_id") == msg_id
+                        and (reply.get("header") or {}).get("msg_type") == "execute_reply"):
+                    return str((reply.get("content") or {}).get("status"))
+        except (asyncio.TimeoutError, ValueError) as e:
+            return f"no reply: {e!r}"
+        finally:
+            ws.close()
+
+    async def _shutdown_quietly(self, kernel_id: str) -> None:
+        try:
+            await self.client.shutdown_kernel(kernel_id, timeout=120)
+        except GATEWAY_ERRORS as e:
+            # EG keeps it; once EG forgets it the reaper kills its YARN application (the ledger has ended it)
+            self.log.warning("could not shut down warm kernel %s: %s", kernel_id, e)
 
     async def restart_kernel(self, who: Identity, kernel_id: str) -> Reply:
         """Restart one's own kernel; the ledger follows it onto the YARN application EG submits next."""
@@ -294,7 +433,9 @@ class KernelService(LoggingConfigurable):
         return code, data
 
     async def shutdown_kernel(self, who: Identity, kernel_id: str) -> int:
-        rec = self.check_kernel(who, kernel_id, admin_ok=True)
+        rec = self.check_kernel(who, kernel_id, admin_ok=True, warm_ok=True)
+        if rec["state"] in WARM_STATES:
+            self.ledger.end(kernel_id, "warm-shutdown")  # no longer offered, whatever EG answers
         code = await self._eg(self.client.shutdown_kernel(kernel_id, timeout=120))
         if code in (204, 404):
             self.ledger.end(kernel_id, "shutdown" if rec["user"] == who.name else "shutdown-by-admin")

@@ -15,6 +15,8 @@ SNAPSHOT_APPS = Gauge("yardlab_edge_snapshot_apps", "Applications held in the YA
 KILLS = Counter("yardlab_edge_kills_total", "Application kills by actor kind and outcome",
                 ["actor_kind", "outcome"])
 GATEWAY_RESTARTS = Counter("yardlab_edge_gateway_restarts_total", "Times the edge restarted Enterprise Gateway")
+WARM_HANDED_OUT = Counter("yardlab_warm_kernels_handed_out_total",
+                          "Kernel starts answered with a warm kernel of the user's.")
 KERNEL_LAUNCH_SECONDS = Histogram(
     "yardlab_edge_kernel_launch_seconds", "Seconds from a kernel start request to EG's answer",
     buckets=(5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300))

@@ -37,6 +37,9 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "dev"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# warm kernels only for the hub groups warm-pool and warm-short (tests/stack/test_warm_kernels.py adds
+# and removes members): every other test sees kernels start as they always did
+os.environ.setdefault("YARDLAB_WARM_POOL", "group")
 
 import stack as stack_mod  # noqa: E402  (dev/stack.py)
 from hadoop_auth import HadoopAuth  # noqa: E402,F401  (tests import it from here too)
@@ -61,6 +64,11 @@ class StackControl:
             if running != stack_mod.SECURITY:
                 pytest.exit(f"a {running}-auth stack is running, and this session wants {stack_mod.SECURITY} "
                             "(YARDLAB_SECURITY); stop it (`make demo-stop`) or set YARDLAB_SECURITY to match", 2)
+            pool = info.get("warm_pool", "on")
+            if pool != stack_mod.WARM_POOL:
+                pytest.exit(f"the running stack gives warm kernels to {'every user' if pool == 'on' else pool}, and "
+                            f"the tests want YARDLAB_WARM_POOL={stack_mod.WARM_POOL}; stop it (`make demo-stop`) or "
+                            f"start it with YARDLAB_WARM_POOL={stack_mod.WARM_POOL}", 2)
             self.info = info
             return info
         self.info = self.stack.start()
@@ -271,10 +279,12 @@ def yarn_app(stack, spark_env, rm, tmp_path):
     script = tmp_path / "sleeper.py"
     script.write_text(SLEEPER)
 
-    def submit(user: str, name: str | None = None, queue: str = "default", wait: str = "RUNNING") -> str:
+    def submit(user: str, name: str | None = None, queue: str = "default", wait: str = "RUNNING",
+               extra: list[str] | tuple[str, ...] = ()) -> str:
+        """``extra``: more spark-submit options (later ones win, so they may replace AM_ONLY's)."""
         name = name or f"yl-test-{uuid.uuid4().hex[:8]}"
         cmd = [f"{stack['spark_home']}/bin/spark-submit", "--master", "yarn", "--deploy-mode", "cluster",
-               "--proxy-user", user, "--name", name, "--queue", queue, *AM_ONLY, str(script)]
+               "--proxy-user", user, "--name", name, "--queue", queue, *AM_ONLY, *extra, str(script)]
         done = subprocess.run(cmd, env=spark_env, capture_output=True, text=True, timeout=300)
         ids = re.findall(r"application_\d+_\d+", done.stdout + done.stderr)
         assert done.returncode == 0 and ids, done.stderr[-2000:]

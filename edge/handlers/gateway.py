@@ -95,6 +95,21 @@ class KernelSessionHandler(GatewayHandler):
         self.write_json(self.kernels.set_session(self.me, kernel_id, self.json_body(max_bytes=8192)))
 
 
+class WarmPoolHandler(GatewayHandler):
+    """GET /api/v1/kernels/warm: the warm kernel pool: for admins all of it (rules, every user's warm kernels,
+    counters); for a user their own warm kernels and the rules that apply to them."""
+
+    def get(self) -> None:
+        pool = self.settings["warm_pool"]
+        state = pool.state()
+        if not self.me.admin:
+            groups = (pool.active or {}).get(self.me.name, self.me.groups)
+            state = {"enabled": state["enabled"], "rules": pool.rules_for(groups),
+                     "kernels": [k for k in state["kernels"] if k["user"] == self.me.name]}
+        self.set_header("Cache-Control", "no-store")
+        self.write_json(state)
+
+
 class KernelProgressHandler(GatewayHandler):
     """GET /api/v1/kernels/<id>/progress?cell=<execute request id>: that cell's Spark jobs and stages, live
     (the owner only; see edge/progress.py)."""

@@ -21,6 +21,7 @@ from .gateway import (
     KernelSpecHandler,
     KernelSpecResourceHandler,
     KernelSpecsHandler,
+    WarmPoolHandler,
 )
 from .jobs import AppHandler, AppsHandler, ClusterHandler
 from .ops import HealthHandler, MeHandler, MetricsHandler
@@ -52,6 +53,7 @@ def routes(base_url: str) -> list[tuple[str, type, dict] | tuple[str, type]]:
         (api + "/cluster", ClusterHandler),
         (api + "/apps", AppsHandler),
         (api + r"/apps/([^/]+)", AppHandler),
+        (api + "/kernels/warm", WarmPoolHandler),
         (api + r"/kernels/([^/]+)/session", KernelSessionHandler),
         (api + r"/kernels/([^/]+)/progress", KernelProgressHandler),
         (api + "/storage", StorageHandler),
