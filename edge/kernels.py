@@ -442,6 +442,34 @@ class KernelService(LoggingConfigurable):
             self.audit.record("shutdown", who.name, "done", kernel=kernel_id, owner=rec["user"])
         return code
 
+    def starting(self, who: Identity) -> list[dict]:
+        """The caller's kernel starts in flight, each with its phase, as the notebook's kernel indicator
+        shows them: submitting (no YARN application yet), queued (ACCEPTED without a container: why),
+        starting the driver (its container runs), starting the kernel (the driver runs; the kernel is
+        sending its ports)."""
+        out = []
+        apps = self.snapshot.apps
+        for rec in sorted(self.ledger.live_for(who.name), key=lambda r: r["created"]):
+            if rec["state"] != STARTING:
+                continue
+            app = apps.get(rec.get("app_id") or "") or next(
+                (a for a in apps.values() if a.get("name") == rec["id"] and a.get("user") == who.name), None)
+            state = (app or {}).get("state", "")
+            if app is None or state in ("NEW", "NEW_SAVING", "SUBMITTED"):
+                phase, message = "submitting", "submitting to YARN"
+            elif state == "ACCEPTED" and not app.get("runningContainers"):
+                phase = "queued"
+                message = self.waiting_message(rec, app) or f"queued in YARN (queue {rec['queue']})"
+            elif state == "ACCEPTED":
+                phase, message = "driver", "starting the Spark driver"
+            elif state == "RUNNING":
+                phase, message = "kernel", "the driver runs; connecting the kernel"
+            else:
+                phase, message = "ended", f"its YARN application {state.lower()}: {(app.get('diagnostics') or '')[:300]}"
+            out.append({"id": rec["id"], "kernelspec": rec["kernelspec"], "created": rec["created"],
+                        "app": (app or {}).get("id"), "phase": phase, "message": message})
+        return out
+
     def waiting_message(self, rec: dict, app: dict) -> str | None:
         if app.get("state") != "ACCEPTED":
             return None

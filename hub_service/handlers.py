@@ -272,6 +272,14 @@ class ClusterAPIHandler(ApiHandler):
         await self.edge_relay("GET", "/cluster")
 
 
+class WarmPoolAPIHandler(ApiHandler):
+    """GET /api/v1/warm: the warm kernel pool (admins: its rules, every user's warm kernels and counters;
+    users: their own), as the edge keeps it."""
+
+    async def get(self) -> None:
+        await self.edge_relay("GET", "/kernels/warm")
+
+
 class AppsAPIHandler(ApiHandler):
     """GET /api/v1/apps: applications, filtered by the edge (own; admins `user=*` or a name)."""
 
@@ -383,6 +391,7 @@ def routes(base: str) -> list[tuple]:
         (base + "health", HealthHandler),
         (api + "me", MeAPIHandler),
         (api + "cluster", ClusterAPIHandler),
+        (api + "warm", WarmPoolAPIHandler),
         (api + "apps", AppsAPIHandler),
         (api + r"apps/([^/]+)", AppAPIHandler),
         (api + "environments", EnvironmentsAPIHandler),

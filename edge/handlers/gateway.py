@@ -110,6 +110,15 @@ class WarmPoolHandler(GatewayHandler):
         self.write_json(state)
 
 
+class KernelStartsHandler(GatewayHandler):
+    """GET /api/v1/kernels/starting: the caller's kernel starts in flight and their phase (submitting, queued
+    in YARN with the reason, starting the driver, connecting the kernel): the notebook's kernel indicator."""
+
+    def get(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+        self.write_json({"kernels": self.kernels.starting(self.me)})
+
+
 class KernelProgressHandler(GatewayHandler):
     """GET /api/v1/kernels/<id>/progress?cell=<execute request id>: that cell's Spark jobs and stages, live
     (the owner only; see edge/progress.py)."""

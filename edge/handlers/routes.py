@@ -21,6 +21,7 @@ from .gateway import (
     KernelSpecHandler,
     KernelSpecResourceHandler,
     KernelSpecsHandler,
+    KernelStartsHandler,
     WarmPoolHandler,
 )
 from .jobs import AppHandler, AppsHandler, ClusterHandler
@@ -54,6 +55,7 @@ def routes(base_url: str) -> list[tuple[str, type, dict] | tuple[str, type]]:
         (api + "/apps", AppsHandler),
         (api + r"/apps/([^/]+)", AppHandler),
         (api + "/kernels/warm", WarmPoolHandler),
+        (api + "/kernels/starting", KernelStartsHandler),
         (api + r"/kernels/([^/]+)/session", KernelSessionHandler),
         (api + r"/kernels/([^/]+)/progress", KernelProgressHandler),
         (api + "/storage", StorageHandler),

@@ -70,7 +70,10 @@
         el('td', {}, el('code', {}, a.id), sparkUiCell(a)), el('td', {}, a.user),
         el('td', { className: 'yl-name' }, a.name), el('td', { className: 'yl-notebook' }, notebookCell(a)),
         el('td', {}, a.queue),
-        el('td', {}, el('span', { className: 'badge ' + stateClass(a.state) }, a.state)),
+        el('td', {}, el('span', { className: 'badge ' + stateClass(a.state) }, a.state),
+          a.warm && ACTIVE.has(a.state) ? el('span', {
+            className: 'badge bg-info ms-1',
+            title: 'a warm kernel: started ahead, as its user, for their next notebook' }, 'warm') : null),
         el('td', {}, fmtMB(a.allocatedMB)), el('td', {}, a.allocatedVCores),
         el('td', {}, fmtTime(a.startedTime)), el('td', {}, fmtDuration(a.elapsedTime)),
         el('td', {}, killButton(a)));

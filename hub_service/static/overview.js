@@ -34,5 +34,39 @@
     $('yl-updated').textContent = `updated ${new Date().toLocaleTimeString()} (YARN snapshot ${c.snapshotAge.toFixed(1)} s old)`;
   }
 
+  function fmtSeconds(s) {
+    if (s === null || s === undefined) return '–';
+    return s >= 120 ? `${Math.round(s / 60)} min` : `${Math.round(s)} s`;
+  }
+
+  function renderWarm(w) {
+    const rules = Object.entries(w.rules.kernelspecs || {}).map(([k, r]) =>
+      `${k}: ${r.count} per user, given back after ${fmtSeconds(r.idle_seconds)} idle`);
+    const groups = Object.entries(w.rules.groups || {}).map(([g, specs]) =>
+      `group ${g}: ` + Object.entries(specs).map(([k, r]) =>
+        r.count ? `${k} ${r.count}, ${fmtSeconds(r.idle_seconds)}` : `${k} off`).join(', '));
+    const c = w.counts || {};
+    const parts = [
+      w.enabled ? 'on' : 'off',
+      ...(rules.length ? rules : ['no site-wide rule']),
+      ...groups,
+      `${w.activeUsers === null ? '?' : w.activeUsers} users with a Lab server`,
+      `${fmtMB(w.warmMB || 0)} held`,
+      `since the edge started: ${c.handed_out || 0} handed out, ${c.started || 0} started, ` +
+        `${c.expired || 0} expired, ${c.given_back || 0} given back to waiting users, ${c.released || 0} released, ` +
+        `${c.failed || 0} failed starts`,
+    ];
+    if (w.hubError) parts.push(w.hubError);
+    $('yl-warm-summary').textContent = parts.join(' · ');
+    $('yl-warm').tBodies[0].replaceChildren(...(w.kernels.length ? w.kernels.map((k) => el('tr', {},
+      el('td', {}, k.user), el('td', {}, k.kernelspec),
+      el('td', {}, el('span', { className: 'badge ' + (k.state === 'warm' ? 'bg-info' : 'bg-secondary') },
+        k.state === 'warm' ? 'warm (ready)' : 'starting')),
+      el('td', {}, k.app || '–'), el('td', {}, fmtMB(k.needMB)), el('td', {}, fmtSeconds(k.age)),
+      el('td', {}, fmtSeconds(k.expiresIn)))) : [el('tr', {}, el('td', { colSpan: 7, className: 'text-muted' },
+      'no warm kernels now'))]));
+  }
+
   poll(async () => render(await api('cluster')), 5000);
+  poll(async () => renderWarm(await api('warm')), 5000);
 })();

@@ -48,11 +48,12 @@ export namespace ClusterModel {
 }
 
 /**
- * The capacity line: `Cluster 3.0 GB of 6.0 GB · 3 of 4 vcores · yours 1.0 GB · 1 vcore`.
+ * The capacity line: `Cluster 3.0 GB of 6.0 GB · 3 of 4 vcores · yours 1.0 GB · 1 vcore`, and
+ * ` (1 warm kernel, 2.0 GB)` when some of the user's share is warm kernels kept for them.
  */
 export function capacityText(
   cluster: IClusterInfo | null,
-  mine: { memoryMB: number; vcores: number },
+  mine: { memoryMB: number; vcores: number; warm?: number; warmMB?: number },
   error: string | null
 ): string {
   if (cluster === null) {
@@ -62,6 +63,9 @@ export function capacityText(
   return (
     `Cluster ${formatMemory(memory.usedMB)} of ${formatMemory(memory.totalMB)} · ` +
     `${vcores.used} of ${vcores.total} vcores · ` +
-    `yours ${formatMemory(mine.memoryMB)} · ${mine.vcores} vcore${mine.vcores === 1 ? '' : 's'}`
+    `yours ${formatMemory(mine.memoryMB)} · ${mine.vcores} vcore${mine.vcores === 1 ? '' : 's'}` +
+    (mine.warm
+      ? ` (${mine.warm} warm kernel${mine.warm === 1 ? '' : 's'}, ${formatMemory(mine.warmMB ?? 0)})`
+      : '')
   );
 }

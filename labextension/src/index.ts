@@ -12,6 +12,7 @@ import { requestAPI, requestConditional } from './handler';
 import { hdfsBrowserPlugin } from './hdfs/plugin';
 import { StorageUsageModel } from './hdfs/usage';
 import { sparkProgressPlugin } from './progress/plugin';
+import { kernelStartPlugin } from './progress/starting';
 import { yardlabIcon } from './icons';
 import { JobsModel } from './jobs/model';
 import { ReplyModel } from './reply';
@@ -159,4 +160,4 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [plugin, hdfsBrowserPlugin, sparkProgressPlugin];
+export default [plugin, hdfsBrowserPlugin, sparkProgressPlugin, kernelStartPlugin];

@@ -128,6 +128,11 @@ export interface IApp {
   /** Why it waits in ACCEPTED (queue and resources), or `null`. */
   waiting: string | null;
   /**
+   * A warm kernel: started ahead by the edge, as the user, for their next notebook (it goes to
+   * the next kernel start of its kernelspec, once). Absent from older edges.
+   */
+  warm?: boolean;
+  /**
    * For a kernel on a Kerberized cluster: when its delegation tokens can no longer be renewed
    * (ms since the epoch), or `null`.
    */

@@ -102,6 +102,14 @@ def test_alices_next_notebook_gets_her_warm_kernel_at_once_and_runs_spark_as_ali
     mine = {a["id"]: a for a in edge_as("alice").get("/apps").json()["apps"]}
     assert mine[app["id"]]["warm"] is True and mine[app["id"]]["kernel"] == warm["id"]
     assert app["id"] not in {a["id"] for a in edge_as("bob").get("/apps").json()["apps"]}
+    # the pool's state: admins see everyone's warm kernels (the hub service's Overview reads it through its
+    # API), a user only their own
+    svc = stack["hub_service_url"].rstrip("/") + "/api/v1/warm"
+    admin_view = requests.get(svc, headers=auth(stack, "admin"), timeout=30).json()
+    assert warm["id"] in {k["id"] for k in admin_view["kernels"] if k["user"] == "alice"}
+    assert admin_view["rules"]["groups"][POOL]["yardlab_pyspark"]["count"] == 1 and admin_view["activeUsers"] >= 1
+    bob_view = requests.get(svc, headers=auth(stack, "bob"), timeout=30).json()
+    assert bob_view["kernels"] == [] and "groups" not in bob_view["rules"]
     # Lab's kernel list does not offer it: nobody connects to it before a start hands it out
     base = f"{stack['hub_url']}user/alice"
     h = auth(stack, "alice")

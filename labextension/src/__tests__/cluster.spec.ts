@@ -13,6 +13,15 @@ describe('capacityText', () => {
     );
   });
 
+  it('says how much of the user share is warm kernels kept for them', () => {
+    expect(capacityText(CLUSTER, { memoryMB: 3072, vcores: 3, warm: 1, warmMB: 2048 }, null)).toBe(
+      'Cluster 3.0 GB of 8.0 GB · 3 of 8 vcores · yours 3.0 GB · 3 vcores (1 warm kernel, 2.0 GB)'
+    );
+    expect(capacityText(CLUSTER, { memoryMB: 1024, vcores: 1, warm: 0, warmMB: 0 }, null)).toBe(
+      'Cluster 3.0 GB of 8.0 GB · 3 of 8 vcores · yours 1.0 GB · 1 vcore'
+    );
+  });
+
   it('says when the cluster cannot be read', () => {
     expect(capacityText(null, { memoryMB: 0, vcores: 0 }, 'Service Unavailable')).toBe(
       'Cluster capacity unavailable: Service Unavailable'

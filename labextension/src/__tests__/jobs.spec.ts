@@ -104,7 +104,19 @@ describe('JobsModel', () => {
 
     expect(model.active.map(a => a.id)).toEqual(['a1', 'a2']);
     expect(model.finished.map(a => a.id)).toEqual(['a3', 'a4']);
-    expect(model.usage).toEqual({ memoryMB: 2048, vcores: 2 });
+    expect(model.usage).toEqual({ memoryMB: 2048, vcores: 2, warm: 0, warmMB: 0 });
+  });
+
+  it('counts warm kernels in the user share and says which part they are', async () => {
+    const server = new AppsServer();
+    server.apps = [
+      app('a1', 'RUNNING', { allocatedMB: 2048, allocatedVCores: 2 }),
+      app('a2', 'RUNNING', { allocatedMB: 2048, allocatedVCores: 2, warm: true }),
+      app('a3', 'FINISHED', { finishedTime: 9000, warm: true })
+    ];
+    model = models(server);
+    await model.refresh();
+    expect(model.usage).toEqual({ memoryMB: 4096, vcores: 4, warm: 1, warmMB: 2048 });
   });
 
   it('keeps the last list on errors, backs off, and recovers', async () => {

@@ -55,15 +55,24 @@ export class JobsModel extends PolledModel {
     return this._killing.has(id);
   }
 
-  /** The running applications' total memory (MB) and vcores: the user's share of the cluster. */
-  get usage(): { memoryMB: number; vcores: number } {
+  /**
+   * The running applications' total memory (MB) and vcores: the user's share of the cluster; and
+   * how many of those applications are warm kernels, with their memory.
+   */
+  get usage(): { memoryMB: number; vcores: number; warm: number; warmMB: number } {
     let memoryMB = 0;
     let vcores = 0;
+    let warm = 0;
+    let warmMB = 0;
     for (const app of this.active) {
       memoryMB += app.allocatedMB;
       vcores += app.allocatedVCores;
+      if (app.warm) {
+        warm += 1;
+        warmMB += app.allocatedMB;
+      }
     }
-    return { memoryMB, vcores };
+    return { memoryMB, vcores, warm, warmMB };
   }
 
   /**

@@ -231,8 +231,10 @@ function JobItem(props: {
         <span className="jp-yardlab-job-name" title={app.name}>
           {app.name || app.id}
         </span>
-        <span className={`jp-yardlab-badge jp-yardlab-state-${app.state}`}>
-          {killing ? 'KILLING' : app.state}
+        <span
+          className={`jp-yardlab-badge jp-yardlab-state-${app.warm && !ended ? 'WARM' : app.state}`}
+        >
+          {killing ? 'KILLING' : app.warm && !ended ? 'WARM' : app.state}
           {app.finalStatus && app.finalStatus !== 'UNDEFINED' && app.finalStatus !== app.state
             ? ` · ${app.finalStatus}`
             : ''}
@@ -241,6 +243,14 @@ function JobItem(props: {
       <div className="jp-yardlab-job-id">{app.id}</div>
       {app.waiting && (
         <div className="jp-yardlab-job-waiting">{app.waiting}</div>
+      )}
+      {app.warm && !ended && (
+        <div
+          className="jp-yardlab-job-warm"
+          title="Started ahead, as you, so that your next notebook's kernel is ready at once; it is given back after an idle time or when others need the room"
+        >
+          warm (ready for your next notebook)
+        </div>
       )}
       {!ended && (
         <progress
@@ -265,7 +275,7 @@ function JobItem(props: {
           {credentials.text}
         </div>
       )}
-      {owner && (
+      {owner && !(app.warm && !ended) && (
         <div className="jp-yardlab-job-owner" title={owner}>
           {notebook ? (
             <button
