@@ -126,8 +126,9 @@ def table(summaries: dict[str, dict[str, dict[str, float]]]) -> str:
     cases = list(summaries)
     names = [n for n, _, _ in PHASES] + [None] + [n for n, _, _ in SPANS]
     width = max(len(n) for n, _, _ in PHASES + SPANS) + 2
-    head = "phase".ljust(width) + "".join(f"{c:>22s}" for c in cases)
-    lines = [head, " " * width + "".join(f"{'p50 / p90 s':>22s}" for _ in cases)]
+    col = max([22] + [len(c) + 2 for c in cases])
+    head = "phase".ljust(width) + "".join(f"{c:>{col}s}" for c in cases)
+    lines = [head, " " * width + "".join(f"{'p50 / p90 s':>{col}s}" for _ in cases)]
     for name in names:
         if name is None:
             lines.append("-" * len(head))
@@ -135,7 +136,7 @@ def table(summaries: dict[str, dict[str, dict[str, float]]]) -> str:
         row = name.ljust(width)
         for c in cases:
             s = summaries[c].get(name)
-            row += f"{s['p50']:>12.2f} / {s['p90']:<7.2f}" if s else f"{'-':>22s}"
+            row += f"{s['p50']:>{col - 10}.2f} / {s['p90']:<7.2f}" if s else f"{'-':>{col}s}"
         lines.append(row)
     return "\n".join(lines)
 
@@ -231,6 +232,12 @@ def main() -> int:
 
     st = stack_mod.Stack()
     info = st.read_info()
+    # a stack that is still coming up (its launcher alive, no tokens yet) is waited for, not started again
+    deadline = time.monotonic() + 300
+    while (info and stack_mod.pid_alive(info.get("launcher_pid", -1)) and not info.get("user_tokens")
+           and time.monotonic() < deadline):
+        time.sleep(2)
+        info = st.read_info()
     owned = False
     if not (info and stack_mod.pid_alive(info.get("launcher_pid", -1)) and info.get("user_tokens")):
         info = st.start()
@@ -238,6 +245,18 @@ def main() -> int:
     hadoop = HadoopAuth.of(info)
     mach = machine(info)
     results: dict[str, list[dict]] = {}
+    failures: list[dict] = []
+    suffix = f"-{args.tag}" if args.tag else ""
+    out = ROOT / "bench" / "results" / f"kernel-start-{datetime.now(timezone.utc):%Y%m%d}{suffix}.json"
+
+    def save(partial: bool, ratios: dict | None = None) -> None:
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps({"kernelspecs": kernelspecs, "sides": side_names, "user": args.user,
+                                   "runs": args.runs, "partial": partial, "machine": mach,
+                                   "summary": {c: summarize(rs) for c, rs in results.items()},
+                                   "ratio_edge_eg_p50": ratios or {}, "failures": failures,
+                                   "results": results}, indent=2))
+
     try:
         eg_token = json.loads(Path(info["eg_state_file"]).read_text())["token"]
         sides = {
@@ -250,11 +269,19 @@ def main() -> int:
             for side, spec in (cases if i % 2 == 0 else cases[::-1]):
                 base, token, env = sides[side]
                 case = f"{side}:{spec}"
-                r = one_run(base, token, spec, env, args.user, info["rm_url"], hadoop, action=not args.no_action)
+                try:
+                    r = one_run(base, token, spec, env, args.user, info["rm_url"], hadoop,
+                                action=not args.no_action)
+                except Exception as e:  # noqa: BLE001 - a shared stack may restart a service: note it, go on
+                    failures.append({"case": case, "run": i + 1, "error": f"{type(e).__name__}: {e}"[:500]})
+                    print(f"run {i + 1:2d} {case:32s} FAILED: {failures[-1]['error'][:200]}", flush=True)
+                    time.sleep(10)
+                    continue
                 results.setdefault(case, []).append(r)
                 ph = r["phases"]
                 print(f"run {i + 1:2d} {case:32s} 1+1 {ph.get('total: POST -> 1+1 reply', float('nan')):6.2f} s"
                       f"   spark action {ph.get('total: POST -> spark action', float('nan')):6.2f} s", flush=True)
+                save(partial=True)
     finally:
         if owned:
             st.stop()
@@ -271,12 +298,9 @@ def main() -> int:
             ratios[spec] = round(e[key]["p50"] / g[key]["p50"], 3)
             print(f"{spec}: edge / EG p50 ratio (first 1+1 reply): {ratios[spec]:.3f}  "
                   f"(target <= 1.05: {'PASS' if ratios[spec] <= 1.05 else 'FAIL'})")
-    suffix = f"-{args.tag}" if args.tag else ""
-    out = ROOT / "bench" / "results" / f"kernel-start-{datetime.now(timezone.utc):%Y%m%d}{suffix}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"kernelspecs": kernelspecs, "sides": side_names, "user": args.user,
-                               "runs": args.runs, "machine": mach, "summary": summaries,
-                               "ratio_edge_eg_p50": ratios, "results": results}, indent=2))
+    if failures:
+        print(f"{len(failures)} failed start(s), kept in the results file")
+    save(partial=False, ratios=ratios)
     print(f"results: {out}")
     return 0
 

@@ -195,3 +195,61 @@ def test_percentile_and_summary():
     assert s == {"POST -> 1+1 reply": {"p50": 0.2, "p90": pytest.approx(0.28), "n": 3}}
     text = bench.table({"eg:x": s, "edge:x": {}})
     assert "POST -> 1+1 reply" in text and "0.20 / 0.28" in text
+
+
+# -- run.sh's faster start ---------------------------------------------------------------------------------------
+def run_sh(tmp_path, properties: str, extra_env: dict | None = None) -> tuple[list[str], dict]:
+    """Run RUN_SH against a fake spark-submit; return the arguments and environment it was given."""
+    import subprocess
+
+    spark = tmp_path / "spark"
+    (spark / "bin").mkdir(parents=True, exist_ok=True)
+    (spark / "python" / "lib").mkdir(parents=True, exist_ok=True)
+    (spark / "python" / "lib" / "pyspark.zip").write_bytes(b"")
+    (spark / "python" / "lib" / "py4j-0.10.9.9-src.zip").write_bytes(b"")
+    out = tmp_path / "out.json"
+    fake = spark / "bin" / "spark-submit"
+    fake.write_text("#!/usr/bin/env python3\nimport json, os, sys\n"
+                    f"json.dump({{'argv': sys.argv[1:], 'env': dict(os.environ)}}, open({str(out)!r}, 'w'))\n")
+    fake.chmod(0o755)
+    spec = tmp_path / "spec"
+    (spec / "bin").mkdir(parents=True, exist_ok=True)
+    (spec / "bin" / "run.sh").write_text(kernelspecs.RUN_SH)
+    (spec / "bin" / "run.sh").chmod(0o755)
+    (spec / "spark.properties").write_text(properties)
+    env = {"PATH": os.environ["PATH"], "SPARK_HOME": str(spark), "SPARK_CONF_DIR": str(tmp_path / "conf"),
+           "HADOOP_CONF_DIR": str(tmp_path / "hconf"), "KERNEL_ID": "k-1", "KERNEL_USERNAME": "guest",
+           "YARDLAB_WEBHDFS_URL": "http://nn:9870", "YARDLAB_KERNEL_KIND": "pyspark",
+           "YARDLAB_ENVIRONMENT": "builtin", "TMPDIR": str(tmp_path), "EG_IMPERSONATION_ENABLED": "True"}
+    env.update(extra_env or {})
+    subprocess.run([str(spec / "bin" / "run.sh"), "--kernel-id", "k-1"], env=env, check=True, timeout=30)
+    got = json.loads(out.read_text())
+    return got["argv"], got["env"]
+
+
+def test_run_sh_fast_start_on_a_site_with_local_spark(tmp_path):
+    before = time.time()
+    argv, env = run_sh(tmp_path, "spark.yarn.jars local:/opt/spark/jars/*\nspark.driver.memory 512m\n")
+    lib = tmp_path / "spark" / "python" / "lib"
+    assert env["PYSPARK_ARCHIVES_PATH"] == f"local:{lib}/pyspark.zip,local:{lib}/py4j-0.10.9.9-src.zip"
+    confs = [argv[i + 1] for i, a in enumerate(argv) if a == "--conf"]
+    assert "spark.security.credentials.hive.enabled=false" in confs
+    assert "spark.scheduler.minRegisteredResourcesRatio=0" in confs
+    runsh = next(c for c in confs if c.startswith("spark.yarn.appMasterEnv.YARDLAB_T_RUNSH="))
+    assert before - 1 < float(runsh.split("=", 1)[1]) < time.time() + 1
+    assert argv[argv.index("--proxy-user") + 1] == "guest"
+    assert argv[-5:] == [str(tmp_path / "spec" / "scripts" / "yardlab_kernel.py"), "--kind", "pyspark",
+                         "--kernel-id", "k-1"]
+
+
+def test_run_sh_leaves_what_the_kernelspec_or_site_sets(tmp_path):
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "hive-site.xml").write_text("<configuration/>")
+    argv, env = run_sh(tmp_path, "spark.yarn.jars hdfs:///spark/jars/*\n"
+                                 "spark.scheduler.minRegisteredResourcesRatio 0.8\n")
+    assert "PYSPARK_ARCHIVES_PATH" not in env  # Spark is not installed on the nodes: upload as before
+    confs = [argv[i + 1] for i, a in enumerate(argv) if a == "--conf"]
+    assert not [c for c in confs if c.startswith(("spark.security.credentials.hive",
+                                                  "spark.scheduler.minRegisteredResourcesRatio"))]
+    argv, env = run_sh(tmp_path, "spark.yarn.jars local:/x/*\n", {"PYSPARK_ARCHIVES_PATH": "hdfs:///a.zip"})
+    assert env["PYSPARK_ARCHIVES_PATH"] == "hdfs:///a.zip"
