@@ -54,7 +54,7 @@ _warm = info.get("warm_pool", "on")
 if _warm == "group":
     c.WarmPool.kernelspecs = {}
     c.WarmPool.groups = {"warm-pool": {"yardlab_pyspark": {"count": 1, "idle_seconds": 600}},
-                         "warm-short": {"yardlab_pyspark": {"count": 1, "idle_seconds": 25}}}
+                         "warm-short": {"yardlab_pyspark": {"count": 1, "idle_seconds": 10}}}
 elif _warm == "off":
     c.WarmPool.kernelspecs = {}
 c.WarmPool.interval = 2.0

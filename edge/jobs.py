@@ -168,7 +168,8 @@ class JobService(LoggingConfigurable):
         out["environment"] = rec["environment"] if rec else None
         out["waiting"] = self.waiting(rec, app) if rec and self.waiting else None
         # a kernel the edge keeps ready for its user's next notebook (edge/warm.py)
-        out["warm"] = bool(rec and rec["state"] in ("warm", "warming"))
+        out["warm"] = bool(rec and rec.get("state") in ("warm", "warming"))
+        out["warmReady"] = bool(rec and rec.get("state") == "warm")
         started = app.get("startedTime") or 0
         out["credentialsExpire"] = (int(started + self.credentials_max_lifetime * 1000)
                                     if rec and started > 0 and self.credentials_max_lifetime > 0 else None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import uuid
 from typing import Any, Awaitable, Callable, TypeVar
@@ -75,8 +76,10 @@ class KernelService(LoggingConfigurable):
         self.ledger = ledger
         self.snapshot = snapshot
         self.audit = audit
-        #: called when a warm kernel was handed out (the pool starts its successor)
+        #: called when a warm kernel was handed out (the pool starts its successor), and with the id of a warm
+        #: kernel that was handed out or given back
         self.on_warm_taken: list[Callable[[], None]] = []
+        self.on_warm_ended: list[Callable[[str], None]] = []
 
     @property
     def client(self) -> GatewayClient:
@@ -263,13 +266,15 @@ class KernelService(LoggingConfigurable):
         if warm is not None:
             return warm
         rec = await self._launch(who, spec, env, STARTING)
+        assert rec is not None  # only warm starts are given back while they start
         return rec["model"]
 
     async def _launch(self, who: Identity, spec: dict, env: dict[str, str], state: str,
-                      avoid_queues: dict[str, str] | None = None) -> dict:
+                      avoid_queues: dict[str, str] | None = None) -> dict | None:
         """Launch ``spec`` for ``who`` through EG: the cap, the queue check, the ledger, the audit.  ``state``
         is the ledger state while it starts (STARTING, or WARMING for the warm pool, whose kernels must not
-        wait in a queue or make room for themselves).  Returns the ledger record with EG's ``model``."""
+        wait in a queue or make room for themselves).  Returns the ledger record with EG's ``model`` (None for a
+        warm kernel the pool gave back while it started: it is shut down)."""
         eg_ids = await self.client.kernel_ids()
         need = self.requested_resources(spec)
         # from here to the ledger entry nothing awaits: the count and the reservation are one step,
@@ -277,17 +282,22 @@ class KernelService(LoggingConfigurable):
         live = self.ledger.live_for(who.name)
         if eg_ids is not None:
             live = [k for k in live if k["id"] in eg_ids or k["state"] in ("starting", "restarting", WARMING)]
+        spare = None
         if len(live) >= self.max_kernels_per_user and state == STARTING:
-            # a warm kernel is the first thing given back: it makes room for the kernel asked for
-            spare = sorted((k for k in live if k["state"] == WARM), key=lambda k: k["created"])
-            if spare:
-                self.give_back_warm(spare[0], "warm-made-room")
-                live.remove(spare[0])
+            # a warm kernel (ready or still starting) is the first thing given back: it makes room for the
+            # kernel asked for (given back below, once this start has passed its checks)
+            pool = sorted((k for k in live if k["state"] in WARM_STATES),
+                          key=lambda k: (k["state"] != WARMING, k["created"]))
+            if pool:
+                spare = pool[0]
+                live.remove(spare)
         if len(live) >= self.max_kernels_per_user:
             raise PublicError(429, f"you already have {len(live)} kernels running or starting (the limit is "
                                    f"{self.max_kernels_per_user}); shut one down first", reason="Too Many Requests")
         self.snapshot.require_fresh()
         placement = self.queue_check(need)
+        if spare is not None:
+            self.give_back_warm(spare, "warm-made-room")
         if state == WARMING:
             if placement["mustWait"]:
                 raise PublicError(409, f"queue {placement['queue']} has no room for a warm kernel now")
@@ -314,11 +324,14 @@ class KernelService(LoggingConfigurable):
             raise
         rec = self.ledger.get(kernel_id)
         if rec is None or rec["state"] != state:
-            # given back while it started (the pool saw pressure, or its user left): shut it down now
+            # ended while it started: a warm kernel the pool gave back (pressure, its user left), or a kernel
+            # its user shut down before EG had it (EG answered that DELETE with 404).  EG has it now:
+            # shut it down, or it would run outside the ledger (and the cap) until EG's idle cull
+            await self._shutdown_quietly(kernel_id)
             if state == WARMING:
-                await self._shutdown_quietly(kernel_id)
-                raise PublicError(409, "the warm kernel was given back while it started")
-        elif state == STARTING:
+                return None
+            raise PublicError(409, f"kernel {kernel_id} was shut down while it started", reason="Conflict")
+        if state == STARTING:
             rec = self.ledger.update(kernel_id, state=RUNNING)
         # (a warm kernel stays WARMING until its application runs and it answered its warm-up: the pool's
         # round promotes it; EG answers as soon as the kernel sent its ports, before Spark is up)
@@ -334,12 +347,29 @@ class KernelService(LoggingConfigurable):
         env = {"KERNEL_USERNAME": who.name, "KERNEL_LAUNCH_TIMEOUT": str(self.gateway.launch_timeout)}
         return await self._launch(who, spec, env, WARMING, avoid_queues)
 
+    def spec_changed_since(self, spec_name: str, when: float) -> bool:
+        """Whether the kernelspec's files were written after ``when`` (an environment changed or rebuilt, a new
+        launcher): a warm kernel started before runs the old ones."""
+        if not self.kernels_dir or not SPEC_NAME.fullmatch(spec_name):
+            return False
+        folder = os.path.join(self.kernels_dir, spec_name)
+        try:
+            latest = max(os.stat(os.path.join(folder, f)).st_mtime for f in ("kernel.json", "spark.properties")
+                         if os.path.exists(os.path.join(folder, f)))
+        except (OSError, ValueError):
+            return False
+        return latest > when
+
     async def take_warm(self, who: Identity, spec_name: str, env: dict[str, str]) -> dict | None:
         """Hand ``who`` one of their own warm kernels of ``spec_name``, if one is ready (EG's model of it)."""
         ready = sorted((k for k in self.ledger.live_for(who.name)
                         if k["state"] == WARM and k["kernelspec"] == spec_name), key=lambda k: k["created"])
         for rec in ready:
             if rec["user"] != who.name:  # live_for is by user; said again because it is the whole point
+                continue
+            if self.spec_changed_since(spec_name, rec["created"]):
+                # its kernelspec (resources, packages, launcher) was written again after it started
+                self.give_back_warm(rec, "warm-outdated")
                 continue
             # taken before anything awaits: a second start running beside this one cannot get it too
             self.ledger.update(rec["id"], state=RUNNING, notebook=env.get("KERNEL_WORKING_DIR"))
@@ -353,6 +383,8 @@ class KernelService(LoggingConfigurable):
                 self.audit.record("launch", who.name, "started", kernel=rec["id"], kernelspec=spec_name,
                                   queue=rec["queue"], need_mb=rec["need_mb"], warm="handed-out")
                 metrics.WARM_HANDED_OUT.inc()
+                for ended in self.on_warm_ended:
+                    ended(rec["id"])
                 for listener in self.on_warm_taken:
                     listener()
                 return model
@@ -362,15 +394,13 @@ class KernelService(LoggingConfigurable):
         return None
 
     def give_back_warm(self, rec: dict, reason: str) -> None:
-        """End a warm kernel in the ledger now (nobody can take it any more) and shut it down behind."""
+        """End a warm kernel in the ledger now (nobody can take it any more) and shut it down behind (a start
+        still in flight is shut down when EG answers it; one EG fails to shut down, the reaper kills)."""
         self.ledger.end(rec["id"], reason)
         self.audit.record("warm-release", "yardlab-edge", reason, kernel=rec["id"], owner=rec["user"])
+        for listener in self.on_warm_ended:
+            listener(rec["id"])
         asyncio.ensure_future(self._shutdown_quietly(rec["id"]))
-
-    async def shutdown_warm(self, rec: dict, reason: str) -> None:
-        self.ledger.end(rec["id"], reason)
-        self.audit.record("warm-release", "yardlab-edge", reason, kernel=rec["id"], owner=rec["user"])
-        await self._shutdown_quietly(rec["id"])
 
     async def warm_up(self, kernel_id: str, code: str, timeout: float = 180) -> str:
         """Run ``code`` in a warm kernel as a silent execute (no history, no outputs, no execution count:

@@ -89,7 +89,9 @@ class Reaper(LoggingConfigurable):
                 continue
             if app["state"] not in ACTIVE_STATES:
                 continue
-            if rec["state"] == "restarting" or (current and (rec["id"] in eg_ids or self._launching(rec))):
+            # (a kernel the ledger has ended but EG still runs: shut down while its start was in flight, or EG
+            # failed the shutdown; it is an orphan like one EG forgot, outside the user's cap)
+            if rec["state"] == "restarting" or (current and live and (rec["id"] in eg_ids or self._launching(rec))):
                 self.orphan_since.pop(app["id"], None)
                 continue
             # no kernel (or, for a live kernel, an application it no longer runs on) after the grace
@@ -123,6 +125,11 @@ class Reaper(LoggingConfigurable):
         if end_kernel:
             self.ledger.end(rec["id"], "reaped")
         self.orphan_since.pop(app["id"], None)
+        if rec["state"] == "ended" or end_kernel:
+            try:  # EG may still list it (the ledger ended it first): let it go there too
+                await self.gateway.client.shutdown_kernel(rec["id"], timeout=60)
+            except Exception:  # noqa: BLE001 - best effort: the application is killed already
+                pass
 
     async def _kernel_lost(self, rec: dict, app: dict) -> None:
         self.log.warning("kernel %s of %s lost its YARN application %s (%s)", rec["id"], rec["user"], app["id"],

@@ -52,7 +52,9 @@ def check_rule(where: str, rule: Any) -> dict:
     """One pool rule ({"count": n, "idle_seconds": s}); a sentence naming ``where`` when it is wrong."""
     if not isinstance(rule, dict) or not set(rule) <= RULE_KEYS:
         raise TraitError(f"{where} must be a dict with `count` and optionally `idle_seconds`, not {rule!r}")
-    count = rule.get("count", 0)
+    if "count" not in rule:
+        raise TraitError(f"{where} needs `count` (0 turns it off)")
+    count = rule["count"]
     if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_COUNT:
         raise TraitError(f"{where}: `count` must be a whole number from 0 (off) to {MAX_COUNT}, not {count!r}")
     idle = rule.get("idle_seconds", 600)
@@ -83,10 +85,10 @@ class WarmPool(LoggingConfigurable):
                                      "kernels of its queue are given back (every start passes through ACCEPTED "
                                      "briefly).").tag(config=True)
     warm_up_code = Unicode(
-        "spark.range(1).count()\nsc.parallelize(range(1), 1).count()",
+        "try:\n    spark.range(1).count()\n    sc.parallelize(range(1), 1).count()\nexcept NameError:\n    pass",
         help="Code a warm kernel runs silently before it is offered (no history, no outputs), so that the first "
-             "Spark action of the notebook it goes to is fast. Empty: none. Kernels without `spark` or `sc` "
-             "(plain Python) get a NameError, which is harmless.",
+             "Spark action of the notebook it goes to is fast (kernels without `spark` and `sc`, plain Python, skip "
+             "it). Empty: none. A warm-up that fails or runs past 180 s gives the kernel back.",
     ).tag(config=True)
     retry_after = Float(120.0, help="Seconds before a warm start that failed is tried again for that user "
                                     "and kernelspec.").tag(config=True)
@@ -121,6 +123,7 @@ class WarmPool(LoggingConfigurable):
         #: from its creation)
         self.ready_at: dict[str, float] = {}
         self.failed: dict[tuple[str, str], tuple[float, str]] = {}
+        kernels.on_warm_ended.append(lambda kernel_id: self.ready_at.pop(kernel_id, None))
         self.counts = {"started": 0, "handed_out": 0, "expired": 0, "released": 0, "given_back": 0, "failed": 0}
         self._loop: PeriodicTask | None = None
 
@@ -159,16 +162,19 @@ class WarmPool(LoggingConfigurable):
                 page = data.get("items", []) if isinstance(data, dict) else data
                 users.extend(page)
                 nxt = (data.get("_pagination") or {}).get("next") if isinstance(data, dict) else None
-                if not nxt or not page:
+                if not nxt or not page or int(nxt.get("offset", 0)) <= offset:
                     break
-                offset = int(nxt.get("offset", offset + len(page)))
-        except (HTTPClientError, OSError, ValueError, asyncio.TimeoutError) as e:
+                offset = int(nxt["offset"])
+        except (HTTPClientError, OSError, ValueError, TypeError, KeyError, AttributeError,
+                asyncio.TimeoutError) as e:
             self.hub_error = f"could not ask the hub which users have a Lab server running: {e}"
             self.log.warning("warm pool: %s", self.hub_error)
             return None
         self.hub_error = None
-        return {u["name"]: tuple(u.get("groups") or ()) for u in users
-                if isinstance(u, dict) and isinstance(u.get("name"), str)}
+        # hub users named like a Hadoop service account are refused by every handler (TokenIdentifier): the
+        # pool never acts as them either
+        return {u["name"]: tuple(g for g in (u.get("groups") or ()) if isinstance(g, str)) for u in users
+                if isinstance(u, dict) and isinstance(u.get("name"), str) and not self.identifier.is_reserved(u["name"])}
 
     # -- the loop ---------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -194,7 +200,9 @@ class WarmPool(LoggingConfigurable):
         if eg_ids is None:
             return  # EG cannot say which kernels exist: neither start nor judge
         await self.give_back(eg_ids)
-        if self.enabled and self.active is not None:
+        # the hub unreachable for a while: who still has a Lab server is not known; keep giving back, start nothing
+        fresh = time.monotonic() - self.active_read <= 3 * self.hub_interval + self.interval
+        if self.enabled and self.active is not None and fresh:
             self.fill()
 
     def stuck(self, app: dict) -> bool:
@@ -215,52 +223,54 @@ class WarmPool(LoggingConfigurable):
         return waiting
 
     async def give_back(self, eg_ids: set[str]) -> None:
+        """Settle every pool kernel: promote started ones (after their warm-up), give back what is not wanted
+        or makes others wait, and forget what failed.  Nothing here awaits: shutdowns run behind."""
         now = now_wall()
         waiting = self.pressure()
-        apps = self.kernels.snapshot.apps
-        for rec in self.warm_records():
-            rec = self.kernels.ledger.get(rec["id"]) or rec  # as it is now: an earlier step awaited
+        rooms_needed = {q for q in waiting if q}
+        for rec in sorted(self.warm_records(), key=lambda r: r["created"]):
+            rec = self.kernels.ledger.get(rec["id"]) or rec  # as it is now
             if rec["state"] not in WARM_STATES:
                 continue  # handed out (or ended) meanwhile
-            if rec["state"] == WARMING:
+            app = self.app_of(rec)
+            rule = None
+            if self.active is not None and rec["user"] in self.active:
+                rule = self.rules_for(self.active[rec["user"]]).get(rec["kernelspec"])
+            reason = None
+            if self.active is not None and rule is None:
+                reason = "warm-released"  # the user's Lab server stopped, or the rules no longer ask for it
+            elif app is not None and self.stuck(app):
+                reason = "warm-given-back"  # it waits in the queue itself
+            elif any(queue_matches(q, rec["queue"]) for q in rooms_needed):
+                reason = "warm-given-back"  # someone waits in its queue
+            elif rec["state"] == WARMING:
                 key = (rec["user"], rec["kernelspec"])
-                app = self.app_of(rec)
                 if key in self.starting or rec["id"] in self.warming_up:
                     continue
                 if rec["id"] in eg_ids and app is not None and app.get("state") == "RUNNING":
                     # started and its driver runs: warm it up, then it is offered
                     self.warming_up[rec["id"]] = asyncio.ensure_future(self._warm_up(rec))
-                elif app is not None and self.stuck(app):
-                    await self.release(rec, "warm-given-back")  # it would wait in the queue
-                elif (app is not None and app.get("state") in ("FINISHED", "FAILED", "KILLED")) or (
-                        rec["id"] not in eg_ids and now - rec["created"] > self.kernels.gateway.launch_timeout + 60):
-                    self.kernels.ledger.end(rec["id"], "warm-lost")  # its start failed, or the edge lost it
-                continue
-            if rec["id"] not in eg_ids:
-                self.kernels.ledger.end(rec["id"], "warm-lost")  # EG forgot it; the reaper ends its app
-                continue
-            rule = None
-            if self.active is not None and rec["user"] in self.active:
-                rule = self.rules_for(self.active[rec["user"]]).get(rec["kernelspec"])
-            app = apps.get(rec.get("app_id") or "")
-            reason = None
-            if self.active is not None and rec["user"] not in self.active:
-                reason = "warm-released"  # the user's Lab server stopped
-            elif self.active is not None and rule is None:
-                reason = "warm-released"  # the rules no longer ask for it
+                    continue
+                if (app is not None and app.get("state") in ("FINISHED", "FAILED", "KILLED")) or (
+                        now - rec["created"] > self.kernels.gateway.launch_timeout + 300):
+                    reason = "warm-lost"  # its start failed, or never finished (or the edge lost it)
+            elif rec["id"] not in eg_ids:
+                reason = "warm-lost"  # EG forgot it; the reaper ends its application
             elif now - self.ready_at.get(rec["id"], rec["created"]) > (rule or {}).get("idle_seconds", 600):
                 reason = "warm-expired"
-            elif any(queue_matches(q, rec["queue"]) for q in waiting if q):
-                reason = "warm-given-back"
-            elif app is not None and self.stuck(app):
-                reason = "warm-given-back"
-            if reason is None and rule is not None:
+            elif rule is not None:
                 mine = sorted((r for r in self.warm_records() if r["user"] == rec["user"]
                                and r["kernelspec"] == rec["kernelspec"]), key=lambda r: r["created"])
                 if len(mine) > rule["count"] and rec["id"] == mine[0]["id"]:
                     reason = "warm-released"  # more than the rule asks for now: the oldest goes
             if reason:
-                await self.release(rec, reason)
+                self.release(rec, reason)
+        # someone waits in a queue that held no warm kernel: the cluster may be what is full (queues lend
+        # their room up to their maximum): give back the oldest warm kernel, one a round, while it lasts
+        if waiting and not any(queue_matches(q, r["queue"]) for q in rooms_needed for r in self.warm_records()):
+            rest = sorted(self.warm_records(), key=lambda r: r["created"])
+            if rest:
+                self.release(rest[0], "warm-given-back")
 
     def app_of(self, rec: dict) -> dict | None:
         """The YARN application of a pool kernel, from the snapshot (the reaper fills the ledger's app_id only
@@ -272,35 +282,48 @@ class WarmPool(LoggingConfigurable):
         return max(found, key=lambda a: a.get("startedTime") or 0) if found else None
 
     async def _warm_up(self, rec: dict) -> None:
+        key = (rec["user"], rec["kernelspec"])
         try:
             status = await self.kernels.warm_up(rec["id"], self.warm_up_code) if self.warm_up_code else "ok"
-            now_rec = self.kernels.ledger.get(rec["id"])
-            if now_rec is None or now_rec["state"] != WARMING:
-                return  # given back meanwhile
-            if status != "ok":
-                self.log.warning("warm pool: the warm-up of %s's kernel %s gave %s; it is offered all the same",
-                                 rec["user"], rec["id"], status)
-            self.ready_at[rec["id"]] = now_wall()
-            self.kernels.ledger.update(rec["id"], state=WARM)
-        except Exception:  # noqa: BLE001 - the pool must survive anything one warm-up does
+        except Exception as e:  # noqa: BLE001 - the pool must survive anything one warm-up does
             self.log.exception("warm pool: warming up %s failed", rec["id"])
+            status = f"failed: {e!r}"
         finally:
             self.warming_up.pop(rec["id"], None)
+        now_rec = self.kernels.ledger.get(rec["id"])
+        if now_rec is None or now_rec["state"] != WARMING:
+            return  # given back meanwhile
+        if status != "ok":
+            # a kernel whose warm-up failed or still runs is not offered: a notebook would wait behind it
+            self.counts["failed"] += 1
+            self.failed[key] = (time.monotonic(), f"the warm-up gave {status}")
+            self.log.warning("warm pool: the warm-up of %s's kernel %s gave %s; given back", rec["user"], rec["id"],
+                             status)
+            self.release(now_rec, "warm-up-failed")
+            return
+        self.ready_at[rec["id"]] = now_wall()
+        self.kernels.ledger.update(rec["id"], state=WARM)
 
-    async def release(self, rec: dict, reason: str) -> None:
+    def release(self, rec: dict, reason: str) -> None:
         self.ready_at.pop(rec["id"], None)
         key = {"warm-expired": "expired", "warm-given-back": "given_back"}.get(reason, "released")
-        self.counts[key] += 1
-        await self.kernels.shutdown_warm(rec, reason)
+        if reason not in ("warm-lost", "warm-up-failed"):
+            self.counts[key] += 1
+        self.kernels.give_back_warm(rec, reason)
 
     def fill(self) -> None:
-        """Start what is missing, one kernel at a time per user and kernelspec, ``max_starting`` in all."""
+        """Start what is missing, one kernel at a time per user and kernelspec, ``max_starting`` in all; users
+        with the fewest warm kernels first.  Nothing starts while anyone waits for room in YARN."""
         assert self.active is not None
+        if self.pressure():
+            return
         have: dict[tuple[str, str], int] = {}
+        per_user: dict[str, int] = {}
         for rec in self.warm_records():
             have[(rec["user"], rec["kernelspec"])] = have.get((rec["user"], rec["kernelspec"]), 0) + 1
+            per_user[rec["user"]] = per_user.get(rec["user"], 0) + 1
         now = time.monotonic()
-        for user in sorted(self.active):
+        for user in sorted(self.active, key=lambda u: (per_user.get(u, 0), u)):
             for spec_name, rule in sorted(self.rules_for(self.active[user]).items()):
                 key = (user, spec_name)
                 if len(self.starting) >= self.max_starting:
@@ -320,9 +343,13 @@ class WarmPool(LoggingConfigurable):
                 self.counts["started"] += 1
                 self.failed.pop(key, None)
         except PublicError as e:
-            self.counts["failed"] += 1
-            self.failed[key] = (time.monotonic(), e.message)
-            self.log.info("warm pool: no warm %s kernel for %s now: %s", key[1], key[0], e.message)
+            if e.status in (409, 429):
+                # no room now, someone waits, or the user is at their cap: tried again next round
+                self.log.debug("warm pool: no warm %s kernel for %s now: %s", key[1], key[0], e.message)
+            else:
+                self.counts["failed"] += 1
+                self.failed[key] = (time.monotonic(), e.message)
+                self.log.info("warm pool: no warm %s kernel for %s: %s", key[1], key[0], e.message)
         except Exception as e:  # noqa: BLE001 - the pool must survive anything one start does
             self.counts["failed"] += 1
             self.failed[key] = (time.monotonic(), str(e))

@@ -132,6 +132,8 @@ export interface IApp {
    * the next kernel start of its kernelspec, once). Absent from older edges.
    */
   warm?: boolean;
+  /** A warm kernel that is ready (its driver runs and it warmed up); `false` while it starts. */
+  warmReady?: boolean;
   /**
    * For a kernel on a Kerberized cluster: when its delegation tokens can no longer be renewed
    * (ms since the epoch), or `null`.

@@ -122,17 +122,26 @@ def test_a_cells_spark_progress_shows_under_it_while_it_runs(stack, page, artifa
         cell = panel.locator(".jp-CodeCell").first
         cell.wait_for(timeout=60_000)
         # run as soon as the notebook's new kernel answers (its Spark is then still starting)
+        # while it starts, the notebook's toolbar says where the start is (the edge's phases)
+        phases: set[str] = set()
+        start_item = panel.locator(".jp-yardlab-kernel-start")
         deadline = time.monotonic() + 330
         while time.monotonic() < deadline:
+            if start_item.count() and start_item.is_visible():
+                phases.add(start_item.inner_text())
             mine = [x for x in requests.get(f"{base}/api/sessions", headers=h, timeout=60).json()
                     if x.get("path", "").endswith(name) and x.get("kernel")]
             if mine and mine[0]["kernel"].get("execution_state") == "idle":
                 break
-            time.sleep(1)
+            time.sleep(0.5)
         else:
             raise AssertionError(f"the notebook's kernel never started; dialogs: "
                                  f"{page.locator('.jp-Dialog').all_inner_texts()}")
+        known = ("Kernel: submitting to YARN", "Kernel: starting the Spark driver",
+                 "Kernel: the driver runs; connecting the kernel", "Kernel: waiting in queue")
+        assert phases and all(p.startswith(known) for p in phases), phases
         time.sleep(3)  # the page connects to the kernel the server reports
+        assert not start_item.is_visible(), start_item.inner_text()  # ready: nothing more to say
         dialog = page.locator(".jp-Dialog")
         if dialog.count() and "Select Kernel" in dialog.inner_text():
             dialog.locator("button", has_text="Select").click()  # the notebook's own kernel, as a user would

@@ -3,6 +3,10 @@ gives them back (edge/warm.py, KernelService.take_warm/_launch)."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import time
+import types
 
 import pytest
 from traitlets import TraitError
@@ -73,8 +77,10 @@ def service(tmp_path):
 @pytest.fixture
 def pool(service):
     p = WarmPool(service, TokenIdentifier(hub_api_url="http://127.0.0.1:9/hub/api"),
-                 kernelspecs={"yardlab_pyspark": {"count": 1, "idle_seconds": 60}}, warm_up_code="")
+                 kernelspecs={"yardlab_pyspark": {"count": 1, "idle_seconds": 60}}, warm_up_code="",
+                 hub_interval=3600)
     p.active = {"alice": (), "bob": ()}
+    p.active_read = time.monotonic()  # as read from the hub just now
     return p
 
 
@@ -251,9 +257,108 @@ def test_group_rules(pool):
     assert pool.rules_for(("students", "staff")) == {"yardlab_pyspark": {"count": 2, "idle_seconds": 1200.0}}
 
 
-@pytest.mark.parametrize("rule", [{"count": -1}, {"count": 5}, {"count": "1"}, {"count": True}, {"cnt": 1},
+@pytest.mark.parametrize("rule", [{"idle_seconds": 60}, {"count": -1}, {"count": 5}, {"count": "1"}, {"count": True}, {"cnt": 1},
                                   {"count": 1, "idle_seconds": 1}, {"count": 1, "idle_seconds": float("nan")}, []])
 def test_bad_rules_are_refused_with_a_sentence(pool, rule):
     with pytest.raises(TraitError) as err:
         pool.kernelspecs = {"yardlab_pyspark": rule}
     assert "WarmPool.kernelspecs['yardlab_pyspark']" in str(err.value)
+
+
+def test_a_kernel_shut_down_while_it_starts_does_not_run_on_outside_the_ledger(service):
+    """A user's DELETE while EG still launches (EG answers 404, the ledger ends it): when EG's start returns,
+    the edge shuts the kernel down instead of leaving it running uncounted."""
+    real = service.client.request
+
+    async def scenario():
+        gate = asyncio.Event()
+
+        async def slow(method, path, body=None, timeout=30.0):
+            if path == "/api/kernels" and method == "POST":
+                await gate.wait()
+            return await real(method, path, body, timeout)
+
+        service.client.request = slow
+        start = asyncio.ensure_future(service.start_kernel(alice, {"name": "yardlab_pyspark"}))
+        await asyncio.sleep(0.01)
+        (rec,) = service.ledger.live_for("alice")
+        assert await service.shutdown_kernel(alice, rec["id"]) == 404  # EG does not have it yet
+        gate.set()
+        with pytest.raises(PublicError) as err:
+            await start
+        return rec, err.value
+
+    rec, err = asyncio.run(scenario())
+    assert err.status == 409 and "shut down while it started" in err.message
+    assert rec["id"] in service.client.shut and rec["id"] not in service.client.live
+    assert service.ledger.live_for("alice") == []
+
+
+def test_a_warm_kernel_still_starting_makes_room_at_the_cap(service):
+    rec = asyncio.run(service.start_warm(alice, "yardlab_pyspark", {}))  # warming
+    asyncio.run(service.start_kernel(alice, {"name": "yardlab_python"}))  # 1 running + 1 warming = the cap
+    asyncio.run(service.start_kernel(alice, {"name": "yardlab_python"}))
+    assert service.ledger.get(rec["id"])["end_reason"] == "warm-made-room"
+
+
+def test_someone_waiting_in_another_queue_gets_the_oldest_warm_kernel(service, pool):
+    warm = warm_for(service)
+    service.snapshot.apps = {"application_1_0009": {
+        "id": "application_1_0009", "name": "theirs", "user": "bob", "queue": "root.other", "state": "ACCEPTED",
+        "runningContainers": 0, "startedTime": int((now() - 30) * 1000)}}
+    asyncio.run(pool.give_back(set(service.client.live)))
+    assert service.ledger.get(warm["id"])["end_reason"] == "warm-given-back"
+    assert len(service.client.started) == 1
+    pool.fill()  # and nothing new starts while anyone waits
+    assert pool.starting == {}
+
+
+def test_a_failed_warm_up_is_not_offered(service, pool):
+    rec = asyncio.run(service.start_warm(alice, "yardlab_pyspark", {}))
+    service.snapshot.apps = {"a": app_for(rec, "RUNNING")}
+    pool.warm_up_code = "spark.range(1).count()"
+
+    async def failing(kernel_id, code, timeout=180):
+        return "timed out"
+
+    service.warm_up = failing
+
+    async def run():
+        await pool.give_back(set(service.client.live))
+        await asyncio.gather(*pool.warming_up.values())
+        await asyncio.sleep(0)
+
+    asyncio.run(run())
+    assert service.ledger.get(rec["id"])["end_reason"] == "warm-up-failed"
+    assert "timed out" in pool.failed[("alice", "yardlab_pyspark")][1]
+
+
+def test_a_warm_kernel_of_a_kernelspec_written_again_is_not_handed_out(service, tmp_path):
+    spec_dir = tmp_path / "specs" / "yardlab_pyspark"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text("{}")
+    service.kernels_dir = str(tmp_path / "specs")
+    warm = warm_for(service)
+    assert not service.spec_changed_since("yardlab_pyspark", warm["created"])
+    later = warm["created"] + 5
+    os.utime(spec_dir / "kernel.json", (later, later))  # an environment rebuilt: its kernelspec written again
+    model = asyncio.run(service.start_kernel(alice, {"name": "yardlab_pyspark"}))
+    assert model["id"] != warm["id"] and service.ledger.get(warm["id"])["end_reason"] == "warm-outdated"
+
+
+class FakeResponse:
+    def __init__(self, body):
+        self.body = json.dumps(body).encode()
+
+
+def test_the_pool_never_acts_as_a_reserved_account(pool):
+    pool.identifier.reserved_names = ["hdfs", "yarn"]
+    pages = [{"items": [{"name": "alice", "groups": ["g"]}, {"name": "HDFS"}, {"name": "Yarn"}],
+              "_pagination": {"next": {"offset": 3}}},
+             {"items": [{"name": "bob"}], "_pagination": {"next": {"offset": 3}}}]  # a next that does not advance
+
+    async def fetch(request):
+        return FakeResponse(pages.pop(0))
+
+    pool.http = types.SimpleNamespace(fetch=fetch)  # not the shared AsyncHTTPClient
+    assert asyncio.run(pool.read_active()) == {"alice": ("g",), "bob": ()}

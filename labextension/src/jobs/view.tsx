@@ -249,7 +249,9 @@ function JobItem(props: {
           className="jp-yardlab-job-warm"
           title="Started ahead, as you, so that your next notebook's kernel is ready at once; it is given back after an idle time or when others need the room"
         >
-          warm (ready for your next notebook)
+          {app.warmReady === false
+            ? 'warm kernel starting (for your next notebook)'
+            : 'warm (ready for your next notebook)'}
         </div>
       )}
       {!ended && (
