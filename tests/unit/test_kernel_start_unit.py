@@ -229,7 +229,8 @@ def run_sh(tmp_path, properties: str, extra_env: dict | None = None) -> tuple[li
 
 def test_run_sh_fast_start_on_a_site_with_local_spark(tmp_path):
     before = time.time()
-    argv, env = run_sh(tmp_path, "spark.yarn.jars local:/opt/spark/jars/*\nspark.driver.memory 512m\n")
+    argv, env = run_sh(tmp_path, "spark.yarn.jars local:/opt/spark/jars/*\nspark.driver.memory 512m\n",
+                       {"SPARK_SUBMIT_OPTS": "-Dsite=1"})
     lib = tmp_path / "spark" / "python" / "lib"
     assert env["PYSPARK_ARCHIVES_PATH"] == f"local:{lib}/pyspark.zip,local:{lib}/py4j-0.10.9.9-src.zip"
     confs = [argv[i + 1] for i, a in enumerate(argv) if a == "--conf"]
@@ -238,6 +239,9 @@ def test_run_sh_fast_start_on_a_site_with_local_spark(tmp_path):
     runsh = next(c for c in confs if c.startswith("spark.yarn.appMasterEnv.YARDLAB_T_RUNSH="))
     assert before - 1 < float(runsh.split("=", 1)[1]) < time.time() + 1
     assert argv[argv.index("--proxy-user") + 1] == "guest"
+    # the client JVMs start light; what the site put in SPARK_SUBMIT_OPTS stays
+    assert env["SPARK_SUBMIT_OPTS"] == "-Dsite=1 -XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+    assert env["SPARK_LAUNCHER_OPTS"].split() == ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
     assert argv[-5:] == [str(tmp_path / "spec" / "scripts" / "yardlab_kernel.py"), "--kind", "pyspark",
                          "--kernel-id", "k-1"]
 
