@@ -8,6 +8,7 @@ them out again, and waits until their warm kernels and YARN applications are gon
 """
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import math
 import time
@@ -34,7 +35,11 @@ def auth(stack, user: str) -> dict:
 def warm_kernels(edge_as, user: str) -> list[dict]:
     r = edge_as(user).get("/kernels/warm")
     assert r.status_code == 200, r.text
-    return r.json()["kernels"]
+    kernels = r.json()["kernels"]
+    for k in kernels:  # every warm kernel a test saw must have no YARN application left at the end
+        if k["id"] not in _warm_seen.setdefault(user, []):
+            _warm_seen[user].append(k["id"])
+    return kernels
 
 
 def wait_warm(edge_as, user: str, exclude: tuple[str, ...] = (), timeout: float = 180) -> dict:
@@ -76,19 +81,87 @@ _warm_seen: dict[str, list[str]] = {}
 
 
 def remember(user: str, kernel: dict) -> dict:
-    _warm_seen.setdefault(user, []).append(kernel["id"])
+    if kernel["id"] not in _warm_seen.setdefault(user, []):
+        _warm_seen[user].append(kernel["id"])
     return kernel
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def alice_pool(stack, hub, edge_as, rm):
-    """alice with her Lab server running, in the warm-pool group."""
+    """alice with her Lab server running, in the warm-pool group, for the tests of this module that use
+    her pool (in order, each using the warm kernel the pool has then)."""
     hub("POST", "/users/alice/server")
     wait_server_ready(hub, "alice")
     r = hub("POST", f"/groups/{POOL}/users", json={"users": ["alice"]})
     assert r.status_code == 200, r.text
     yield
     leave_and_drain(hub, edge_as, rm, POOL, "alice")
+
+
+@pytest.fixture
+def edge_kernel_factory(stack):
+    made: list[KernelConnection] = []
+
+    def start(user: str, kernelspec: str = "yardlab_pyspark") -> KernelConnection:
+        kc = KernelConnection.start(stack["edge_url"] + "/gateway", stack["user_tokens"][user], kernelspec,
+                                    username=user)
+        made.append(kc)
+        return kc
+
+    yield start
+    for kc in made:
+        try:
+            kc.shutdown()
+        except requests.RequestException:
+            pass
+
+
+def test_bob_never_gets_alices_warm_kernel(stack, hub, rm, edge_as, edge_kernel_factory, alice_pool):
+    warm = remember("alice", wait_warm(edge_as, "alice"))
+    gw = stack["edge_url"] + "/gateway"
+    bob = auth(stack, "bob")
+    kid = warm["id"]
+    assert requests.get(f"{gw}/api/kernels/{kid}", headers=bob, timeout=30).status_code == 403
+    assert requests.delete(f"{gw}/api/kernels/{kid}", headers=bob, timeout=30).status_code == 403
+    assert requests.post(f"{gw}/api/kernels/{kid}/restart", headers=bob, timeout=30).status_code == 403
+    api = stack["edge_url"] + "/api/v1"
+    assert requests.put(f"{api}/kernels/{kid}/session", headers=bob, timeout=30,
+                        json={"type": "notebook", "path": "x.ipynb"}).status_code == 403
+    with pytest.raises(websocket.WebSocketBadStatusException) as err:
+        websocket.create_connection(gw.replace("http", "ws", 1) + f"/api/kernels/{kid}/channels",
+                                    header=[f"Authorization: token {stack['user_tokens']['bob']}"], timeout=30)
+    assert err.value.status_code == 403
+    # alice herself cannot connect to it or run code in it before a start hands it out
+    with pytest.raises(websocket.WebSocketBadStatusException) as err:
+        websocket.create_connection(gw.replace("http", "ws", 1) + f"/api/kernels/{kid}/channels",
+                                    header=[f"Authorization: token {stack['user_tokens']['alice']}"], timeout=30)
+    assert err.value.status_code == 409
+    r = requests.post(f"{gw}/api/kernels/{kid}/interrupt", headers=auth(stack, "alice"), timeout=30)
+    assert r.status_code == 409 and "warm kernel" in r.json()["message"]
+    # bob asking for alice's name gets nothing of hers either
+    r = requests.post(f"{gw}/api/kernels", headers=bob, timeout=60,
+                      json={"name": "yardlab_pyspark", "env": {"KERNEL_USERNAME": "alice"}})
+    assert r.status_code == 403
+    # bob starts the same kernelspec while alice's warm kernel waits: he gets a kernel of his own, and while it
+    # starts the edge tells him (only him) which phase it is in
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        started = pool.submit(edge_kernel_factory, "bob")
+        phases: list[str] = []
+        while not started.done():
+            for k in edge_as("bob").get("/kernels/starting").json()["kernels"]:
+                if not phases or phases[-1] != k["phase"]:
+                    phases.append(k["phase"])
+            assert edge_as("alice").get("/kernels/starting").json()["kernels"] == []
+            time.sleep(0.3)
+        kc = started.result()
+    assert kc.kernel_id != kid
+    assert phases and set(phases) <= {"submitting", "queued", "driver", "kernel"}, phases
+    order = ["submitting", "queued", "driver", "kernel"]  # in order, never back
+    assert [order.index(p) for p in phases] == sorted(order.index(p) for p in phases), phases
+    reply = kc.execute("print(spark.sparkContext.sparkUser())")
+    assert reply.status == "ok" and reply.stdout.strip() == "bob", reply
+    assert [k["id"] for k in warm_kernels(edge_as, "alice") if k["state"] == "warm"] == [kid]
+    assert warm_kernels(edge_as, "bob") == []
 
 
 def test_alices_next_notebook_gets_her_warm_kernel_at_once_and_runs_spark_as_alice(stack, hub, rm, edge_as,
@@ -153,75 +226,23 @@ def test_alices_next_notebook_gets_her_warm_kernel_at_once_and_runs_spark_as_ali
     assert took < 5, f"the session with a warm kernel took {took:.1f} s"
 
 
-def test_bob_never_gets_alices_warm_kernel(stack, hub, rm, edge_as, edge_kernel_factory, alice_pool):
+def test_an_edge_restart_keeps_warm_kernels_and_leaves_no_orphan(stack, stack_control, hub, rm, edge_as,
+                                                                alice_pool):
     warm = remember("alice", wait_warm(edge_as, "alice"))
-    gw = stack["edge_url"] + "/gateway"
-    bob = auth(stack, "bob")
-    kid = warm["id"]
-    assert requests.get(f"{gw}/api/kernels/{kid}", headers=bob, timeout=30).status_code == 403
-    assert requests.delete(f"{gw}/api/kernels/{kid}", headers=bob, timeout=30).status_code == 403
-    assert requests.post(f"{gw}/api/kernels/{kid}/restart", headers=bob, timeout=30).status_code == 403
-    api = stack["edge_url"] + "/api/v1"
-    assert requests.put(f"{api}/kernels/{kid}/session", headers=bob, timeout=30,
-                        json={"type": "notebook", "path": "x.ipynb"}).status_code == 403
-    with pytest.raises(websocket.WebSocketBadStatusException) as err:
-        websocket.create_connection(gw.replace("http", "ws", 1) + f"/api/kernels/{kid}/channels",
-                                    header=[f"Authorization: token {stack['user_tokens']['bob']}"], timeout=30)
-    assert err.value.status_code == 403
-    # alice herself cannot connect to it or run code in it before a start hands it out
-    with pytest.raises(websocket.WebSocketBadStatusException) as err:
-        websocket.create_connection(gw.replace("http", "ws", 1) + f"/api/kernels/{kid}/channels",
-                                    header=[f"Authorization: token {stack['user_tokens']['alice']}"], timeout=30)
-    assert err.value.status_code == 409
-    r = requests.post(f"{gw}/api/kernels/{kid}/interrupt", headers=auth(stack, "alice"), timeout=30)
-    assert r.status_code == 409 and "warm kernel" in r.json()["message"]
-    # bob asking for alice's name gets nothing of hers either
-    r = requests.post(f"{gw}/api/kernels", headers=bob, timeout=60,
-                      json={"name": "yardlab_pyspark", "env": {"KERNEL_USERNAME": "alice"}})
-    assert r.status_code == 403
-    # bob starts the same kernelspec while alice's warm kernel waits: he gets a kernel of his own
-    kc = edge_kernel_factory("bob")
-    assert kc.kernel_id != kid
-    reply = kc.execute("print(spark.sparkContext.sparkUser())")
-    assert reply.status == "ok" and reply.stdout.strip() == "bob", reply
-    assert [k["id"] for k in warm_kernels(edge_as, "alice") if k["state"] == "warm"] == [kid]
-    assert warm_kernels(edge_as, "bob") == []
-
-
-@pytest.fixture
-def edge_kernel_factory(stack):
-    made: list[KernelConnection] = []
-
-    def start(user: str, kernelspec: str = "yardlab_pyspark") -> KernelConnection:
-        kc = KernelConnection.start(stack["edge_url"] + "/gateway", stack["user_tokens"][user], kernelspec,
-                                    username=user)
-        made.append(kc)
-        return kc
-
-    yield start
-    for kc in made:
-        try:
-            kc.shutdown()
-        except requests.RequestException:
-            pass
-
-
-def test_a_warm_kernel_expires_after_its_idle_time_and_leaves_no_yarn_application(stack, hub, rm, edge_as):
-    hub("POST", "/users/bob/server")
-    wait_server_ready(hub, "bob")
-    assert hub("POST", f"/groups/{SHORT}/users", json={"users": ["bob"]}).status_code == 200
+    stack_control.restart_edge()
+    # the new edge finds the warm kernel in its ledger and in EG, and hands it out
+    after = wait_warm(edge_as, "alice", timeout=60)
+    assert after["id"] == warm["id"]
+    t0 = time.monotonic()
+    kc = KernelConnection.start(stack["edge_url"] + "/gateway", stack["user_tokens"]["alice"], "yardlab_pyspark",
+                                username="alice")
     try:
-        warm = remember("bob", wait_warm(edge_as, "bob"))
-        assert warm["expiresIn"] <= 25
-        (app,) = rm.apps_tagged(f"kernel:{warm['id']}")
-        # idle for 25 s (from its start): given back, and its YARN application ends
-        final = rm.wait_state(app["id"], FINAL_STATES, timeout=120)
-        assert final["state"] in FINAL_STATES
-        releases = [e for e in audit(stack, warm["id"]) if e["action"] == "warm-release"]
-        assert [e["outcome"] for e in releases] == ["warm-expired"]
-        assert warm["id"] not in {k["id"] for k in warm_kernels(edge_as, "bob")}
+        assert kc.kernel_id == warm["id"] and time.monotonic() - t0 < 5
+        reply = kc.execute("print(spark.sparkContext.sparkUser())")
+        assert reply.status == "ok" and reply.stdout.strip() == "alice", reply
     finally:
-        leave_and_drain(hub, edge_as, rm, SHORT, "bob")
+        kc.shutdown()
+    remember("alice", wait_warm(edge_as, "alice", exclude=(warm["id"],)))
 
 
 def test_someone_waiting_in_the_queue_gets_the_room_of_warm_kernels(stack, hub, rm, edge_as, yarn_app, alice_pool):
@@ -252,20 +273,19 @@ def test_someone_waiting_in_the_queue_gets_the_room_of_warm_kernels(stack, hub, 
     assert warm["id"] not in {k["id"] for k in warm_kernels(edge_as, "alice")}
 
 
-def test_an_edge_restart_keeps_warm_kernels_and_leaves_no_orphan(stack, stack_control, hub, rm, edge_as,
-                                                                alice_pool):
-    warm = remember("alice", wait_warm(edge_as, "alice"))
-    stack_control.restart_edge()
-    # the new edge finds the warm kernel in its ledger and in EG, and hands it out
-    after = wait_warm(edge_as, "alice", timeout=60)
-    assert after["id"] == warm["id"]
-    t0 = time.monotonic()
-    kc = KernelConnection.start(stack["edge_url"] + "/gateway", stack["user_tokens"]["alice"], "yardlab_pyspark",
-                                username="alice")
+def test_a_warm_kernel_expires_after_its_idle_time_and_leaves_no_yarn_application(stack, hub, rm, edge_as):
+    hub("POST", "/users/bob/server")
+    wait_server_ready(hub, "bob")
+    assert hub("POST", f"/groups/{SHORT}/users", json={"users": ["bob"]}).status_code == 200
     try:
-        assert kc.kernel_id == warm["id"] and time.monotonic() - t0 < 5
-        reply = kc.execute("print(spark.sparkContext.sparkUser())")
-        assert reply.status == "ok" and reply.stdout.strip() == "alice", reply
+        warm = remember("bob", wait_warm(edge_as, "bob"))
+        assert warm["expiresIn"] <= 10
+        (app,) = rm.apps_tagged(f"kernel:{warm['id']}")
+        # idle for 10 s (from when it was offered): given back, and its YARN application ends
+        final = rm.wait_state(app["id"], FINAL_STATES, timeout=120)
+        assert final["state"] in FINAL_STATES
+        releases = [e for e in audit(stack, warm["id"]) if e["action"] == "warm-release"]
+        assert [e["outcome"] for e in releases] == ["warm-expired"]
+        assert warm["id"] not in {k["id"] for k in warm_kernels(edge_as, "bob")}
     finally:
-        kc.shutdown()
-    remember("alice", wait_warm(edge_as, "alice", exclude=(warm["id"],)))
+        leave_and_drain(hub, edge_as, rm, SHORT, "bob")
