@@ -480,6 +480,10 @@ class Stack:
             "yarn.nodemanager.delete.debug-delay-sec": 0,
             "yarn.log-aggregation-enable": "false",
             "yarn.resourcemanager.max-completed-applications": 1000,
+            # containers are allocated as soon as they are asked for, not at the node's next heartbeat
+            # (kernel start: the AM's container, then the executors'); see the capacity scheduler's
+            # schedule-asynchronously below
+            "yarn.resourcemanager.nodemanagers.heartbeat-interval-ms": 250,
             # YARN enforces ownership itself too: only an app's owner (or the service account,
             # the YARN admin) may kill it, whatever reaches the RM
             "yarn.acl.enable": "true",
@@ -501,6 +505,8 @@ class Stack:
             "yarn.scheduler.capacity.root.interactive.acl_submit_applications": "*",
             # every kernel is its own ApplicationMaster: the default 10% would queue the second one
             "yarn.scheduler.capacity.maximum-am-resource-percent": 0.8,
+            "yarn.scheduler.capacity.schedule-asynchronously.enable": "true",
+            "yarn.scheduler.capacity.schedule-asynchronously.scheduling-interval-ms": 20,
             "yarn.scheduler.capacity.resource-calculator":
                 "org.apache.hadoop.yarn.util.resource.DominantResourceCalculator",
         }
@@ -924,6 +930,11 @@ class Stack:
             "EG_YARN_ENDPOINT": self.url("yarn_rm_http"),
             "JAVA_HOME": jhome, "SPARK_HOME": spark, "HADOOP_CONF_DIR": str(self.hadoop_conf),
             "SPARK_CONF_DIR": str(spark_conf),
+            # EG polls the RM and the kernel's connection info every 0.5 s while a kernel starts, and waits
+            # 15 s for a YARN application to end before it kills it (every shutdown held the room that long);
+            # both are EG's environment settings (processproxies/yarn.py), kept short here
+            "EG_POLL_INTERVAL": "0.1",
+            "EG_YARN_SHUTDOWN_WAIT_TIME": "5",
         }
         if self.kerberos:
             # spark-submit submits --proxy-user <user> with the edge's ticket (never a user's keytab:

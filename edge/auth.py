@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from jupyterhub.services.auth import HubAuth, check_scopes
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
@@ -174,6 +174,26 @@ class TokenIdentifier(LoggingConfigurable):
                         groups=tuple(model.get("groups") or ()), scopes=frozenset(scopes))
 
 
+async def hub_list(http: Any, identifier: TokenIdentifier, path: str, timeout: float = 30,
+                   **params: Any) -> list[dict]:
+    """Every item of a paginated hub API list (``params`` become its query), with the edge's own token.  A
+    ``next`` that does not move forward ends it (a hub answering wrongly must not loop the edge)."""
+    items: list[dict] = []
+    offset = 0
+    while True:
+        url = f"{identifier.hub_api_url.rstrip('/')}{path}?{urlencode({**params, 'offset': offset, 'limit': 200})}"
+        resp = await http.fetch(HTTPRequest(url, headers={
+            "Authorization": f"token {identifier.hub_api_token}",
+            "Accept": "application/jupyterhub-pagination+json"}, request_timeout=timeout, connect_timeout=10))
+        data = json.loads(resp.body)
+        page = data.get("items", []) if isinstance(data, dict) else data
+        items.extend(page)
+        nxt = (data.get("_pagination") or {}).get("next") if isinstance(data, dict) else None
+        if not nxt or not page or int(nxt.get("offset", 0)) <= offset:
+            return items
+        offset = int(nxt["offset"])
+
+
 class AdminRoster(LoggingConfigurable):
     """The hub's current yardlab admins: users holding an admin role themselves or through a group.
 
@@ -197,20 +217,7 @@ class AdminRoster(LoggingConfigurable):
 
     async def _all(self, path: str) -> list[dict]:
         """Every item of a paginated hub API list."""
-        items: list[dict] = []
-        offset = 0
-        while True:
-            url = f"{self.identifier.hub_api_url.rstrip('/')}{path}?offset={offset}&limit=200"
-            resp = await self.http.fetch(HTTPRequest(url, headers={
-                "Authorization": f"token {self.identifier.hub_api_token}",
-                "Accept": "application/jupyterhub-pagination+json"}, request_timeout=30, connect_timeout=10))
-            data = json.loads(resp.body)
-            page = data.get("items", []) if isinstance(data, dict) else data
-            items.extend(page)
-            nxt = (data.get("_pagination") or {}).get("next") if isinstance(data, dict) else None
-            if not nxt or not page:
-                return items
-            offset = int(nxt.get("offset", offset + len(page)))
+        return await hub_list(self.http, self.identifier, path)
 
     async def _get(self, path: str) -> dict:
         url = f"{self.identifier.hub_api_url.rstrip('/')}{path}"

@@ -23,16 +23,14 @@ Lab server running come from the hub's ``GET /users?state=active`` (the edge's t
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Dict, Float, Integer, TraitError, Unicode, validate
 from traitlets.config import LoggingConfigurable
 
-from .auth import Identity, TokenIdentifier
+from .auth import Identity, TokenIdentifier, hub_list
 from .clock import now as now_wall
 from .errors import PublicError
 from .loops import PeriodicTask
@@ -149,22 +147,8 @@ class WarmPool(LoggingConfigurable):
     # -- the hub: who has a Lab server running ---------------------------------------------------------------
     async def read_active(self) -> dict[str, tuple[str, ...]] | None:
         """{user: groups} of users with a server running, from the hub; None when it cannot say."""
-        users: list[dict] = []
-        offset = 0
-        base = self.identifier.hub_api_url.rstrip("/")
         try:
-            while True:
-                url = f"{base}/users?{urlencode({'state': 'active', 'offset': offset, 'limit': 200})}"
-                resp = await self.http.fetch(HTTPRequest(url, headers={
-                    "Authorization": f"token {self.identifier.hub_api_token}",
-                    "Accept": "application/jupyterhub-pagination+json"}, request_timeout=20, connect_timeout=10))
-                data = json.loads(resp.body)
-                page = data.get("items", []) if isinstance(data, dict) else data
-                users.extend(page)
-                nxt = (data.get("_pagination") or {}).get("next") if isinstance(data, dict) else None
-                if not nxt or not page or int(nxt.get("offset", 0)) <= offset:
-                    break
-                offset = int(nxt["offset"])
+            users = await hub_list(self.http, self.identifier, "/users", timeout=20, state="active")
         except (HTTPClientError, OSError, ValueError, TypeError, KeyError, AttributeError,
                 asyncio.TimeoutError) as e:
             self.hub_error = f"could not ask the hub which users have a Lab server running: {e}"

@@ -6,6 +6,7 @@
   session owns it), for the lifecycle tests that stop and restart it.
 - ``rm``: a small ResourceManager REST reader (apps by tag, wait for a state).
 - ``spark_submit``: runs spark-submit against the stack as a given proxy user.
+- ``edge_kernel``: factory for kernels started through the edge's ``/gateway/`` with a user's hub token.
 - ``eg_kernel``: factory for kernels started on Enterprise Gateway, driven over the Jupyter
   websocket protocol; every kernel it made is shut down after the test.
 - ``hub``: a JupyterHub API client with the stack's service token.
@@ -190,6 +191,26 @@ def eg_token(stack) -> str:
     import json
 
     return json.loads(Path(stack["eg_state_file"]).read_text())["token"]
+
+
+@pytest.fixture
+def edge_kernel(stack):
+    """Factory: kernels started through the edge's /gateway/ with a user's hub token; every kernel it made is
+    shut down after the test."""
+    made: list[KernelConnection] = []
+
+    def start(user: str, kernelspec: str = "yardlab_pyspark", env: dict | None = None) -> KernelConnection:
+        kc = KernelConnection.start(stack["edge_url"] + "/gateway", stack["user_tokens"][user], kernelspec,
+                                    env=env or {}, username=user)
+        made.append(kc)
+        return kc
+
+    yield start
+    for kc in made:
+        try:
+            kc.shutdown()
+        except requests.RequestException:
+            pass
 
 
 @pytest.fixture

@@ -30,25 +30,6 @@ def auth(stack, user: str) -> dict:
     return {"Authorization": f"token {stack['user_tokens'][user]}"}
 
 
-@pytest.fixture
-def edge_kernel(stack):
-    """Factory: kernels started through the edge's /gateway/ with a user's hub token."""
-    made: list[KernelConnection] = []
-
-    def start(user: str, kernelspec: str = "yardlab_pyspark", env: dict | None = None) -> KernelConnection:
-        kc = KernelConnection.start(gw(stack), stack["user_tokens"][user], kernelspec, env=env or {},
-                                    username=user)
-        made.append(kc)
-        return kc
-
-    yield start
-    for kc in made:
-        try:
-            kc.shutdown()
-        except requests.RequestException:
-            pass
-
-
 def test_alice_runs_spark_through_her_lab_server_and_the_edge(stack, hub, rm, edge_as):
     """The real path: browser -> Lab server (GatewayClient) -> edge /gateway/ -> EG -> YARN."""
     hub("POST", "/users/alice/server")

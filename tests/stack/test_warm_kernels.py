@@ -98,25 +98,7 @@ def alice_pool(stack, hub, edge_as, rm):
     leave_and_drain(hub, edge_as, rm, POOL, "alice")
 
 
-@pytest.fixture
-def edge_kernel_factory(stack):
-    made: list[KernelConnection] = []
-
-    def start(user: str, kernelspec: str = "yardlab_pyspark") -> KernelConnection:
-        kc = KernelConnection.start(stack["edge_url"] + "/gateway", stack["user_tokens"][user], kernelspec,
-                                    username=user)
-        made.append(kc)
-        return kc
-
-    yield start
-    for kc in made:
-        try:
-            kc.shutdown()
-        except requests.RequestException:
-            pass
-
-
-def test_bob_never_gets_alices_warm_kernel(stack, hub, rm, edge_as, edge_kernel_factory, alice_pool):
+def test_bob_never_gets_alices_warm_kernel(stack, hub, rm, edge_as, edge_kernel, alice_pool):
     warm = remember("alice", wait_warm(edge_as, "alice"))
     gw = stack["edge_url"] + "/gateway"
     bob = auth(stack, "bob")
@@ -145,7 +127,7 @@ def test_bob_never_gets_alices_warm_kernel(stack, hub, rm, edge_as, edge_kernel_
     # bob starts the same kernelspec while alice's warm kernel waits: he gets a kernel of his own, and while it
     # starts the edge tells him (only him) which phase it is in
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        started = pool.submit(edge_kernel_factory, "bob")
+        started = pool.submit(edge_kernel, "bob")
         phases: list[str] = []
         while not started.done():
             for k in edge_as("bob").get("/kernels/starting").json()["kernels"]:
