@@ -45,3 +45,16 @@ c.JobService.credentials_max_lifetime = 7 * 24 * 3600.0
 
 # One poll loop serves every user's view: RM load does not grow with the number of users.
 c.AppSnapshot.poll_interval = 2.0
+
+# Warm kernels (edge/warm.py): for each user with a Lab server running, kernels already started as
+# that user, handed to their next notebook at once.  Each holds its YARN containers while it waits
+# (a PySpark kernel: driver + executors), so size the pool to the cluster.  The default is one of
+# the default PySpark kernelspec per active user; per hub group, a rule replaces it for members
+# (count 0: none).  Warm kernels are given back after idle_seconds, when their user's server stops,
+# and as soon as anyone waits in ACCEPTED for room.  Keep idle_seconds under Enterprise Gateway's
+# idle cull (GatewaySupervisor.cull_idle_timeout, 4 h).  c.WarmPool.kernelspecs = {} turns it off.
+c.WarmPool.kernelspecs = {"yardlab_pyspark": {"count": 1, "idle_seconds": 600}}
+c.WarmPool.groups = {
+    # "students": {"yardlab_pyspark": {"count": 0}},  # a course of 300: no warm kernels
+    # "staff": {"yardlab_pyspark": {"count": 2, "idle_seconds": 1800}},
+}

@@ -34,6 +34,7 @@ from yamllint import linter
 from yamllint.config import YamlLintConfig
 
 from yardlab.edge.app import EdgeApp
+from yardlab.edge.warm import WarmPool
 
 ROOT = Path(__file__).resolve().parents[2]
 HELM = ROOT / "helm"
@@ -419,7 +420,8 @@ def test_edge_config_example_sets_real_traits():
     expected = {"EdgeApp": {"ip", "port", "base_url"}, "AuditLog": {"path"},
                 "TokenIdentifier": {"hub_api_url", "hub_api_token"},
                 "ResourceManagerClient": {"urls", "service_user"}, "AppSnapshot": {"poll_interval"},
-                "Kerberos": {"keytab", "principal", "ccache"}, "JobService": {"credentials_max_lifetime"}}
+                "Kerberos": {"keytab", "principal", "ccache"}, "JobService": {"credentials_max_lifetime"},
+                "WarmPool": {"kernelspecs", "groups"}}
     assert {section: set(traits) for section, traits in config.items()} == expected
     for section, traits in config.items():
         unknown = set(traits) - set(classes[section].class_trait_names(config=True))
@@ -430,6 +432,9 @@ def test_edge_config_example_sets_real_traits():
     assert config.EdgeApp.base_url == f"/services/{EDGE}/"
     app = EdgeApp(config=config)  # traits accept the values (types, validators)
     assert app.port == config.EdgeApp.port
+    # the warm pool's rules pass its validation (a wrong rule would stop the edge at start)
+    pool = WarmPool(SimpleNamespace(on_warm_ended=[]), None, config=config)
+    assert pool.kernelspecs == {"yardlab_pyspark": {"count": 1, "idle_seconds": 600.0}}
 
 
 def test_edge_listens_where_the_hub_and_pods_look(edge_url, values):
