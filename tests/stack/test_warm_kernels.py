@@ -227,6 +227,28 @@ def test_an_edge_restart_keeps_warm_kernels_and_leaves_no_orphan(stack, stack_co
     remember("alice", wait_warm(edge_as, "alice", exclude=(warm["id"],)))
 
 
+def test_the_cap_counts_warm_kernels_and_a_warm_one_makes_room(stack, rm, edge_as, edge_kernel, alice_pool):
+    warm = remember("alice", wait_warm(edge_as, "alice"))
+    cap = 4  # KernelService.max_kernels_per_user on the local stack (the default)
+    # plain Python kernels (a 1 GB driver, no executors): with the warm one, alice is at her cap
+    for _ in range(cap - 1):
+        edge_kernel("alice", "yardlab_python")
+    assert [k["id"] for k in warm_kernels(edge_as, "alice")] == [warm["id"]]
+    # one more start: the warm kernel is given back to make room, and the start goes through
+    extra = edge_kernel("alice", "yardlab_python")
+    assert extra.kernel_id != warm["id"]
+    assert [e["outcome"] for e in audit(stack, warm["id"]) if e["action"] == "warm-release"] == ["warm-made-room"]
+    # and the next is refused: four kernels and no warm one left to give back
+    r = requests.post(stack["edge_url"] + "/gateway/api/kernels", headers=auth(stack, "alice"), timeout=60,
+                      json={"name": "yardlab_python"})
+    assert r.status_code == 429 and "limit is 4" in r.json()["message"], r.text
+    # the pool does not start a warm kernel past her cap either
+    time.sleep(5)
+    assert warm_kernels(edge_as, "alice") == []
+    (app,) = rm.apps_tagged(f"kernel:{warm['id']}")
+    rm.wait_state(app["id"], FINAL_STATES, timeout=90)
+
+
 def test_someone_waiting_in_the_queue_gets_the_room_of_warm_kernels(stack, hub, rm, edge_as, yarn_app, alice_pool):
     warm = remember("alice", wait_warm(edge_as, "alice"))
     # fill the cluster so that what is left is less than an ApplicationMaster needs: bob's application holds
