@@ -318,10 +318,8 @@ class KernelService(LoggingConfigurable):
                 self.audit.record("launch", who.name, "failed", kernel=kernel_id, kernelspec=spec["name"],
                                   warm=state == WARMING)
             raise public_error(e, "the kernel did not start", theirs=True) from e
-        except BaseException:
-            # cancelled (the edge is stopping): EG may finish the launch; the next edge's pool or reaper
-            # settles the record then
-            raise
+        # (a start cancelled above, the edge stopping, leaves its record: EG may finish the launch, and the next
+        # edge's pool or reaper settles it)
         rec = self.ledger.get(kernel_id)
         if rec is None or rec["state"] != state:
             # ended while it started: a warm kernel the pool gave back (pressure, its user left), or a kernel
@@ -377,7 +375,7 @@ class KernelService(LoggingConfigurable):
                 code, model = await self.client.kernel(rec["id"])
             except GATEWAY_ERRORS as e:
                 code, model = getattr(e, "status", 503), None
-            app = self.snapshot.apps.get(rec.get("app_id") or "")
+            app = self.app_of(rec)
             if (code == 200 and isinstance(model, dict) and model.get("execution_state") != "dead"
                     and (app is None or app.get("state") == "RUNNING")):
                 self.audit.record("launch", who.name, "started", kernel=rec["id"], kernelspec=spec_name,
@@ -472,18 +470,25 @@ class KernelService(LoggingConfigurable):
             self.audit.record("shutdown", who.name, "done", kernel=kernel_id, owner=rec["user"])
         return code
 
+    def app_of(self, rec: dict) -> dict | None:
+        """A kernel's current YARN application, from the snapshot: by the ledger's app_id, or (before the reaper's
+        next round has filled it in) the newest application named after the kernel and run by its user."""
+        apps = self.snapshot.apps
+        if rec.get("app_id") in apps:
+            return apps[rec["app_id"]]
+        found = [a for a in apps.values() if a.get("name") == rec["id"] and a.get("user") == rec["user"]]
+        return max(found, key=lambda a: a.get("startedTime") or 0) if found else None
+
     def starting(self, who: Identity) -> list[dict]:
         """The caller's kernel starts in flight, each with its phase, as the notebook's kernel indicator
         shows them: submitting (no YARN application yet), queued (ACCEPTED without a container: why),
         starting the driver (its container runs), starting the kernel (the driver runs; the kernel is
         sending its ports)."""
         out = []
-        apps = self.snapshot.apps
         for rec in sorted(self.ledger.live_for(who.name), key=lambda r: r["created"]):
             if rec["state"] != STARTING:
                 continue
-            app = apps.get(rec.get("app_id") or "") or next(
-                (a for a in apps.values() if a.get("name") == rec["id"] and a.get("user") == who.name), None)
+            app = self.app_of(rec)
             state = (app or {}).get("state", "")
             if app is None or state in ("NEW", "NEW_SAVING", "SUBMITTED"):
                 phase, message = "submitting", "submitting to YARN"

@@ -31,6 +31,7 @@ from traitlets import Dict, Float, Integer, TraitError, Unicode, validate
 from traitlets.config import LoggingConfigurable
 
 from .auth import Identity, TokenIdentifier, hub_list
+from .clients.resourcemanager import FINAL_STATES
 from .clock import now as now_wall
 from .errors import PublicError
 from .loops import PeriodicTask
@@ -216,7 +217,7 @@ class WarmPool(LoggingConfigurable):
             rec = self.kernels.ledger.get(rec["id"]) or rec  # as it is now
             if rec["state"] not in WARM_STATES:
                 continue  # handed out (or ended) meanwhile
-            app = self.app_of(rec)
+            app = self.kernels.app_of(rec)
             rule = None
             if self.active is not None and rec["user"] in self.active:
                 rule = self.rules_for(self.active[rec["user"]]).get(rec["kernelspec"])
@@ -235,7 +236,7 @@ class WarmPool(LoggingConfigurable):
                     # started and its driver runs: warm it up, then it is offered
                     self.warming_up[rec["id"]] = asyncio.ensure_future(self._warm_up(rec))
                     continue
-                if (app is not None and app.get("state") in ("FINISHED", "FAILED", "KILLED")) or (
+                if (app is not None and app.get("state") in FINAL_STATES) or (
                         now - rec["created"] > self.kernels.gateway.launch_timeout + 300):
                     reason = "warm-lost"  # its start failed, or never finished (or the edge lost it)
             elif rec["id"] not in eg_ids:
@@ -255,15 +256,6 @@ class WarmPool(LoggingConfigurable):
             rest = sorted(self.warm_records(), key=lambda r: r["created"])
             if rest:
                 self.release(rest[0], "warm-given-back")
-
-    def app_of(self, rec: dict) -> dict | None:
-        """The YARN application of a pool kernel, from the snapshot (the reaper fills the ledger's app_id only
-        every few seconds)."""
-        apps = self.kernels.snapshot.apps
-        if rec.get("app_id") in apps:
-            return apps[rec["app_id"]]
-        found = [a for a in apps.values() if a.get("name") == rec["id"] and a.get("user") == rec["user"]]
-        return max(found, key=lambda a: a.get("startedTime") or 0) if found else None
 
     async def _warm_up(self, rec: dict) -> None:
         key = (rec["user"], rec["kernelspec"])
