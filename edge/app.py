@@ -159,7 +159,6 @@ class EdgeApp(Application):
                                                kernels.kernels_dir, parent=self)
         self.reaper = Reaper(self.rm, self.snapshot, self.ledger, self.gateway, audit, parent=self)
         self.warm_pool = WarmPool(kernels, identifier, parent=self)
-        kernels.on_warm_taken.append(self.warm_pool.kick)
         channels: dict[str, set] = {}
 
         def report_dead(kernel_id: str) -> None:

@@ -123,6 +123,7 @@ class WarmPool(LoggingConfigurable):
         self.ready_at: dict[str, float] = {}
         self.failed: dict[tuple[str, str], tuple[float, str]] = {}
         kernels.on_warm_ended.append(lambda kernel_id: self.ready_at.pop(kernel_id, None))
+        kernels.on_warm_taken.append(self.kick)
         self.counts = {"started": 0, "handed_out": 0, "expired": 0, "released": 0, "given_back": 0, "failed": 0}
         self._loop: PeriodicTask | None = None
 
@@ -334,7 +335,8 @@ class WarmPool(LoggingConfigurable):
             self.starting.pop(key, None)
 
     def kick(self) -> None:
-        """A warm kernel was handed out: start its successor now rather than at the next round."""
+        """A warm kernel was handed out: count it, and start its successor now rather than at the next round."""
+        self.counts["handed_out"] += 1
         if self.enabled and self.active is not None and self._loop is not None:
             self.fill()
 

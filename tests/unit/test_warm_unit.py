@@ -206,6 +206,11 @@ def test_the_pool_fills_expires_and_gives_back(service, pool):
     pool.active = {"alice": ()}
     asyncio.run(pool.give_back(set(service.client.live)))
     assert service.ledger.get(bobs["id"])["end_reason"] == "warm-released"
+    # a hand-out is counted for the Overview
+    assert pool.counts["handed_out"] == 0
+    (alices,) = asyncio.run(run())  # her expired one's successor
+    model = asyncio.run(service.start_kernel(alice, {"name": "yardlab_pyspark"}))
+    assert model["id"] == alices["id"] and pool.counts["handed_out"] == 1
 
 
 def test_a_warming_kernel_is_offered_only_once_its_driver_runs(service, pool):
