@@ -25,6 +25,7 @@ from .clock import monotonic
 from .errors import PublicError
 from .ledger import KernelLedger
 from .snapshot import AppSnapshot, decode_cursor
+from .warm import WARM, WARM_STATES
 
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$")
@@ -168,8 +169,8 @@ class JobService(LoggingConfigurable):
         out["environment"] = rec["environment"] if rec else None
         out["waiting"] = self.waiting(rec, app) if rec and self.waiting else None
         # a kernel the edge keeps ready for its user's next notebook (edge/warm.py)
-        out["warm"] = bool(rec and rec.get("state") in ("warm", "warming"))
-        out["warmReady"] = bool(rec and rec.get("state") == "warm")
+        out["warm"] = bool(rec and rec.get("state") in WARM_STATES)
+        out["warmReady"] = bool(rec and rec.get("state") == WARM)
         started = app.get("startedTime") or 0
         out["credentialsExpire"] = (int(started + self.credentials_max_lifetime * 1000)
                                     if rec and started > 0 and self.credentials_max_lifetime > 0 else None)

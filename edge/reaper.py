@@ -29,6 +29,7 @@ from .ledger import KernelLedger, app_order
 from .loops import PeriodicTask
 from .snapshot import AppSnapshot
 from .supervisor import GatewaySupervisor
+from .warm import WARMING
 
 
 class Reaper(LoggingConfigurable):
@@ -110,7 +111,7 @@ class Reaper(LoggingConfigurable):
 
     def _launching(self, rec: dict) -> bool:
         """A kernel whose start is still in flight: EG lists it only once its launch returns."""
-        return rec["state"] in ("starting", "warming") and now_wall() - rec["created"] < self.gateway.launch_timeout + self.grace
+        return rec["state"] in ("starting", WARMING) and now_wall() - rec["created"] < self.gateway.launch_timeout + self.grace
 
     async def _reap(self, rec: dict, app: dict, end_kernel: bool = True) -> None:
         try:
