@@ -39,9 +39,10 @@ class ScriptedEG(GatewayClient):
         raise AssertionError(path)
 
 
-@pytest.fixture
-def service(tmp_path):
-    gw = GatewaySupervisor(client_class=ScriptedEG)
+def kernel_service(tmp_path, client_class: type[GatewayClient]) -> KernelService:
+    """A KernelService on ``client_class`` (an EG from memory), a fresh ledger, and a snapshot of one 8 GB node
+    and queue ``default``; the cap is 2 kernels per user."""
+    gw = GatewaySupervisor(client_class=client_class)
     ledger = KernelLedger(db_url=f"sqlite:///{tmp_path / 'l.sqlite'}")
     snap = AppSnapshot()
     snap.last_success = 1.0
@@ -51,6 +52,11 @@ def service(tmp_path):
                                "absoluteMaxCapacity": 100, "resourcesUsed": {"memory": 0}}]}})
     return KernelService(gw, ledger, snap, AuditLog(path=str(tmp_path / "audit.jsonl")), kernels_dir="",
                          max_kernels_per_user=2)
+
+
+@pytest.fixture
+def service(tmp_path):
+    return kernel_service(tmp_path, ScriptedEG)
 
 
 alice = Identity(name="alice", admin=False)

@@ -11,16 +11,13 @@ import types
 import pytest
 from traitlets import TraitError
 
-from yardlab.edge.audit import AuditLog
 from yardlab.edge.auth import Identity, TokenIdentifier
 from yardlab.edge.clients.gateway import GatewayClient
 from yardlab.edge.clock import now
 from yardlab.edge.errors import PublicError
-from yardlab.edge.kernels import KernelService
-from yardlab.edge.ledger import KernelLedger
-from yardlab.edge.snapshot import AppSnapshot, cluster_model
-from yardlab.edge.supervisor import GatewaySupervisor
 from yardlab.edge.warm import WarmPool
+
+from test_kernel_policy_unit import kernel_service
 
 SPEC = {"name": "yardlab_pyspark", "spec": {"metadata": {"yardlab": {"visibility": "builtin",
                                                                     "environment": "builtin"}}}}
@@ -62,16 +59,7 @@ class ScriptedEG(GatewayClient):
 
 @pytest.fixture
 def service(tmp_path):
-    gw = GatewaySupervisor(client_class=ScriptedEG)
-    ledger = KernelLedger(db_url=f"sqlite:///{tmp_path / 'l.sqlite'}")
-    snap = AppSnapshot()
-    snap.last_success = 1.0
-    snap.cluster = cluster_model({"totalMB": 8192, "availableMB": 8192}, [
-        {"id": "n1", "state": "RUNNING", "usedMemoryMB": 0, "availMemoryMB": 8192}],
-        {"queues": {"queue": [{"queueName": "default", "queuePath": "root.default", "absoluteCapacity": 50,
-                               "absoluteMaxCapacity": 100, "resourcesUsed": {"memory": 0}}]}})
-    return KernelService(gw, ledger, snap, AuditLog(path=str(tmp_path / "audit.jsonl")), kernels_dir="",
-                         max_kernels_per_user=2)
+    return kernel_service(tmp_path, ScriptedEG)
 
 
 @pytest.fixture
