@@ -433,7 +433,7 @@ def test_edge_config_example_sets_real_traits():
     app = EdgeApp(config=config)  # traits accept the values (types, validators)
     assert app.port == config.EdgeApp.port
     # the warm pool's rules pass its validation (a wrong rule would stop the edge at start)
-    pool = WarmPool(SimpleNamespace(on_warm_ended=[]), None, config=config)
+    pool = WarmPool(SimpleNamespace(on_warm_ended=[], on_warm_taken=[]), None, config=config)
     assert pool.kernelspecs == {"yardlab_pyspark": {"count": 1, "idle_seconds": 600.0}}
 
 
