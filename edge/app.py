@@ -76,7 +76,12 @@ class EdgeApp(Application):
     def _base_url_default(self) -> str:
         return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/yardlab-edge/")
 
-    max_body_size = Integer(1024 * 1024, help="Largest request body accepted, in bytes.").tag(config=True)
+    max_body_size = Integer(8 * 1024 * 1024, help="""Largest request body the HTTP server reads, in bytes (uploads
+        set their own): a larger one is refused before any handler sees it, with a bare 400 and the connection
+        closed, so a client still sending sees a reset.  Kept above ``max_json_body`` so that an oversized JSON
+        body is read and answered with a 413 and a sentence.""").tag(config=True)
+    max_json_body = Integer(1024 * 1024, help="""Largest JSON request body, in bytes: a larger one gets 413 with a
+        sentence saying the limit.""").tag(config=True)
     metrics_require_auth = Bool(True, help="Whether /metrics needs an admin's token.").tag(config=True)
     cookie_secret_file = Unicode(
         "", help="""File holding the secret that signs the edge's login cookie (the Spark UI's hub login).
@@ -185,6 +190,7 @@ class EdgeApp(Application):
             "kerberos": self.kerberos,
             "environments": self.environments,
             "metrics_require_auth": self.metrics_require_auth,
+            "max_json_body": min(self.max_json_body, self.max_body_size),
             "spark_ui": spark_ui,
             "progress": SparkProgress(self.rm, spark_ui.url_for, parent=self),
             "hub_auth": hub_oauth,

@@ -124,12 +124,15 @@ class AuthenticatedHandler(BaseHandler):
         """The request's JSON body (``empty`` when there is none and that is allowed); a 4xx with a
         sentence for anything else: too large, not JSON, nested too deeply, not storable text."""
         body = self.request.body
+        if max_bytes is None:
+            max_bytes = self.settings.get("max_json_body")
         if not body:
             if empty is None:
                 raise PublicError(400, "a JSON body is required")
             return empty
         if max_bytes is not None and len(body) > max_bytes:
-            raise PublicError(413, f"the request body is too large (at most {max_bytes // 1024} KB)")
+            raise PublicError(413, f"the request body is too large: {len(body) // 1024} KB, and at most "
+                                   f"{max_bytes // 1024} KB is accepted here")
         try:
             data = json.loads(body)
             json.dumps(data, ensure_ascii=False).encode("utf-8")  # lone surrogates (\ud800) are not text
