@@ -150,9 +150,11 @@ def _properties(site: KernelSite, req: KernelSpecRequest) -> dict[str, str]:
 
 
 # -- Spark properties: an environment's resources -> spark-submit, and a kernelspec's back to YARN sizes ------
-def spark_properties(kind: str, resources: dict, archive: str | None = None) -> dict[str, str]:
+def spark_properties(kind: str, resources: dict, archive: str | None = None,
+                     jars: list[str] | None = None) -> dict[str, str]:
     """The spark-submit properties of an environment: its resources (as environments.request checks
-    them) and, given ``archive`` (the packed environment's URI), that archive unpacked as ``./env``."""
+    them), given ``archive`` (the packed environment's URI) that archive unpacked as ``./env``, and
+    given ``jars`` (URIs of its Maven packages on HDFS) those jars on the driver's and executors' class path."""
     conf = {"spark.yarn.queue": resources["queue"],
             "spark.driver.memory": f"{resources['driver_memory_mb']}m",
             "spark.driver.cores": str(resources["driver_cores"])}
@@ -173,6 +175,14 @@ def spark_properties(kind: str, resources: dict, archive: str | None = None) -> 
         conf.update({"spark.yarn.dist.archives": f"{archive}#env",
                      "spark.yarn.appMasterEnv.PYSPARK_PYTHON": "./env/bin/python",
                      "spark.executorEnv.PYSPARK_PYTHON": "./env/bin/python"})
+    if jars:
+        # spark.yarn.dist.jars, not spark.jars: Spark 4.0.1's YARN Client (prepareLocalResources) localizes
+        # every spark.yarn.dist.jars entry into the containers and records it in spark.yarn.secondary.jars,
+        # which populateClasspath puts on the class path of the ApplicationMaster (the driver, in cluster
+        # mode) and of every executor; hdfs:// URIs on the cluster's FS are not copied to the staging folder,
+        # and being 0644 under 0755 folders they are cached by the NodeManagers as PUBLIC resources.
+        # spark.jars would in addition be served by the driver to the executors per application.
+        conf["spark.yarn.dist.jars"] = ",".join(jars)
     return conf
 
 

@@ -43,6 +43,8 @@ def add_parser(sub: Any) -> None:
     create.add_argument("--kind", choices=["pyspark", "python"], default="pyspark")
     create.add_argument("--pip", action="append", default=[], metavar="REQ", help="a pip requirement (repeatable)")
     create.add_argument("--conda", action="append", default=[], metavar="SPEC", help="a conda spec (repeatable)")
+    create.add_argument("--maven", action="append", default=[], metavar="G:A:V",
+                        help="a Maven coordinate group:artifact:version of a JVM package (repeatable)")
     create.add_argument("--driver-memory", type=memory_mb, metavar="SIZE")
     create.add_argument("--driver-cores", type=int)
     create.add_argument("--executor-memory", type=memory_mb, metavar="SIZE")
@@ -70,7 +72,7 @@ def _row(e: dict) -> list[Any]:
     res = e["resources"]
     execs = (f"{res['dynamic_allocation']['min']}-{res['dynamic_allocation']['max']}"
              if res.get("dynamic_allocation") else str(res["executor_instances"]))
-    pkgs = ", ".join(e["packages"]["pip"] + e["packages"]["conda"]) or "-"
+    pkgs = ", ".join(e["packages"]["pip"] + e["packages"]["conda"] + e["packages"].get("maven", [])) or "-"
     status = e["status"] if e["status"] != "building" else f"{e['phase']} {e['progress']}%"
     return [f"{e['owner']}/{e['name']}", e["kind"], status, res["queue"],
             f"{res['executor_memory_mb']} MB x {execs}", pkgs, e.get("kernel_name") or "-"]
@@ -96,6 +98,7 @@ def show_one(e: dict, log: str | None = None) -> str:
              f"  queue:     {res['queue']}",
              f"  pip:       {', '.join(e['packages']['pip']) or '-'}",
              f"  conda:     {', '.join(e['packages']['conda']) or '-'}",
+             f"  maven:     {', '.join(e['packages'].get('maven', [])) or '-'}",
              f"  archive:   {e.get('archive') or '-'}"]
     if e.get("error"):
         lines.append(f"  error:     {e['error']}")
@@ -156,7 +159,7 @@ def run(client: EdgeClient, args: argparse.Namespace) -> tuple[Any, str, int]:
         "executor_instances": args.executors, "dynamic_allocation": args.dynamic, "queue": args.queue}.items()
         if v is not None}
     spec = {"name": args.name, "kind": args.kind, "resources": resources,
-            "packages": {"pip": args.pip, "conda": args.conda},
+            "packages": {"pip": args.pip, "conda": args.conda, "maven": args.maven},
             "visibility": "shared" if args.shared else "personal"}
     if args.display_name:
         spec["display_name"] = args.display_name

@@ -6,7 +6,9 @@
    records into the same prefix.
 3. **packing**: venv-pack turns the prefix into a relocatable ``.tar.gz``.
 4. **uploading**: the archive goes to HDFS once, as ``/yardlab/envs/<sha256>.tar.gz`` (0644, so every
-   NodeManager may cache it as a PUBLIC resource), via a temporary name and a rename.
+   NodeManager may cache it as a PUBLIC resource), via a temporary name and a rename.  Maven packages
+   (resolved by maven.py during *resolving*) go next to it the same way, one jar each, as
+   ``/yardlab/envs/jars/<sha256>.jar``; a jar already there is not uploaded again.
 5. **kernelspec**: written atomically, with the Spark properties of ``kernelspecs.spark_properties``.
 
 An archive that exists for the same resolved set is reused (no install, pack or upload), and so is
@@ -43,12 +45,13 @@ from ..kernelspecs import (
 from ..ledger import KernelLedger
 from ..loops import finish_even_if_cancelled
 from ..storage import HDFSStorage
+from . import maven
 from .request import redact
 from .store import EnvironmentStore, Key
 
 T = TypeVar("T")
 #: what build commands inherit from the edge's environment (nothing else: no tokens, no config paths)
-BUILD_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+BUILD_ENV_KEYS = ("PATH", "HOME", "JAVA_HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
                   "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 #: bumped whenever the way an archive is built changes, so old archives are not reused
 BUILDER_VERSION = "1"
@@ -75,6 +78,9 @@ class BuildSettings(Protocol):
     launcher_requirements: list[str]
     conda_channels: list[str]
     conda_platforms: list[str]
+    mvn: str
+    maven_repositories: list[str]
+    maven_provided_groups: list[str]
     kernel_site: dict
     max_concurrent_builds: int
     build_timeout: float
@@ -98,6 +104,7 @@ class EnvironmentBuilder:
         self.running: dict[Key, asyncio.Task] = {}
         self._archive_locks: dict[str, asyncio.Lock] = {}
         self._kernelspecs_lock = asyncio.Lock()  # writes and removals run in threads: one at a time
+        self._jars_lock = asyncio.Lock()  # a build claims jars, or a delete checks and removes them
         self._python_version: str | None = None
 
     @property
@@ -160,12 +167,32 @@ class EnvironmentBuilder:
         """The archive's URI as Spark is given it."""
         return f"{self.settings.archive_uri_prefix}{self.archive_path(sha)}"
 
+    @property
+    def jars_dir(self) -> str:
+        return f"{self.settings.hdfs_dir}/jars"
+
+    def jar_path(self, sha: str) -> str:
+        return f"{self.jars_dir}/{sha}.jar"
+
+    def jar_uri(self, sha: str) -> str:
+        return f"{self.settings.archive_uri_prefix}{self.jar_path(sha)}"
+
+    async def _jars_present(self, jars: list[dict]) -> bool:
+        for jar in jars:
+            path = self.jar_path(jar["sha256"])
+            if await self._hdfs(path, self.webhdfs.status(path, strict=False)) is None:
+                return False
+        return True
+
     async def _archive_exists(self, sha: str) -> bool:
         path = self.archive_path(sha)
         return await self._hdfs(path, self.webhdfs.status(path, strict=False)) is not None
 
     async def _remove_hdfs_temporaries(self) -> None:
-        folder = self.settings.hdfs_dir
+        for folder in (self.settings.hdfs_dir, self.jars_dir):
+            await self._remove_temporaries_in(folder)
+
+    async def _remove_temporaries_in(self, folder: str) -> None:
         try:
             names = await self._hdfs(folder, self.webhdfs.names(folder))
         except BuildError:
@@ -179,18 +206,19 @@ class EnvironmentBuilder:
                 except BuildError as e:
                     self.log.warning("could not remove %s: %s", path, e)
 
-    async def _upload(self, archive: Path, tmp: str, sha: str) -> None:
-        hdfs, folder, final = self.webhdfs, self.settings.hdfs_dir, self.archive_path(sha)
+    async def _upload(self, local: Path, tmp: str, final: str) -> None:
+        """``local`` to HDFS as ``final`` (0644, in a 0755 folder) through the temporary name ``tmp``."""
+        hdfs, folder = self.webhdfs, final.rsplit("/", 1)[0]
         if await self._hdfs(folder, hdfs.status(folder, strict=False)) is None:
             await self._hdfs(folder, hdfs.makedirs(folder, permission="755"))
             await self._hdfs(folder, hdfs.set_permission(folder, "755"))
         await self._hdfs(tmp, finish_even_if_cancelled(
-            hdfs.upload(tmp, str(archive), overwrite=True, permission="644")))
+            hdfs.upload(tmp, str(local), overwrite=True, permission="644")))
         try:
             await self._hdfs(tmp, hdfs.rename(tmp, final))
         except BuildError:
-            if not await self._archive_exists(sha):  # someone else's identical upload won the race
-                raise
+            if await self._hdfs(final, hdfs.status(final, strict=False)) is None:
+                raise  # not someone else's identical upload that won the race
             await self._hdfs(tmp, hdfs.delete(tmp))
         await self._hdfs(final, hdfs.set_permission(final, "644"))
 
@@ -209,15 +237,31 @@ class EnvironmentBuilder:
             except BuildError as e:
                 self.log.warning("could not remove the unused archive %s: %s", path, e)
 
+    async def remove_jars_if_unused(self, jars: list[dict], environment: str) -> None:
+        """Remove the jars of a deleted environment that no other environment ships (and no live kernel
+        of ``environment`` has on its class path); a resolution naming a removed jar resolves again."""
+        if any(k.get("environment") == environment for k in self.ledger.live()):
+            return
+        async with self._jars_lock:
+            for jar in jars:
+                if self.store.jar_in_use(jar["sha256"]):
+                    continue
+                path = self.jar_path(jar["sha256"])
+                try:
+                    await self._hdfs(path, self.webhdfs.delete(path))
+                except BuildError as e:
+                    self.log.warning("could not remove the unused jar %s: %s", path, e)
+
     # -- kernelspecs ---------------------------------------------------------------------------------
     async def write_kernelspec(self, env: dict) -> str:
         """Publish ``env`` (a record) as its kernelspec; its name."""
         assert self.settings.kernels_dir is not None
         name = self.store.spec_name(env["owner"], env["name"])
         archive = self.archive_uri(env["archive"]) if env.get("archive") else None
+        jars = [self.jar_uri(j["sha256"]) for j in env.get("jars") or []]
         spec = KernelSpecRequest(name=name, display_name=env["display_name"], kind=env["kind"],
                                  environment=f"{env['owner']}/{env['name']}",
-                                 spark_conf=spark_properties(env["kind"], env["resources"], archive),
+                                 spark_conf=spark_properties(env["kind"], env["resources"], archive, jars),
                                  visibility=env["visibility"], owner=env["owner"])
         site = KernelSite(**self.settings.kernel_site)
         async with self._kernelspecs_lock:
@@ -271,7 +315,7 @@ class EnvironmentBuilder:
         self.store.sink(key).line(f"FAILED: {message}")
         if work is not None:
             await asyncio.to_thread(shutil.rmtree, work, ignore_errors=True)  # gone before anyone sees "failed"
-        self.store.update(key, status="failed", phase="failed", error=message, archive=None)
+        self.store.update(key, status="failed", phase="failed", error=message, archive=None, jars=None)
         await self.remove_kernelspec(self.store.spec_name(*key))  # a failed (re)build offers no kernel at all
 
     # -- one build -----------------------------------------------------------------------------------
@@ -287,22 +331,24 @@ class EnvironmentBuilder:
             work.mkdir(parents=True)
             self._phase(key, "resolving")
             request_key = await self._request_key(env)
-            sha = None if key in self.fresh else self.store.reusable(request_key, self.settings.resolution_ttl)
+            reuse = None if key in self.fresh else self.store.reusable(request_key, self.settings.resolution_ttl)
             self.fresh.discard(key)
-            if sha and await self._claim(key, sha):
+            if reuse and await self._claim(key, reuse[0]) and await self._claim_jars(key, reuse[1]):
                 sink.line(f"same request as one resolved in the last {self.settings.resolution_ttl:.0f} s: "
-                          f"reusing archive {sha}")
+                          f"reusing archive {reuse[0]}" + (f" and {len(reuse[1])} jars" if reuse[1] else ""))
             else:
                 sha, records = await self._resolve(key, env, work)
+                jars = await self._resolve_maven(key, env.get("packages", {}).get("maven") or [], work)
                 if await self._claim(key, sha):
                     sink.line(f"the resolved environment is already packed: reusing archive {sha}")
                 else:
                     archive = await self._install_and_pack(key, records, work)
                     self._phase(key, "uploading")
                     tmp_upload = f"{self.settings.hdfs_dir}/.{sha}.{secrets.token_hex(4)}.tmp"
-                    await self._upload(archive, tmp_upload, sha)
+                    await self._upload(archive, tmp_upload, self.archive_path(sha))
                     tmp_upload = None
-                self.store.remember_resolution(request_key, sha)
+                await self._upload_jars(key, jars, work)
+                self.store.remember_resolution(request_key, sha, [j.as_json() for j in jars])
             self._phase(key, "kernelspec")
             data = self.store.get(*key)
             if data is None:
@@ -331,6 +377,54 @@ class EnvironmentBuilder:
             with contextlib.suppress(BuildError):
                 await self._hdfs(tmp_upload, self.webhdfs.delete(tmp_upload))
 
+    async def _claim_jars(self, key: Key, jars: list[dict]) -> bool:
+        """Mark the jars as this environment's, then say whether they are all on HDFS."""
+        async with self._jars_lock:
+            self.store.update(key, jars=jars)
+            return await self._jars_present(jars)
+
+    async def _upload_jars(self, key: Key, jars: list[maven.ResolvedJar], work: Path) -> None:
+        """Upload the jars HDFS does not have yet (each by its sha256) and claim them all."""
+        await self._claim_jars(key, [j.as_json() for j in jars])
+        missing = []
+        for jar in jars:
+            path = self.jar_path(jar.sha256)
+            if await self._hdfs(path, self.webhdfs.status(path, strict=False)) is None:
+                missing.append(jar)
+        if missing:
+            self._phase(key, "uploading")
+        for jar in missing:
+            local = work / "maven" / "jars" / jar.local
+            tmp = f"{self.jars_dir}/.{jar.sha256}.{secrets.token_hex(4)}.tmp"
+            try:
+                await self._upload(local, tmp, self.jar_path(jar.sha256))
+            except BaseException:
+                with contextlib.suppress(BuildError):
+                    await finish_even_if_cancelled(self._hdfs(tmp, self.webhdfs.delete(tmp)))
+                raise
+        if jars:
+            self.store.sink(key).line(f"{len(jars)} jars on HDFS ({len(missing)} uploaded): "
+                                      + ", ".join(j.coordinate for j in jars))
+
+    async def _resolve_maven(self, key: Key, coordinates: list[str], work: Path) -> list[maven.ResolvedJar]:
+        """The requested Maven coordinates and their runtime dependencies, less what Spark carries."""
+        if not coordinates:
+            return []
+        s = self.settings
+        folder = work / "maven"
+        folder.mkdir()
+        (folder / "pom.xml").write_text(maven.pom_xml(coordinates, list(s.maven_repositories)))
+        output = folder / "jars"
+        await self._run(key, maven.mvn_argv(s.mvn, folder / "pom.xml", s.root / "cache" / "m2", output), folder,
+                        "resolving the Maven packages")
+        spark_jars = maven.spark_jar_names(s.kernel_site.get("spark_home", ""))
+        jars, left_out = await asyncio.to_thread(maven.collect, output, spark_jars, list(s.maven_provided_groups))
+        sink = self.store.sink(key)
+        if left_out:
+            sink.line(f"left out (Spark's own jars carry them): {', '.join(left_out)}")
+        sink.line(f"resolved {len(coordinates)} Maven packages to {len(jars)} jars")
+        return jars
+
     async def _claim(self, key: Key, sha: str) -> bool:
         """Mark the archive as this environment's (so no delete removes it), then say whether it exists."""
         async with self._archive_lock(sha):
@@ -342,7 +436,12 @@ class EnvironmentBuilder:
         blob = json.dumps({"python": await self._base_python(), "launcher": sorted(s.launcher_requirements),
                            "pip": sorted(env["packages"]["pip"]), "conda": sorted(env["packages"]["conda"]),
                            "channels": list(s.conda_channels), "index": s.index_url,
-                           "builder": BUILDER_VERSION}, sort_keys=True)
+                           "builder": BUILDER_VERSION,
+                           # only when asked for: the keys of environments without JVM packages stay the same
+                           **({"maven": sorted(env["packages"]["maven"]), "repositories": list(s.maven_repositories),
+                               "provided": list(s.maven_provided_groups),
+                               "spark": maven.spark_jar_names(s.kernel_site.get("spark_home", ""))}
+                              if env["packages"].get("maven") else {})}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     async def _base_python(self) -> str:

@@ -29,6 +29,11 @@ CONDA_SOURCE = re.compile(r"^(\.{1,2}[/\\]|[/\\~]|[A-Za-z][A-Za-z0-9+.-]*://)")
 #: credentials in URLs (user:password@, conda's /t/<token>/), never shown in logs or messages
 SECRET_IN_URL = re.compile(r"(://)[^/@\s]+@|(/t/)[^/\s]+")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: one exact Maven coordinate group:artifact:version (always used with fullmatch); a version names one
+#: release: no ranges ([1.0,2.0)), no dynamic forms (1.+, LATEST, RELEASE), no SNAPSHOTs (they change)
+MAVEN_PART = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}"
+MAVEN_COORDINATE = re.compile(rf"({MAVEN_PART}):({MAVEN_PART}):([A-Za-z0-9_][A-Za-z0-9_.-]{{0,63}})")
+MAVEN_MOVING_VERSION = re.compile(r"(?i)^(latest|release)$|-snapshot$|^latest\.")
 DEFAULT_LIMITS = {"driver_memory_mb": 4096, "driver_cores": 2, "executor_memory_mb": 4096, "executor_cores": 2,
                   "executor_instances": 4, "max_executors": 8}
 RESOURCE_KEYS = ("driver_memory_mb", "driver_cores", "executor_memory_mb", "executor_cores",
@@ -119,13 +124,14 @@ def parse_request(who: Identity, body: Any, rules: RequestRules) -> dict:
     if visibility == "shared" and not who.admin:
         raise FieldError("visibility", "only yardlab admins may create shared environments", status=403)
     packages = body.get("packages") or {}
-    if not isinstance(packages, dict) or set(packages) - {"pip", "conda"}:
-        raise FieldError("packages", 'packages must be {"pip": [...], "conda": [...]}')
+    if not isinstance(packages, dict) or set(packages) - {"pip", "conda", "maven"}:
+        raise FieldError("packages", 'packages must be {"pip": [...], "conda": [...], "maven": [...]}')
     return {
         "name": name, "display_name": display, "kind": kind, "visibility": visibility,
         "resources": parse_resources(who, body.get("resources"), rules),
         "packages": {"pip": parse_pip(packages.get("pip"), rules),
-                     "conda": parse_conda(packages.get("conda"), rules)},
+                     "conda": parse_conda(packages.get("conda"), rules),
+                     "maven": parse_maven(packages.get("maven"), rules)},
     }
 
 
@@ -274,5 +280,45 @@ def parse_conda(raw: Any, rules: RequestRules) -> list[str]:
         if name in seen:
             raise FieldError(field, f"{name} is listed twice")
         seen.add(name)
+        out.append(spec)
+    return out
+
+
+def parse_maven(raw: Any, rules: RequestRules) -> list[str]:
+    """Exact Maven coordinates ``group:artifact:version`` of JVM packages from the site's repositories:
+    no URLs, paths, version ranges, moving versions or options (the build resolves them with Maven)."""
+    if raw is None or raw == []:
+        return []
+    if not isinstance(raw, list):
+        raise FieldError("packages.maven", "maven packages must be a list of group:artifact:version coordinates")
+    if len(raw) > rules.max_packages:
+        raise FieldError("packages.maven", f"at most {rules.max_packages} Maven coordinates per environment")
+    out: list[str] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        field = f"packages.maven[{i}]"
+        spec, shown = _spec_text(item, field, "Maven coordinate", rules)
+        if CONTROL.search(spec) or any(ch.isspace() for ch in spec):
+            raise FieldError(field, f"{shown!r} contains a space, a control character or a line break")
+        if spec.startswith("-"):
+            raise FieldError(field, f"{shown!r}: options are not allowed; give a coordinate such as "
+                                    "org.apache.commons:commons-csv:1.12.0")
+        if "://" in spec or PIP_SOURCE.match(spec) or "/" in spec or "\\" in spec:
+            raise FieldError(field, f"{shown!r}: URLs and local paths are not allowed; name an artifact from the "
+                                    "site's Maven repositories as group:artifact:version")
+        if any(ch in spec for ch in "[](),+*$"):
+            raise FieldError(field, f"{shown!r}: version ranges and dynamic versions are not allowed; give one "
+                                    "exact version, such as org.apache.commons:commons-csv:1.12.0")
+        m = MAVEN_COORDINATE.fullmatch(spec)
+        if not m:
+            raise FieldError(field, f"{shown!r} is not a Maven coordinate group:artifact:version "
+                                    "(for example org.apache.commons:commons-csv:1.12.0)")
+        if MAVEN_MOVING_VERSION.search(m.group(3)):
+            raise FieldError(field, f"{shown!r}: {m.group(3)} is not one release (LATEST, RELEASE and SNAPSHOT "
+                                    "versions change); give an exact version")
+        key = f"{m.group(1)}:{m.group(2)}"
+        if key in seen:
+            raise FieldError(field, f"{key} is listed twice")
+        seen.add(key)
         out.append(spec)
     return out

@@ -82,13 +82,32 @@ class EnvironmentService(LoggingConfigurable):
         help="Conda channels (URLs or names) conda specs are solved against; empty: conda packages are refused.",
     ).tag(config=True)
     conda_platforms = List(Unicode(), ["linux-64", "noarch"], help="Conda subdirs to solve for.").tag(config=True)
+    mvn = Unicode(help="The Maven executable that resolves JVM packages. Default: mvn on PATH.").tag(config=True)
+
+    @default("mvn")
+    def _mvn_default(self) -> str:
+        return shutil.which("mvn") or "mvn"
+
+    maven_repositories = List(
+        Unicode(), ["https://repo.maven.apache.org/maven2"],
+        help="Maven repositories JVM packages (packages.maven) are resolved from, in order; Maven asks no "
+             "other (the first replaces Maven Central). Credentials belong in the edge account's "
+             "~/.m2/settings.xml, not in these URLs.",
+    ).tag(config=True)
+    maven_provided_groups = List(
+        Unicode(), ["org.scala-lang", "org.apache.hadoop"],
+        help="Maven groups never shipped with an environment: Spark's class path has them (besides every "
+             "artifact a jar in $SPARK_HOME/jars is named after, which is left out too).",
+    ).tag(config=True)
     kernel_site = Dict(help="yardlab.edge.kernelspecs.KernelSite fields for the kernelspecs written.").tag(config=True)
     max_concurrent_builds = IntegerT(1, help="Builds that run at once (the rest wait in the queue).").tag(config=True)
     build_timeout = FloatT(1800.0, help="Seconds one build may take.").tag(config=True)
     resolution_ttl = FloatT(
         3600.0, help="Seconds an identical request reuses an earlier resolution (and its archive).").tag(config=True)
     max_environments_per_user = IntegerT(20, help="Environments one user may own.").tag(config=True)
-    max_packages = IntegerT(50, help="Pip requirements (and, separately, conda specs) per environment.").tag(config=True)
+    max_packages = IntegerT(
+        50, help="Pip requirements (and, separately, conda specs and Maven coordinates) per environment.",
+    ).tag(config=True)
     max_spec_length = IntegerT(200, help="Longest requirement or match spec, in characters.").tag(config=True)
     limits = Dict(
         DEFAULT_LIMITS, help="Largest resources an environment may ask for (memory in MB); keys left out keep "
@@ -177,6 +196,7 @@ class EnvironmentService(LoggingConfigurable):
     def _view(self, who: Identity, env: dict) -> dict:
         sha = env.pop("archive", None)
         env["archive"] = self.builder.archive_uri(sha) if sha else None
+        env["jars"] = [{**j, "uri": self.builder.jar_uri(j["sha256"])} for j in env.get("jars") or []]
         try:
             self._may_edit(who, env)
             env["can_edit"] = True
@@ -221,7 +241,7 @@ class EnvironmentService(LoggingConfigurable):
         self.audit.record("environment.create", who.name, "queued", environment=f"{key[0]}/{key[1]}",
                           packages=req["packages"], resources=req["resources"])
         self.store.sink(key).line(f"queued by {who.name}: {req['kind']}, pip {req['packages']['pip'] or '-'}, "
-                                  f"conda {req['packages']['conda'] or '-'}")
+                                  f"conda {req['packages']['conda'] or '-'}, maven {req['packages']['maven'] or '-'}")
         self.builder.enqueue(key)
         return self._view(who, self.store.get(*key) or {})
 
@@ -269,6 +289,8 @@ class EnvironmentService(LoggingConfigurable):
         self.store.emit(key, "deleted", {})
         if env.get("archive"):
             await self.builder.remove_archive_if_unused(env["archive"], f"{owner}/{name}")
+        if env.get("jars"):
+            await self.builder.remove_jars_if_unused(env["jars"], f"{owner}/{name}")
         self.audit.record("environment.delete", who.name, "done", environment=f"{owner}/{name}")
 
     async def events(self, who: Identity, owner: str, name: str) -> AsyncIterator[tuple[str, dict]]:

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ..clock import now
-from ..db import Base, update_row
+from ..db import Base, add_new_columns, update_row
 from ..errors import PublicError
 from .request import FieldError, kernel_name_for
 
@@ -47,6 +47,8 @@ class EnvironmentRecord(Base):
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     kernel_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
     archive: Mapped[str | None] = mapped_column(String(64), nullable=True)  # sha256 of the resolved set
+    #: JSON list of the JVM jars it ships ({coordinate, file, sha256}; sha256 names the jar on HDFS)
+    jars: Mapped[str | None] = mapped_column(Text, nullable=True)
     created: Mapped[float] = mapped_column(Float)
     updated: Mapped[float] = mapped_column(Float)
     build_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -60,6 +62,7 @@ class ResolutionRecord(Base):
     request_key: Mapped[str] = mapped_column(String(64), primary_key=True)
     archive: Mapped[str] = mapped_column(String(64), index=True)
     resolved: Mapped[float] = mapped_column(Float)
+    jars: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON, as EnvironmentRecord.jars
 
 
 class LogSink:
@@ -93,7 +96,7 @@ def record_json(rec: EnvironmentRecord) -> dict:
         "resources": json.loads(rec.resources), "packages": json.loads(rec.packages),
         "visibility": rec.visibility, "status": rec.status, "phase": rec.phase, "progress": rec.progress,
         "error": rec.error, "kernel_name": rec.kernel_name if rec.status == "ready" else None,
-        "archive": rec.archive, "created": _iso(rec.created), "updated": _iso(rec.updated),
+        "archive": rec.archive, "jars": json.loads(rec.jars) if rec.jars else [], "created": _iso(rec.created), "updated": _iso(rec.updated),
         "build_seconds": rec.build_seconds,
     }
 
@@ -104,6 +107,7 @@ class EnvironmentStore:
     def __init__(self, engine: Engine, logs_dir: Path) -> None:
         self.engine = engine
         Base.metadata.create_all(engine)
+        add_new_columns(engine)  # an edge upgraded in place: the jars columns
         self.logs_dir = logs_dir
         self.sinks: dict[Key, LogSink] = {}
         self.listeners: dict[Key, set[Listener]] = {}
@@ -146,8 +150,9 @@ class EnvironmentStore:
 
     def update(self, key: Key, **fields: Any) -> dict | None:
         """Change fields of a record (None: it is gone); progress changes go to the listeners."""
-        if "resources" in fields:
-            fields["resources"] = json.dumps(fields["resources"])
+        for name in ("resources", "jars"):
+            if name in fields and fields[name] is not None:
+                fields[name] = json.dumps(fields[name])
         data = update_row(self.engine, EnvironmentRecord, key, {**fields, "updated": now()}, record_json)
         if data is None:
             return None
@@ -183,18 +188,24 @@ class EnvironmentStore:
         with Session(self.engine) as s:
             return s.scalars(select(EnvironmentRecord.name).where(EnvironmentRecord.archive == sha)).first() is not None
 
+    def jar_in_use(self, sha: str) -> bool:
+        """Whether any environment ships the jar named ``sha`` (a sha256: it cannot appear by chance)."""
+        with Session(self.engine) as s:
+            q = select(EnvironmentRecord.name).where(EnvironmentRecord.jars.contains(f'"{sha}"'))
+            return s.scalars(q).first() is not None
+
     # -- resolutions ----------------------------------------------------------------------------------
-    def reusable(self, request_key: str, ttl: float) -> str | None:
-        """The archive an identical request resolved to in the last ``ttl`` seconds."""
+    def reusable(self, request_key: str, ttl: float) -> tuple[str, list[dict]] | None:
+        """The archive and jars an identical request resolved to in the last ``ttl`` seconds."""
         with Session(self.engine) as s:
             rec = s.get(ResolutionRecord, request_key)
             if rec is None or now() - rec.resolved > ttl:
                 return None
-            return rec.archive
+            return rec.archive, json.loads(rec.jars) if rec.jars else []
 
-    def remember_resolution(self, request_key: str, sha: str) -> None:
+    def remember_resolution(self, request_key: str, sha: str, jars: list[dict]) -> None:
         with Session(self.engine) as s, s.begin():
-            s.merge(ResolutionRecord(request_key=request_key, archive=sha, resolved=now()))
+            s.merge(ResolutionRecord(request_key=request_key, archive=sha, resolved=now(), jars=json.dumps(jars)))
 
     def forget_resolutions(self, sha: str) -> None:
         with Session(self.engine) as s, s.begin():

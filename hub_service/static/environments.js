@@ -32,7 +32,7 @@
         el('td', {}, e.kind), el('td', {}, e.visibility),
         el('td', {}, e.status + (e.status === 'building' ? ` (${e.phase}, ${e.progress}%)` : ''),
           e.error ? el('div', { className: 'small text-danger' }, e.error) : null),
-        el('td', { className: 'small' }, [...((e.packages || {}).pip || []), ...((e.packages || {}).conda || [])].join(', ')),
+        el('td', { className: 'small' }, [...((e.packages || {}).pip || []), ...((e.packages || {}).conda || []), ...((e.packages || {}).maven || [])].join(', ')),
         el('td', {}, e.updated || ''), el('td', {}, deleteButton(e)))));
       document.getElementById('yl-envs-empty').classList.toggle('d-none', envs.length > 0);
       showError('');

@@ -205,8 +205,8 @@ export interface IEnvRequest {
   kind: 'pyspark' | 'python';
   /** Spark resources; omitted fields take the site defaults. */
   resources: IEnvResources;
-  /** Extra packages to install. */
-  packages: { pip: string[]; conda: string[] };
+  /** Extra packages to install: pip requirements, conda specs, exact Maven coordinates (JVM jars). */
+  packages: { pip: string[]; conda: string[]; maven?: string[] };
   /** `personal`, or `shared` with every user (admins only). */
   visibility: 'personal' | 'shared';
 }

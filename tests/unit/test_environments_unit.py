@@ -63,7 +63,7 @@ def refused(svc, who, b) -> FieldError:
 
 def test_a_good_request_is_normalised_with_site_defaults(svc):
     req = parsed(svc, ALICE, body(resources={"executor_memory_mb": 2048, "queue": "interactive"}))
-    assert req["packages"] == {"pip": ["tabulate==0.9.0"], "conda": []}
+    assert req["packages"] == {"pip": ["tabulate==0.9.0"], "conda": [], "maven": []}
     assert req["resources"]["executor_memory_mb"] == 2048
     assert req["resources"]["driver_memory_mb"] == svc.defaults["driver_memory_mb"]
     assert req["resources"]["queue"] == "interactive"
@@ -199,6 +199,87 @@ def test_spark_settings_carry_resources_queue_and_archive(svc):
     assert "spark.executor.instances" not in conf and "spark.yarn.dist.archives" not in conf and conf["spark.dynamicAllocation.maxExecutors"] == "4"
     env["kind"] = "python"
     assert "spark.executor.memory" not in spark_properties(env["kind"], env["resources"])
+
+
+# -- Maven coordinates (JVM packages) ------------------------------------------------------------------------
+@pytest.mark.parametrize("spec,words", [
+    ("https://repo.example/evil.jar", "URLs and local paths"),
+    ("file:///etc/passwd", "URLs and local paths"),
+    ("/tmp/evil.jar", "URLs and local paths"),
+    ("../evil:x:1", "URLs and local paths"),
+    ("~/evil.jar", "URLs and local paths"),
+    ("org.example:lib:[1.0,2.0)", "version ranges"),
+    ("org.example:lib:(,1.0]", "version ranges"),
+    ("org.example:lib:1.+", "version ranges"),
+    ("org.example:lib:LATEST", "not one release"),
+    ("org.example:lib:release", "not one release"),
+    ("org.example:lib:1.0-SNAPSHOT", "not one release"),
+    ("-Dmaven.repo.local=/etc", "options are not allowed"),
+    ("--settings=/tmp/s.xml", "options are not allowed"),
+    ("org.example:lib:1.0 -X", "space"),
+    ("org.example:lib:1.0\n<x>", "space"),
+    ("org.example:lib", "not a Maven coordinate"),
+    ("org.example:lib:jar:1.0", "not a Maven coordinate"),
+    ("org.example:lib:1.0;rm", "not a Maven coordinate"),
+    ("org.example:<lib>:1.0", "not a Maven coordinate"),
+    ("a" * 300 + ":b:1", "longer than"),
+])
+def test_maven_coordinates_that_are_not_one_exact_artifact_are_refused(svc, spec, words):
+    err = refused(svc, ALICE, body(packages={"maven": [spec]}))
+    assert err.field == "packages.maven[0]" and words in str(err), str(err)
+    assert err.status == 400
+
+
+def test_maven_lists_are_checked_as_a_whole(svc):
+    ok = parsed(svc, ALICE, body(packages={"maven": ["org.apache.commons:commons-csv:1.12.0",
+                                                      "org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.1"]}))
+    assert ok["packages"]["maven"] == ["org.apache.commons:commons-csv:1.12.0",
+                                       "org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.1"]
+    err = refused(svc, ALICE, body(packages={"maven": ["a.b:c:1", "a.b:c:2"]}))
+    assert err.field == "packages.maven[1]" and "twice" in str(err)
+    assert refused(svc, ALICE, body(packages={"maven": [f"g:a{i}:1" for i in range(51)]})).field == "packages.maven"
+    assert refused(svc, ALICE, body(packages={"maven": "g:a:1"})).field == "packages.maven"
+    assert refused(svc, ALICE, body(packages={"maven": [7]})).field == "packages.maven[0]"
+    assert refused(svc, ALICE, body(packages={"jars": ["g:a:1"]})).field == "packages"
+
+
+def test_the_maven_pom_names_only_the_sites_repositories_and_the_jars_spark_has_are_left_out(tmp_path):
+    from yardlab.edge.environments import maven
+
+    pom = maven.pom_xml(["org.apache.commons:commons-csv:1.12.0"], ["https://repo.corp/maven", "https://b.corp/m2"])
+    assert "<id>central</id><url>https://repo.corp/maven</url>" in pom  # replaces Maven Central
+    assert "<id>site-1</id><url>https://b.corp/m2</url>" in pom and "repo.maven.apache.org" not in pom
+    assert "<artifactId>commons-csv</artifactId><version>1.12.0</version>" in pom
+    out = tmp_path / "jars"
+    for rel in ("org/apache/commons/commons-csv/1.12.0/commons-csv-1.12.0.jar",
+                "commons-io/commons-io/2.16.1/commons-io-2.16.1.jar",
+                "org/scala-lang/scala-library/2.13.16/scala-library-2.13.16.jar",
+                "org/apache/hadoop/hadoop-common/3.4.1/hadoop-common-3.4.1.jar",
+                "org/apache/kafka/kafka-clients/3.9.1/kafka-clients-3.9.1.jar"):
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(rel.encode())
+    spark = ["commons-io-2.18.0.jar", "commons-io-extra-1.0.jar", "spark-sql_2.13-4.0.1.jar"]
+    kept, left = maven.collect(out, spark, ["org.scala-lang", "org.apache.hadoop"])
+    assert [j.coordinate for j in kept] == ["org.apache.commons:commons-csv:1.12.0",
+                                            "org.apache.kafka:kafka-clients:3.9.1"]
+    assert sorted(left) == ["commons-io:commons-io:2.16.1", "org.apache.hadoop:hadoop-common:3.4.1",
+                            "org.scala-lang:scala-library:2.13.16"]
+    assert kept[0].sha256 == __import__("hashlib").sha256(
+        b"org/apache/commons/commons-csv/1.12.0/commons-csv-1.12.0.jar").hexdigest()
+    assert not maven.provided_by_spark("org.example", "spark-sql", spark, [])  # spark-sql_2.13 is another name
+    argv = maven.mvn_argv("mvn", tmp_path / "pom.xml", tmp_path / "m2", out)
+    assert "-Dmdep.useRepositoryLayout=true" in argv and "-DincludeScope=runtime" in argv
+
+
+def test_jars_go_on_the_class_path_through_spark_yarn_dist_jars(svc):
+    res = {"driver_memory_mb": 1024, "driver_cores": 1, "executor_memory_mb": 1024, "executor_cores": 1,
+           "executor_instances": 1, "dynamic_allocation": None, "queue": "default"}
+    uris = [svc.builder.jar_uri("cd" * 32), svc.builder.jar_uri("ef" * 32)]
+    assert uris[0] == f"hdfs:///yardlab/envs/jars/{'cd' * 32}.jar"
+    for kind in ("pyspark", "python"):
+        conf = spark_properties(kind, res, None, uris)
+        assert conf["spark.yarn.dist.jars"] == ",".join(uris) and "spark.jars" not in conf
+    assert "spark.yarn.dist.jars" not in spark_properties("pyspark", res, None, [])
 
 
 def test_kernel_names_are_readable_and_unique():

@@ -86,13 +86,18 @@ describe('formToRequest', () => {
       executor_instances: '',
       queue: ' default ',
       pip: 'tabulate==0.9.0\n\n  # a comment\n requests \n',
-      conda: ''
+      conda: '',
+      maven: ' org.apache.commons:commons-csv:1.12.0 \n'
     });
     expect(request).toEqual({
       name: 'tab',
       kind: 'pyspark',
       resources: { executor_memory_mb: 2048, queue: 'default' },
-      packages: { pip: ['tabulate==0.9.0', 'requests'], conda: [] },
+      packages: {
+        pip: ['tabulate==0.9.0', 'requests'],
+        conda: [],
+        maven: ['org.apache.commons:commons-csv:1.12.0']
+      },
       visibility: 'personal'
     });
   });
@@ -115,6 +120,7 @@ describe('form error mapping', () => {
     expect(formFieldOf('name')).toBe('name');
     expect(formFieldOf('resources.executor_memory_mb')).toBe('resources.executor_memory_mb');
     expect(formFieldOf('packages.pip[2]')).toBe('packages.pip');
+    expect(formFieldOf('packages.maven[0]')).toBe('packages.maven');
     expect(formFieldOf('resources.dynamic_allocation.max')).toBe('resources.dynamic_allocation');
     expect(formFieldOf('something.else')).toBe('');
     expect(formFieldOf(null)).toBe('');

@@ -39,6 +39,8 @@ export interface IEnvFormValues {
   pip: string;
   /** conda packages, one per line. */
   conda: string;
+  /** Maven coordinates (`group:artifact:version`) of JVM packages, one per line. */
+  maven: string;
 }
 
 /**
@@ -57,7 +59,8 @@ export const EMPTY_FORM: IEnvFormValues = {
   dynamic: '',
   queue: '',
   pip: '',
-  conda: ''
+  conda: '',
+  maven: ''
 };
 
 /**
@@ -111,7 +114,7 @@ export function formToRequest(form: IEnvFormValues): IEnvRequest {
     name: form.name.trim(),
     kind: form.kind,
     resources,
-    packages: { pip: lines(form.pip), conda: lines(form.conda) },
+    packages: { pip: lines(form.pip), conda: lines(form.conda), maven: lines(form.maven) },
     visibility: form.visibility
   };
   if (form.display_name.trim()) {
@@ -141,6 +144,7 @@ export function formFieldOf(field: string | null): string {
     'resources.dynamic_allocation',
     'packages.pip',
     'packages.conda',
+    'packages.maven',
     ...RESOURCE_FIELDS.map(key => `resources.${key}`)
   ]);
   return known.has(base) ? base : '';

@@ -222,7 +222,8 @@ function EnvItem(props: {
       {open && (
         <div className="jp-yardlab-env-detail">
           <div className="jp-yardlab-env-packages">
-            {[...env.packages.pip, ...env.packages.conda].join(', ') || 'No extra packages'}
+            {[...env.packages.pip, ...env.packages.conda, ...(env.packages.maven ?? [])].join(', ') ||
+              'No extra packages'}
           </div>
           <pre className="jp-yardlab-log" aria-label={`Build log of ${env.name}`} tabIndex={0}>
             {model.fullLog ?? (lines.length ? lines.join('\n') : 'No build log yet.')}
@@ -328,7 +329,7 @@ function EnvForm(props: {
   );
 
   const textarea = (
-    field: 'pip' | 'conda',
+    field: 'pip' | 'conda' | 'maven',
     label: string,
     attrs: React.TextareaHTMLAttributes<HTMLTextAreaElement> = {}
   ) => (
@@ -395,6 +396,10 @@ function EnvForm(props: {
         placeholder: 'tabulate==0.9.0'
       })}
       {textarea('conda', 'conda packages, one per line', { rows: 2 })}
+      {textarea('maven', 'Maven (JVM) packages, group:artifact:version, one per line', {
+        rows: 2,
+        placeholder: 'org.apache.commons:commons-csv:1.12.0'
+      })}
       {fieldError('')}
       <div className="jp-yardlab-formButtons">
         <Button type="button" small minimal onClick={onClose}>
