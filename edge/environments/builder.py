@@ -413,10 +413,13 @@ class EnvironmentBuilder:
         s = self.settings
         folder = work / "maven"
         folder.mkdir()
+        if not s.maven_repositories:
+            raise BuildError("this site has no Maven repositories configured (EnvironmentService.maven_repositories)")
         (folder / "pom.xml").write_text(maven.pom_xml(coordinates, list(s.maven_repositories)))
+        (folder / "settings.xml").write_text(maven.settings_xml(list(s.maven_repositories)))
         output = folder / "jars"
-        await self._run(key, maven.mvn_argv(s.mvn, folder / "pom.xml", s.root / "cache" / "m2", output), folder,
-                        "resolving the Maven packages")
+        argv = maven.mvn_argv(s.mvn, folder / "pom.xml", folder / "settings.xml", s.root / "cache" / "m2", output)
+        await self._run(key, argv, folder, "resolving the Maven packages")
         spark_jars = maven.spark_jar_names(s.kernel_site.get("spark_home", ""))
         jars, left_out = await asyncio.to_thread(maven.collect, output, spark_jars, list(s.maven_provided_groups))
         sink = self.store.sink(key)

@@ -1,8 +1,9 @@
 """JVM packages of an environment: Maven coordinates resolved with their dependencies by the real Maven.
 
-The builder writes a small ``pom.xml`` naming the requested coordinates and the site's repositories
-(the first one under the id ``central``, so Maven asks no repository the site did not configure) and
-runs ``mvn dependency:copy-dependencies`` with the repository layout, so every jar's group, artifact
+The builder writes a small ``pom.xml`` naming the requested coordinates and the site's repositories,
+and a ``settings.xml`` whose mirror sends every other repository to the first of them: dependency
+POMs may declare repositories of their own (Spark's parent POM does), and Maven asks none the site
+did not configure.  It runs ``mvn dependency:copy-dependencies`` with the repository layout, so every jar's group, artifact
 and version are read from its path, not guessed from a file name.  What Spark's own jars already
 carry is left out (Spark, Scala and Hadoop classes twice on one class path break in odd ways): any
 artifact of the ``provided_groups`` and any artifact whose name a jar in ``$SPARK_HOME/jars`` has.
@@ -55,9 +56,21 @@ def pom_xml(coordinates: list[str], repositories: list[str]) -> str:
             "</project>\n")
 
 
-def mvn_argv(mvn: str, pom: Path, local_repo: Path, output: Path) -> list[str]:
+def settings_xml(repositories: list[str]) -> str:
+    """User settings whose one mirror stands for every repository but the site's own ones."""
+    others = "".join(f",!site-{i}" for i in range(1, len(repositories)))
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<settings xmlns="http://maven.apache.org/SETTINGS/1.0.0">\n'
+            f"  <mirrors><mirror><id>yardlab-site</id><mirrorOf>*{others}</mirrorOf>"
+            f"<url>{escape(repositories[0])}</url></mirror></mirrors>\n"
+            "</settings>\n")
+
+
+def mvn_argv(mvn: str, pom: Path, settings: Path, local_repo: Path, output: Path) -> list[str]:
     """The Maven command that copies the runtime closure of the pom's dependencies into ``output``."""
-    return [mvn, "-B", "--no-transfer-progress", "-f", str(pom), f"-Dmaven.repo.local={local_repo}",
+    # -U: a release an earlier build could not reach (the repository was down) is asked for again
+    return [mvn, "-B", "--no-transfer-progress", "-U", "-f", str(pom), "-s", str(settings),
+            f"-Dmaven.repo.local={local_repo}",
             f"{DEPENDENCY_PLUGIN}:copy-dependencies", "-DincludeScope=runtime", "-Dmdep.useRepositoryLayout=true",
             f"-DoutputDirectory={output}"]
 

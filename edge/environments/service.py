@@ -91,8 +91,8 @@ class EnvironmentService(LoggingConfigurable):
     maven_repositories = List(
         Unicode(), ["https://repo.maven.apache.org/maven2"],
         help="Maven repositories JVM packages (packages.maven) are resolved from, in order; Maven asks no "
-             "other (the first replaces Maven Central). Credentials belong in the edge account's "
-             "~/.m2/settings.xml, not in these URLs.",
+             "other (the first one stands in for every repository a POM names, Maven Central included). "
+             "Repositories that need credentials are not supported yet.",
     ).tag(config=True)
     maven_provided_groups = List(
         Unicode(), ["org.scala-lang", "org.apache.hadoop"],

@@ -267,7 +267,9 @@ def test_the_maven_pom_names_only_the_sites_repositories_and_the_jars_spark_has_
     assert kept[0].sha256 == __import__("hashlib").sha256(
         b"org/apache/commons/commons-csv/1.12.0/commons-csv-1.12.0.jar").hexdigest()
     assert not maven.provided_by_spark("org.example", "spark-sql", spark, [])  # spark-sql_2.13 is another name
-    argv = maven.mvn_argv("mvn", tmp_path / "pom.xml", tmp_path / "m2", out)
+    settings = maven.settings_xml(["https://repo.corp/maven", "https://b.corp/m2"])
+    assert "<mirrorOf>*,!site-1</mirrorOf><url>https://repo.corp/maven</url>" in settings
+    argv = maven.mvn_argv("mvn", tmp_path / "pom.xml", tmp_path / "settings.xml", tmp_path / "m2", out)
     assert "-Dmdep.useRepositoryLayout=true" in argv and "-DincludeScope=runtime" in argv
 
 
