@@ -13,6 +13,7 @@ VENV := .venv
 EG_VENV := .venv-eg
 UV := $(VENV)/bin/uv
 HADOOP_LIB := dev/hadoop/lib
+KAFKA_LIB := dev/kafka/lib
 LABEXT := build/labextension/package.json
 APT_UPDATED := /tmp/.yardlab-apt-updated
 PYTEST_ARGS ?=
@@ -72,6 +73,14 @@ $(HADOOP_LIB)/.done: dev/hadoop/pom.xml | system
 	  { echo "error: fetching the Hadoop jars from Maven Central failed (see above)"; exit 1; }
 	@touch $@
 
+# --- Kafka's jars (the local stack's broker, KRaft mode) from Maven Central, cached in ~/.m2 ---------
+$(KAFKA_LIB)/.done: dev/kafka/pom.xml | system
+	rm -rf $(KAFKA_LIB)
+	mvn -q -B -f dev/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime \
+	  -DoutputDirectory=$(CURDIR)/$(KAFKA_LIB) || \
+	  { echo "error: fetching the Kafka jars from Maven Central failed (see above)"; exit 1; }
+	@touch $@
+
 # --- npm: the JupyterLab extension build and configurable-http-proxy ------------------------------
 node_modules/.done: package.json package-lock.json | system
 	npm ci --no-audit --no-fund --loglevel=error || \
@@ -96,7 +105,7 @@ $(CHARTJS): node_modules/.done
 # the tests import the installed package, so they see the work tree only after this
 REINSTALL_PROJECT = $(UV) pip install -q --python $(VENV)/bin/python --reinstall-package yardlab --no-deps .
 
-install: $(VENV)/.deps $(EG_VENV)/.deps $(HADOOP_LIB)/.done $(LABEXT) $(CHARTJS)
+install: $(VENV)/.deps $(EG_VENV)/.deps $(HADOOP_LIB)/.done $(KAFKA_LIB)/.done $(LABEXT) $(CHARTJS)
 	$(REINSTALL_PROJECT)
 
 demo: install
@@ -129,4 +138,4 @@ clean:
 	rm -rf build lib dist *.egg-info .pytest_cache test-artifacts
 
 distclean: clean
-	rm -rf $(VENV) $(EG_VENV) node_modules $(HADOOP_LIB) .stack .stack-simple
+	rm -rf $(VENV) $(EG_VENV) node_modules $(HADOOP_LIB) $(KAFKA_LIB) .stack .stack-simple

@@ -31,6 +31,8 @@ from pathlib import Path
 HADOOP = "yl-hadoop"
 YARN = "yl-yarn"
 SERVICE = "yardlab"
+#: the local Kafka broker's account
+KAFKA = "yl-kafka"
 #: every hub user's account the stack made; the hub runs Lab servers only as members
 USERS_GROUP = "yl-users"
 #: HDFS's superuser group (the service account provisions homes and sets their owners)

@@ -17,7 +17,8 @@ c.TokenIdentifier.hub_api_token = info["edge_service_token"]
 # daemons to the HDFS superuser): a hub user named like one must never act as it through doAs
 _accounts = info.get("accounts") or {}
 c.TokenIdentifier.reserved_names.extend(
-    sorted({_accounts[k] for k in ("hadoop", "yarn", "service", "users_group", "supergroup") if _accounts.get(k)}))
+    sorted({_accounts[k] for k in ("hadoop", "yarn", "service", "kafka", "users_group", "supergroup")
+            if _accounts.get(k)}))
 c.ResourceManagerClient.urls = [info["rm_url"]]
 c.ResourceManagerClient.service_user = info["service_user"]
 c.HDFSStorage.webhdfs_url = info["webhdfs_url"]
@@ -33,6 +34,10 @@ c.GatewaySupervisor.log_file = str(Path(info["logs"]) / "enterprise-gateway.log"
 # short enough for the test suite to watch an orphan being reaped
 c.Reaper.grace = 30.0
 c.Reaper.interval = 5.0
+
+# Kafka: the local broker (in production, the site's brokers); the capacity line says whether it is up
+c.KafkaService.bootstrap_servers = info.get("kafka_bootstrap", "")
+c.KafkaService.interval = 10.0
 
 # environments: built under the state folder, packed archives in HDFS /yardlab/envs
 c.EnvironmentService.kernel_site = info["kernel_site"]

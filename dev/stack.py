@@ -1,4 +1,4 @@
-"""The yardlab local stack: single-node Hadoop (HDFS + YARN), Enterprise Gateway and JupyterHub.
+"""The yardlab local stack: single-node Hadoop (HDFS + YARN), Kafka, Enterprise Gateway and JupyterHub.
 
 Everything binds to 127.0.0.1 and keeps its state and logs under one folder (``.stack/`` in the
 repository, or ``$YARDLAB_STACK_DIR``).  ``make demo`` runs ``python dev/stack.py up``; the pytest
@@ -13,6 +13,7 @@ and demo tokens go to ``<state>/stack.json``.
 from __future__ import annotations
 
 import argparse
+import base64
 import dataclasses
 import grp
 import json
@@ -24,6 +25,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ from yardlab.edge.osutil import pid_alive, write_private
 
 ROOT = Path(__file__).resolve().parent.parent
 HADOOP_LIB = ROOT / "dev" / "hadoop" / "lib"
+KAFKA_LIB = ROOT / "dev" / "kafka" / "lib"
 VENV = ROOT / ".venv"
 EG_VENV = ROOT / ".venv-eg"
 
@@ -56,6 +59,8 @@ SERVICE_USER = accounts.SERVICE if SPLIT else _LAUNCHER_USER
 HADOOP_USER = accounts.HADOOP if SPLIT else _LAUNCHER_USER
 #: the NodeManager's account, which every YARN container runs as
 YARN_USER = accounts.YARN if SPLIT else _LAUNCHER_USER
+#: the Kafka broker's account (it holds no key: the training broker listens in PLAINTEXT on loopback)
+KAFKA_USER = accounts.KAFKA if SPLIT else _LAUNCHER_USER
 REALM = "EXAMPLE.COM"
 #: HDFS delegation tokens' renewal interval on the Kerberized stack, in ms (Hadoop's default: a day)
 TOKEN_RENEW_MS = 60_000
@@ -89,6 +94,8 @@ PORTS = {
     "yarn_nm_rpc": 8041,
     "yarn_nm_localizer": 8040,
     "yarn_nm_http": 8042,
+    "kafka": 9092,  # the Kafka broker (PLAINTEXT, loopback)
+    "kafka_controller": 9093,  # its KRaft controller listener
     "edge_http": 8765,
     "hub_service_http": 8766,  # the managed hub service yardlab (started by the hub)
     "eg_http": 8890,
@@ -373,6 +380,9 @@ class Stack:
         if WARM_POOL not in ("on", "group", "off"):
             raise StackError(f"YARDLAB_WARM_POOL={WARM_POOL!r}: say on (the default), group or off")
         java_home()
+        if not any(KAFKA_LIB.glob("kafka_2.13-*.jar")):
+            raise StackError(f"Kafka's jars are missing in {KAFKA_LIB}: run `make install` "
+                             "(it fetches them from Maven Central with dev/kafka/pom.xml)")
         if not HADOOP_LIB.exists() or not any(HADOOP_LIB.glob("hadoop-yarn-server-resourcemanager-*.jar")):
             raise StackError(f"Hadoop jars are missing in {HADOOP_LIB}: run `make install` "
                              "(it fetches them from Maven Central with dev/hadoop/pom.xml)")
@@ -656,6 +666,9 @@ class Stack:
             webhdfs_url=self.url("hdfs_namenode_http"),
             spark_conf={"spark.yarn.jars": f"local:{spark}/jars/*", "spark.ui.showConsoleProgress": "false",
                         **LOOPBACK_SPARK_CONF,
+                        # where a notebook finds Kafka (os.environ["KAFKA_BOOTSTRAP_SERVERS"]), driver and executors
+                        "spark.yarn.appMasterEnv.KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
+                        "spark.executorEnv.KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
                         # Kerberos: the kernel's HDFS helpers use the user's delegation token
                         **({"spark.yarn.appMasterEnv.YARDLAB_HDFS_AUTH": "token"} if self.kerberos else {})})
         for path in install_builtin(self.kernels_dir, site):
@@ -681,6 +694,92 @@ class Stack:
 
     def java_krb5_opts(self) -> list[str]:
         return [f"-Djava.security.krb5.conf={self.kerberos.krb5_conf}"] if self.kerberos else []
+
+    # -- Kafka: one broker in KRaft mode (broker and controller in one JVM, no ZooKeeper) ------------------
+    @property
+    def kafka_dir(self) -> Path:
+        return self.state / "kafka"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"127.0.0.1:{PORTS['kafka']}"
+
+    def write_kafka_conf(self) -> Path:
+        """server.properties of a single-node training broker: loopback, PLAINTEXT, small and quick to start
+        (a few partitions for the internal topics, one replica of everything)."""
+        conf, data = self.kafka_dir, self.kafka_dir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": 1,
+            "controller.quorum.voters": f"1@127.0.0.1:{PORTS['kafka_controller']}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{PORTS['kafka']},CONTROLLER://127.0.0.1:{PORTS['kafka_controller']}",
+            "advertised.listeners": f"PLAINTEXT://{self.kafka_bootstrap}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": data,
+            "num.partitions": 1,
+            "auto.create.topics.enable": "true",
+            "offsets.topic.replication.factor": 1,
+            "offsets.topic.num.partitions": 4,  # 50 by default: the first consumer group would wait for them
+            "transaction.state.log.replication.factor": 1,
+            "transaction.state.log.min.isr": 1,
+            "transaction.state.log.num.partitions": 4,
+            "share.coordinator.state.topic.replication.factor": 1,
+            "share.coordinator.state.topic.min.isr": 1,
+            "group.initial.rebalance.delay.ms": 0,
+            "num.network.threads": 2,
+            "num.io.threads": 2,
+            "background.threads": 2,
+            "log.retention.hours": 24,
+            "log.segment.bytes": 16 * 1024 * 1024,
+        }
+        (conf / "server.properties").write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        (conf / "log4j2.properties").write_text(
+            "appender.console.type=Console\nappender.console.name=console\n"
+            "appender.console.layout.type=PatternLayout\nappender.console.layout.pattern=%d{ISO8601} %p %c{1}: %m%n\n"
+            "rootLogger.level=WARN\nrootLogger.appenderRef.console.ref=console\n"
+            "logger.server.name=kafka.server.KafkaRaftServer\nlogger.server.level=INFO\n")
+        return conf / "server.properties"
+
+    def kafka_java(self, jhome: str, main: str, args: list[str], heap: str) -> list[str]:
+        # C1 and the serial collector: a quicker start and less CPU on the 2-core stack
+        return [f"{jhome}/bin/java", f"-Xmx{heap}", "-Xms64m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                "-Djava.net.preferIPv4Stack=true", "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={self.kafka_dir / 'log4j2.properties'}",
+                f"-Dkafka.logs.dir={self.kafka_dir / 'logs'}", "-cp", f"{KAFKA_LIB}/*", main, *args]
+
+    def format_kafka(self, jhome: str, conf: Path) -> None:
+        """`kafka-storage format` on the first start: a new cluster id in the data folder."""
+        if (self.kafka_dir / "data" / "meta.properties").exists():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        argv = self.kafka_java(jhome, "kafka.tools.StorageTool", ["format", "-t", cluster_id, "-c", str(conf)], "256m")
+        kwargs, login = self.popen_as(KAFKA_USER if SPLIT else None)
+        with self.open_log("kafka-format") as f:
+            rc = subprocess.run(argv, cwd=self.kafka_dir, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, **login},
+                                **kwargs).returncode
+        if rc != 0:
+            raise StackError(f"formatting Kafka's storage failed; see {self.logs / 'kafka-format.log'}")
+        log("Kafka storage formatted (cluster " + cluster_id + ")")
+
+    def kafka_piece(self, jhome: str) -> Piece:
+        conf = self.write_kafka_conf()
+        if SPLIT:
+            accounts.own(self.kafka_dir, KAFKA_USER, 0o700, recursive=True)
+        self.format_kafka(jhome, conf)
+        return Piece("kafka", self.kafka_java(jhome, "kafka.Kafka", [str(conf)], "320m"), self.kafka_ready,
+                     cwd=self.kafka_dir, timeout=120, user=KAFKA_USER if SPLIT else None)
+
+    def kafka_ready(self) -> bool:
+        """The broker answers a metadata request (the edge's own probe) and lists itself."""
+        from yardlab.edge.kafka import KafkaUnreachable, describe_cluster
+
+        try:
+            return describe_cluster(self.kafka_bootstrap, 2.0)["brokers"] >= 1
+        except KafkaUnreachable:
+            return False
 
     def start_kdc(self, jhome: str) -> None:
         """MiniKdc as its own process; it writes the keytabs, then ready.json."""
@@ -775,10 +874,11 @@ class Stack:
             users = tuple(grp.getgrnam(accounts.USERS_GROUP).gr_mem)
         except KeyError:
             users = ()
-        accounts.stop_processes_of((HADOOP_USER, YARN_USER, SERVICE_USER, *users))
+        accounts.stop_processes_of((HADOOP_USER, YARN_USER, SERVICE_USER, KAFKA_USER, *users))
         accounts.ensure_account(HADOOP_USER, self.state / "hadoop" / "run", system=True)
         accounts.ensure_account(YARN_USER, self.state / "hadoop" / "run-nm", system=True)
         accounts.ensure_account(SERVICE_USER, self.state / "service-home", system=True, groups=(accounts.SUPERGROUP,))
+        accounts.ensure_account(KAFKA_USER, self.kafka_dir, system=True)
         accounts.ensure_group(accounts.USERS_GROUP)
         os.chmod(self.state / "hadoop", 0o755)
         (self.state / "home").mkdir(exist_ok=True)
@@ -850,6 +950,7 @@ class Stack:
             "state_dir": str(self.state), "logs": str(self.logs), "service_user": SERVICE_USER,
             # the OS accounts of the pieces (all the launcher's own unless the stack is split)
             "accounts": {"split": SPLIT, "service": SERVICE_USER, "hadoop": HADOOP_USER, "yarn": YARN_USER,
+                         "kafka": KAFKA_USER,
                          "users_group": accounts.USERS_GROUP if SPLIT else None,
                          "supergroup": accounts.SUPERGROUP if SPLIT else None},
             "nm_web_url": f"http://{self.nm_web_host}:{PORTS['yarn_nm_http']}",
@@ -866,6 +967,7 @@ class Stack:
             "kernels_dir": str(self.kernels_dir), "python": str(VENV / "bin" / "python"),
             "users": {u: {"password": u, "admin": u in ADMIN_USERS} for u in DEMO_USERS},
             "ports": PORTS,
+            "kafka_bootstrap": self.kafka_bootstrap,
         }
         if self.kerberos:
             k = self.kerberos
@@ -903,13 +1005,14 @@ class Stack:
                              [], "1g", self.rm_ready, jhome)
         nm = self.java_piece("nodemanager", "org.apache.hadoop.yarn.server.nodemanager.NodeManager", [], "768m",
                              self.nm_ready, jhome, user=YARN_USER)
-        # the four JVMs start side by side; each is then waited for in dependency order
-        for piece in (nn, rm, dn, nm):
+        kafka = self.kafka_piece(jhome)
+        # the five JVMs start side by side; each is then waited for in dependency order
+        for piece in (nn, rm, dn, nm, kafka):
             self.start_piece(piece)
         for piece in (nn, dn):
             self.wait_ready(piece)
         self.provision_hdfs()
-        for piece in (rm, nm):
+        for piece in (rm, nm, kafka):
             self.wait_ready(piece)
 
         # Enterprise Gateway: run and supervised by the edge (loopback, a random token per start)
@@ -1105,7 +1208,7 @@ class Stack:
         # the hub first (it stops the proxy and the single-user servers), then EG (it stops its
         # kernels' YARN applications), then YARN and HDFS
         order = ["jupyterhub", "edge", "enterprise-gateway", "nodemanager", "resourcemanager", "datanode", "namenode",
-                 "kdc"]
+                 "kafka", "kdc"]
         by_name = {p.name: p for p in self.pieces}
         for name in order:
             if name == "enterprise-gateway":
@@ -1163,6 +1266,7 @@ def banner(info: dict) -> str:
         f"  logins:           {users}   (admin is the hub admin)",
         f"  YARN RM:          {info['rm_url']}/cluster",
         f"  HDFS (WebHDFS):   {info['webhdfs_url']}",
+        f"  Kafka:            {info.get('kafka_bootstrap', '-')}  (PLAINTEXT, loopback)",
         f"  edge API:         {info['edge_public_url']}/api/v1/  (token: one from stack.json or /hub/token)",
         f"  Enterprise GW:    {info['eg_url']}",
         f"  stack file:       {info['state_dir']}/stack.json  (endpoints and demo tokens)",

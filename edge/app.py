@@ -20,6 +20,7 @@ from .environments import EnvironmentService
 from .handlers.routes import routes
 from .handlers.sparkui import EdgeHubOAuth
 from .jobs import JobService
+from .kafka import KafkaService
 from .kerberos import Kerberos, KerberosError
 from .kernels import KernelService
 from .ledger import KernelLedger
@@ -107,7 +108,7 @@ class EdgeApp(Application):
 
     classes = [Kerberos, ResourceManagerClient, AppSnapshot, TokenIdentifier, AdminRoster, AuditLog, HDFSStorage,
                GatewaySupervisor, GatewayClient, KernelLedger, JobService, KernelService, Reaper,
-               EnvironmentService, SparkUIProxy, SparkProgress, EdgeHubOAuth, WarmPool]
+               EnvironmentService, SparkUIProxy, SparkProgress, EdgeHubOAuth, WarmPool, KafkaService]
 
     rm = Instance(ResourceManagerClient, allow_none=True)
     kerberos = Instance(Kerberos, allow_none=True)
@@ -164,6 +165,8 @@ class EdgeApp(Application):
                                                kernels.kernels_dir, parent=self)
         self.reaper = Reaper(self.rm, self.snapshot, self.ledger, self.gateway, audit, parent=self)
         self.warm_pool = WarmPool(kernels, identifier, parent=self)
+        self.kafka = KafkaService(parent=self)
+        jobs.kafka = self.kafka  # the capacity line says whether Kafka is up
         channels: dict[str, set] = {}
 
         def report_dead(kernel_id: str) -> None:
@@ -243,6 +246,7 @@ class EdgeApp(Application):
                                   name="reconciling /public's ACL with the hub's admins", log=self.log)
         if self.roster.interval > 0:
             reconciler.start()
+        self.kafka.start()
         self.log.info("yardlab edge %s listening on http://%s:%d%s (RM: %s)", self.version, self.ip, self.port,
                       self.base_url, ", ".join(self.rm.urls if self.rm else []))
         stop = asyncio.Event()
@@ -253,6 +257,7 @@ class EdgeApp(Application):
         self.log.info("stopping")
         server.stop()
         await reconciler.stop()
+        await self.kafka.stop()
         await self.warm_pool.stop()  # warm kernels stay: the next edge finds them in the ledger and EG
         await self.reaper.stop()
         await self.environments.stop()

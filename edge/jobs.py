@@ -111,6 +111,7 @@ class JobService(LoggingConfigurable):
         self.ledger = ledger
         self.waiting = waiting
         self.spark_ui: Any = None  # the SparkUIProxy, set by the app: /apps links the Spark UI through it
+        self.kafka: Any = None  # the KafkaService, set by the app: the capacity line says whether Kafka is up
         # serialized /apps pages: identical while the user's applications, the ledger (kernel
         # links), the cluster view (waiting messages) and the query stay the same
         self.pages = PageCache(self.page_cache_bytes)
@@ -216,12 +217,16 @@ class JobService(LoggingConfigurable):
         reason a job waits); the node list (host names, health reports) for admins only."""
         snap = self.snapshot
         view = {**snap.cluster, "appsByState": snap.counts_by_state(), "snapshotAge": round(snap.age or 0.0, 3)}
+        kafka = self.kafka.view() if self.kafka is not None else None
+        if kafka is not None:
+            view["kafka"] = kafka
         if not who.admin and isinstance(view.get("nodes"), dict):
             view["nodes"] = {k: v for k, v in view["nodes"].items() if k != "list"}
         return view
 
     def cluster_etag(self, who: Identity) -> str:
-        return self.snapshot.cluster_etag() + ("-admin" if who.admin else "-user")
+        kafka = self.kafka.etag_part() if self.kafka is not None else ""
+        return self.snapshot.cluster_etag() + ("-admin" if who.admin else "-user") + kafka
 
     async def app_for(self, who: Identity, app_id: str) -> dict:
         """One application the caller may see: their own, or any for an admin."""

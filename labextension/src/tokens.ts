@@ -171,6 +171,22 @@ export interface IClusterInfo {
   memory: { usedMB: number; totalMB: number; availableMB: number };
   /** Cluster virtual cores. */
   vcores: { used: number; total: number; available: number };
+  /** The site's Kafka brokers and whether they answered the edge's last metadata request (absent: no Kafka). */
+  kafka?: IKafkaInfo;
+}
+
+/**
+ * Kafka as the edge sees it (it asks the brokers for their metadata every few seconds).
+ */
+export interface IKafkaInfo {
+  /** Bootstrap servers kernels use (`host:port,…`). */
+  bootstrap_servers: string;
+  /** Whether the brokers answered; `null` before the first answer. */
+  up: boolean | null;
+  /** Why they did not answer, or `null`. */
+  reason: string | null;
+  /** Brokers in the cluster's metadata. */
+  brokers: number;
 }
 
 /**

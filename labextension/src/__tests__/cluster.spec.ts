@@ -28,4 +28,19 @@ describe('capacityText', () => {
     );
     expect(capacityText(null, { memoryMB: 0, vcores: 0 }, null)).toBe('Reading cluster capacity…');
   });
+
+  it('says whether Kafka is up on a site with Kafka, and nothing of it elsewhere', () => {
+    const kafka = { bootstrap_servers: '127.0.0.1:9092', up: true, reason: null, brokers: 1 };
+    expect(capacityText({ ...CLUSTER, kafka }, { memoryMB: 1024, vcores: 1 }, null)).toBe(
+      'Cluster 3.0 GB of 8.0 GB · 3 of 8 vcores · yours 1.0 GB · 1 vcore · Kafka: up'
+    );
+    const down = { ...kafka, up: false, reason: 'no broker answered at 127.0.0.1:9092', brokers: 0 };
+    expect(capacityText({ ...CLUSTER, kafka: down }, { memoryMB: 1024, vcores: 1 }, null)).toBe(
+      'Cluster 3.0 GB of 8.0 GB · 3 of 8 vcores · yours 1.0 GB · 1 vcore · ' +
+        'Kafka: unreachable (no broker answered at 127.0.0.1:9092)'
+    );
+    expect(
+      capacityText({ ...CLUSTER, kafka: { ...kafka, up: null } }, { memoryMB: 1024, vcores: 1 }, null)
+    ).toBe('Cluster 3.0 GB of 8.0 GB · 3 of 8 vcores · yours 1.0 GB · 1 vcore');
+  });
 });
