@@ -50,6 +50,23 @@ c.EnvironmentService.predefined = [{
     "name": "spark-pandas", "display_name": "PySpark with pandas and pyarrow", "kind": "pyspark",
     "resources": {"driver_memory_mb": 1024, "executor_memory_mb": 1024, "executor_instances": 1},
     "packages": {"pip": ["pandas>=2.2", "pyarrow>=17"]},
+}, {
+    # the course's streaming and ML exercises: the data-science base, scikit-learn, a Kafka client and
+    # Spark's Kafka connector (Structured Streaming's "kafka" source; Maven resolves kafka-clients and
+    # commons-pool2 with it, Spark's own jars are left out)
+    "name": "data-science", "display_name": "PySpark: data science (scikit-learn, Kafka)", "kind": "pyspark",
+    "resources": {"driver_memory_mb": 1024, "executor_memory_mb": 1024, "executor_instances": 1},
+    "packages": {
+        # kafka-python, not confluent-kafka: both have wheels for cp311 manylinux, but kafka-python's is pure
+        # Python (py3-none-any): nothing native to pack, no bundled librdkafka tied to a glibc, and the same
+        # client (with its admin API) as the edge's Kafka probe and the test suite
+        "pip": ["numpy", "pandas>=2.2", "pyarrow>=17", "matplotlib>=3.8", "scikit-learn>=1.5", "kafka-python>=3.0"],
+        # the connector of the pyspark version; its spark-token-provider-kafka (Kafka delegation tokens,
+        # unused on the PLAINTEXT broker) is pinned to 4.0.0 because the Maven Central the stack and CI
+        # reach lacks that one artifact's 4.0.1 (the direct dependency wins over the connector's own)
+        "maven": ["org.apache.spark:spark-sql-kafka-0-10_2.13:4.0.1",
+                  "org.apache.spark:spark-token-provider-kafka-0-10_2.13:4.0.0"],
+    },
 }]
 
 # warm kernels (edge/warm.py): the default rule (one warm PySpark kernel per user with a Lab server) when
