@@ -72,7 +72,7 @@ def test_the_packages_classes_load_on_the_driver_and_on_an_executor(stack, csv_e
         reply = kc.execute(
             "row = spark.range(1).selectExpr(\"reflect('org.apache.commons.csv.CSVFormat', 'valueOf', 'Default')\","
             " 'spark_partition_id()').collect()[0]\n"
-            "print(row[0])\n"
+            "print(repr(row[0]))\n"
             "print(spark._jvm.org.apache.commons.csv.CSVFormat.valueOf('Default').getDelimiterString())")
         assert reply.status == "ok", (reply.error, reply.stderr[-2000:])
         executor, driver = reply.stdout.strip().splitlines()[-2:]
