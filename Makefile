@@ -114,17 +114,21 @@ demo: install
 demo-stop:
 	$(VENV)/bin/python dev/stack.py down
 
-# the whole suite runs on the Kerberized stack (the default); then a short smoke test of the
-# simple-auth stack (YARDLAB_SECURITY=simple) keeps that setting working, in a state folder of its
-# own (its HDFS and files belong to one account, the Kerberized stack's to several)
+# the whole suite runs on the Kerberized stack (the default) with the demo login; then a short smoke
+# test of the simple-auth stack (YARDLAB_SECURITY=simple) keeps that setting working, in a state
+# folder of its own (its HDFS and files belong to one account, the Kerberized stack's to several).
+# That stack logs people in at its OpenID Connect provider (YARDLAB_AUTH=oidc), and the single
+# sign-on tests (marked oidc, left out of the first run) run on it: no third stack start.
 SIMPLE_SMOKE := tests/stack/test_stack_hadoop.py tests/stack/test_eg_kernels.py \
   tests/stack/test_storage.py::test_roots_are_provisioned_on_first_contact \
-  tests/stack/test_storage.py::test_personal_files_are_private
+  tests/stack/test_storage.py::test_personal_files_are_private \
+  tests/ui/test_oidc.py
 
 test: install
 	npm test --silent
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
-	YARDLAB_SECURITY=simple YARDLAB_STACK_DIR=$(CURDIR)/.stack-simple $(VENV)/bin/python -m pytest $(PYTEST_ARGS) $(SIMPLE_SMOKE)
+	YARDLAB_SECURITY=simple YARDLAB_AUTH=oidc YARDLAB_STACK_DIR=$(CURDIR)/.stack-simple \
+	  $(VENV)/bin/python -m pytest $(PYTEST_ARGS) $(SIMPLE_SMOKE)
 
 # no lab extension build, no stack: the Python venvs (one unit test starts the real EG binary from
 # .venv-eg on a free port), the Maven jars (the Kerberos unit tests run the real MiniKdc from them;

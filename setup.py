@@ -59,7 +59,9 @@ EDGE = ["tornado>=6.4", "traitlets>=5.14", "jupyterhub>=5.2", "prometheus_client
 HUB = ["jupyterhub>=5.2", "tornado>=6.4", "traitlets>=5.14", "SQLAlchemy>=2.0", "requests>=2.31", "Jinja2>=3.1"]
 LAB = ["jupyter_server>=2.14", "jupyterlab>=4.2,<5", "tornado>=6.4"]
 STACK = ["pyspark==4.0.1", "jupyterhub==6.1.1", "jupyterlab==4.6.6", "ipykernel>=6.29",
-         "pycryptodomex>=3.20", "jupyter_client>=8"]
+         "pycryptodomex>=3.20", "jupyter_client>=8",
+         # the hub's login through the stack's OpenID Connect provider (YARDLAB_AUTH=oidc)
+         "oauthenticator==17.4.0"]
 TEST = ["pytest>=8", "pytest-timeout>=2.3", "pytest-jupyter[server]>=0.10", "playwright>=1.48",
         "websocket-client>=1.8", "kafka-python>=3.0", "helm-python-sdk==0.2.2", "kubernetes-validate==1.37.0", "yamllint==1.38.0"]
 

@@ -26,18 +26,10 @@ if SPLIT:
     import accounts  # dev/accounts.py
 
 
-class DemoAuthenticator(LocalAuthenticator if SPLIT else Authenticator):
-    """The demo logins of the local stack: each user's password is their name.
-
-    On the split stack every hub user has an OS account (a LocalAuthenticator that creates them):
+class SplitAccounts:
+    """On the split stack every hub user has an OS account (a LocalAuthenticator that creates them):
     their Lab server runs as it, and Hadoop finds their groups through it, so the service account
     may act only for members of yl-users (hadoop.proxyuser.<service>.groups)."""
-
-    async def authenticate(self, handler, data):  # noqa: ARG002
-        name = (data or {}).get("username", "")
-        if name in DEMO_USERS and data.get("password") == DEMO_USERS[name]:
-            return name
-        return None
 
     def add_system_user(self, user):
         try:
@@ -56,6 +48,16 @@ class DemoAuthenticator(LocalAuthenticator if SPLIT else Authenticator):
                 self.log.warning("the OS account of deleted hub user %r stays: %s", user.name, e)
 
 
+class DemoAuthenticator(SplitAccounts, LocalAuthenticator if SPLIT else Authenticator):
+    """The demo logins of the local stack: each user's password is their name."""
+
+    async def authenticate(self, handler, data):  # noqa: ARG002
+        name = (data or {}).get("username", "")
+        if name in DEMO_USERS and data.get("password") == DEMO_USERS[name]:
+            return name
+        return None
+
+
 c.JupyterHub.ip = "127.0.0.1"
 c.JupyterHub.port = ports["hub_public"]
 c.JupyterHub.hub_ip = "127.0.0.1"
@@ -68,9 +70,40 @@ c.JupyterHub.cookie_secret_file = str(state / "hub" / "jupyterhub_cookie_secret"
 c.JupyterHub.pid_file = str(state / "hub" / "jupyterhub.pid")
 c.JupyterHub.cleanup_servers = True
 
-c.JupyterHub.authenticator_class = DemoAuthenticator
+#: the hub group whose members are yardlab admins (the yardlab-admin role below); with the OpenID
+#: Connect login the provider's `groups` claim fills it at each login
+ADMIN_GROUP = "yardlab-admins"
+# the demo users exist from the start (the launcher makes API tokens for them), whatever the login
 c.Authenticator.allowed_users = set(DEMO_USERS)
-c.Authenticator.admin_users = {name for name, u in info["users"].items() if u["admin"]}
+OIDC = info.get("auth") == "oidc"
+#: the hub admins by name (the demo login's); with OpenID Connect nobody is one by name
+ADMINS = [] if OIDC else sorted(name for name, u in info["users"].items() if u["admin"])
+if OIDC:
+    # the stack's OpenID Connect provider (dev/oidc/provider.mjs): its accounts are the stack's users,
+    # a hub user is made at their first login, and admin power comes from the groups claim only
+    from oauthenticator.generic import GenericOAuthenticator, LocalGenericOAuthenticator
+
+    class OidcAuthenticator(SplitAccounts, LocalGenericOAuthenticator if SPLIT else GenericOAuthenticator):
+        """Login at the local stack's OpenID Connect provider (an OS account per user on the split stack)."""
+
+    oidc = info["oidc"]
+    c.JupyterHub.authenticator_class = OidcAuthenticator
+    c.GenericOAuthenticator.client_id = oidc["client_id"]
+    c.GenericOAuthenticator.client_secret = json.loads(Path(oidc["settings"]).read_text())["client"]["secret"]
+    c.GenericOAuthenticator.oauth_callback_url = oidc["redirect_uri"]
+    c.GenericOAuthenticator.authorize_url = oidc["authorization_endpoint"]
+    c.GenericOAuthenticator.token_url = oidc["token_endpoint"]
+    c.GenericOAuthenticator.userdata_url = oidc["userinfo_endpoint"]
+    c.GenericOAuthenticator.login_service = "yardlab SSO"
+    c.GenericOAuthenticator.scope = ["openid", "profile", "groups"]
+    c.GenericOAuthenticator.username_claim = "preferred_username"
+    c.GenericOAuthenticator.allow_all = True
+    c.GenericOAuthenticator.manage_groups = True
+    c.GenericOAuthenticator.auth_state_groups_key = "oauth_user.groups"
+    c.GenericOAuthenticator.admin_groups = {ADMIN_GROUP}
+else:
+    c.JupyterHub.authenticator_class = DemoAuthenticator
+    c.Authenticator.admin_users = set(ADMINS)
 
 EDGE = "yardlab-edge"
 SERVICE = "yardlab"
@@ -103,13 +136,13 @@ c.JupyterHub.custom_scopes = {
         "description": "Act as a yardlab administrator: see and kill every user's YARN applications.",
     },
 }
-ADMINS = sorted(name for name, u in info["users"].items() if u["admin"])
-# the groups whose members get warm kernels on the test suite's stack (dev/edge_config.py)
-c.JupyterHub.load_groups = {"warm-pool": {"users": []}, "warm-short": {"users": []}}
+if not OIDC:  # the hub refuses groups of its own when the login manages them (manage_groups)
+    # the groups whose members get warm kernels on the test suite's stack (dev/edge_config.py)
+    c.JupyterHub.load_groups = {"warm-pool": {"users": []}, "warm-short": {"users": []}}
 c.JupyterHub.load_roles = [
     # every user may use the edge API with their tokens
     {"name": "user", "scopes": ["self", f"access:services!service={EDGE}", f"access:services!service={SERVICE}"]},
-    {"name": "yardlab-admin", "scopes": ["custom:yardlab:admin"], "users": ADMINS},
+    {"name": "yardlab-admin", "scopes": ["custom:yardlab:admin"], "users": ADMINS, "groups": [ADMIN_GROUP]},
     # resolve tokens (names, groups, roles) and list who the admins are now (ACL reconciliation)
     {"name": EDGE, "services": [EDGE], "scopes": ["read:users:name", "read:users:groups", "read:roles:users",
                                                   "list:users", "list:groups", "read:groups:name",

@@ -16,6 +16,7 @@ import argparse
 import base64
 import dataclasses
 import grp
+import hashlib
 import json
 import os
 import secrets
@@ -45,6 +46,9 @@ EG_VENV = ROOT / ".venv-eg"
 #: "kerberos" (the default: a KDC, Kerberized HDFS and YARN, SPNEGO on their web endpoints) or
 #: "simple" (Hadoop's simple authentication, as before Kerberos landed; CI smoke-tests it)
 SECURITY = os.environ.get("YARDLAB_SECURITY", "kerberos")
+#: how people log in to the hub: "demo" (the default: the demo users' login form) or "oidc" (the
+#: stack's own OpenID Connect provider, dev/oidc/provider.mjs, through OAuthenticator)
+AUTH = os.environ.get("YARDLAB_AUTH", "demo")
 #: warm kernels (edge/warm.py): "on" gives every user with a Lab server one warm PySpark kernel (the
 #: default, as a site would run it); "group" only members of the hub groups warm-pool and warm-short
 #: (the test suite's: its other tests see no warm kernels); "off" none
@@ -78,6 +82,12 @@ NM_WEB_HOST = "localhost"
 #: demo logins (password = user name); admin is the hub admin
 DEMO_USERS = ("admin", "guest", "alice", "bob")
 ADMIN_USERS = ("admin",)
+#: accounts the OpenID Connect provider has besides the demo users (password = user name too): the
+#: hub has never heard of them, so it makes their hub user at their first login
+OIDC_ONLY_USERS = ("carol",)
+#: the groups claim of the provider's accounts: every account is a yardlab user, admins are admins
+OIDC_USERS_GROUP, OIDC_ADMINS_GROUP = "yardlab-users", "yardlab-admins"
+NODE_MODULES = ROOT / "node_modules"
 
 PORTS = {
     "kdc": 8788,  # MiniKdc (TCP), Kerberos stack only
@@ -103,6 +113,7 @@ PORTS = {
     "hub_public": 8000,  # configurable-http-proxy, the URL people open
     "hub_proxy_api": 8001,
     "hub_internal": 8081,
+    "oidc": 8790,  # the OpenID Connect provider, YARDLAB_AUTH=oidc only
 }
 
 # Spark's list of module openings (JavaModuleOptions); Hadoop 3.4 needs them on Java 17 too
@@ -377,6 +388,10 @@ class Stack:
     def preflight(self) -> None:
         if SECURITY not in ("kerberos", "simple"):
             raise StackError(f"YARDLAB_SECURITY={SECURITY!r}: say kerberos (the default) or simple")
+        if AUTH not in ("demo", "oidc"):
+            raise StackError(f"YARDLAB_AUTH={AUTH!r}: say demo (the default) or oidc")
+        if AUTH == "oidc" and not (shutil.which("node") and (NODE_MODULES / "oidc-provider").is_dir()):
+            raise StackError("the OpenID Connect provider needs node and node_modules/oidc-provider: run `make install`")
         if WARM_POOL not in ("on", "group", "off"):
             raise StackError(f"YARDLAB_WARM_POOL={WARM_POOL!r}: say on (the default), group or off")
         java_home()
@@ -981,6 +996,7 @@ class Stack:
             self.start_kdc(jhome)
         self.hand_out_files()
         self.info["security"] = SECURITY
+        self.info["auth"] = AUTH
         self.info["warm_pool"] = WARM_POOL
         self.save_info()
 
@@ -1058,6 +1074,9 @@ class Stack:
                      restartable=True, user=SERVICE_USER if SPLIT else None)
         self.start_piece(edge)
 
+        if AUTH == "oidc":
+            self.start_oidc_provider()
+
         # JupyterHub (starts configurable-http-proxy itself)
         self.write_lab_overrides()
         hub_dir = self.state / "hub"
@@ -1081,6 +1100,39 @@ class Stack:
         self.timings["total"] = round(time.monotonic() - t0, 1)
         self.save_info()
         return self.info
+
+    def start_oidc_provider(self) -> None:
+        """The OpenID Connect provider (node-oidc-provider, dev/oidc/provider.mjs) on loopback.
+
+        Its settings file (0600, the launcher's) holds what is new each start: the hub's client
+        secret, the provider's cookie key, and the accounts with scrypt hashes of their passwords."""
+        folder = self.state / "oidc"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)
+        issuer = self.url("oidc")
+        redirect = self.url("hub_public", "/hub/oauth_callback")
+
+        def account(name: str) -> dict:
+            salt = secrets.token_bytes(16)
+            groups = [OIDC_USERS_GROUP] + ([OIDC_ADMINS_GROUP] if name in ADMIN_USERS else [])
+            return {"salt": salt.hex(), "groups": groups,
+                    "scrypt": hashlib.scrypt(name.encode(), salt=salt, n=16384, r=8, p=1, dklen=32).hex()}
+
+        settings = {"port": PORTS["oidc"], "cookie_key": secrets.token_hex(32),
+                    "client": {"id": "yardlab-hub", "secret": secrets.token_hex(32), "redirect_uri": redirect},
+                    "accounts": {name: account(name) for name in (*DEMO_USERS, *OIDC_ONLY_USERS)}}
+        write_private(folder / "settings.json", json.dumps(settings))
+        self.info["oidc"] = {
+            "issuer": issuer, "settings": str(folder / "settings.json"), "client_id": settings["client"]["id"],
+            "redirect_uri": redirect, "authorization_endpoint": f"{issuer}/auth", "token_endpoint": f"{issuer}/token",
+            "userinfo_endpoint": f"{issuer}/me", "accounts": sorted(settings["accounts"]),
+            "admin_group": OIDC_ADMINS_GROUP,
+        }
+        provider = Piece("oidc-provider", [shutil.which("node") or "node", str(ROOT / "dev" / "oidc" / "provider.mjs"),
+                                           str(folder / "settings.json")],
+                         self.oidc_ready, cwd=folder, timeout=30)
+        self.start_piece(provider)
+        self.wait_ready(provider)
 
     def write_lab_overrides(self) -> None:
         """Site settings of the stack's JupyterLab: no news or update prompts on a loopback demo."""
@@ -1171,6 +1223,15 @@ class Stack:
             time.sleep(0.3)
         raise StackError(f"the hub service yardlab did not answer within {timeout:.0f} s; see {self.logs}/jupyterhub.log")
 
+    def oidc_ready(self) -> bool:
+        """The provider answers its discovery document, naming the endpoints the hub is given."""
+        code, body = http_get(self.url("oidc", "/.well-known/openid-configuration"))
+        if code != 200:
+            return False
+        found = json.loads(body)
+        return all(found.get(key) == self.info["oidc"][key]
+                   for key in ("issuer", "authorization_endpoint", "token_endpoint", "userinfo_endpoint"))
+
     def hub_ready(self) -> bool:
         code, _ = http_get(self.url("hub_public", "/hub/api/"))
         return code == 200
@@ -1207,8 +1268,8 @@ class Stack:
     def stop(self) -> None:
         # the hub first (it stops the proxy and the single-user servers), then EG (it stops its
         # kernels' YARN applications), then YARN and HDFS
-        order = ["jupyterhub", "edge", "enterprise-gateway", "nodemanager", "resourcemanager", "datanode", "namenode",
-                 "kafka", "kdc"]
+        order = ["jupyterhub", "oidc-provider", "edge", "enterprise-gateway", "nodemanager", "resourcemanager",
+                 "datanode", "namenode", "kafka", "kdc"]
         by_name = {p.name: p for p in self.pieces}
         for name in order:
             if name == "enterprise-gateway":
@@ -1264,6 +1325,9 @@ def banner(info: dict) -> str:
         "yardlab local stack is up" + (f" (ready in {t['total']} s)" if "total" in t else ""),
         f"  JupyterHub:       {info['hub_url']}",
         f"  logins:           {users}   (admin is the hub admin)",
+        *([f"  OpenID Connect:   {info['oidc']['issuer']}  (the hub's login; accounts: "
+           f"{', '.join(info['oidc']['accounts'])}, password = name; group {info['oidc']['admin_group']}: admins)"]
+          if info.get("auth") == "oidc" else []),
         f"  YARN RM:          {info['rm_url']}/cluster",
         f"  HDFS (WebHDFS):   {info['webhdfs_url']}",
         f"  Kafka:            {info.get('kafka_bootstrap', '-')}  (PLAINTEXT, loopback)",

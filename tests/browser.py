@@ -27,16 +27,21 @@ def page(artifacts):
         browser.close()
 
 
-def open_side_panel(page, stack, user: str, panel_id: str):
-    """Log in through the hub (password = user name), wait for JupyterLab, show a left-side panel.
-
-    JupyterLab restores the last layout, so the panel may already be open; clicking an open
-    panel's tab collapses it.  Click until it is visible.
-    """
+def hub_login(page, stack, user: str) -> None:
+    """Log in with the demo login form of the hub (password = user name)."""
     page.goto(f"{stack['hub_url']}hub/login")
     page.fill("input[name=username]", user)
     page.fill("input[name=password]", user)
     page.click("input[type=submit], button[type=submit]")
+
+
+def open_side_panel(page, stack, user: str, panel_id: str, login=hub_login):
+    """Log in through the hub (``login``: the demo form), wait for JupyterLab, show a left-side panel.
+
+    JupyterLab restores the last layout, so the panel may already be open; clicking an open
+    panel's tab collapses it.  Click until it is visible.
+    """
+    login(page, stack, user)
     page.wait_for_url(f"**/user/{user}/lab**", timeout=180_000)
     tab = page.locator(f'.jp-SideBar [data-id="{panel_id}"]')
     tab.wait_for(timeout=120_000)

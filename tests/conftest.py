@@ -18,7 +18,8 @@
 
 Layout: ``unit/`` (no stack, `make test-unit`), ``helm/``, ``stack/`` (the real local stack),
 ``ui/`` (Chromium against the stack).  Tests marked ``lifecycle`` stop and restart the session's
-stack: a hook here runs them after everything else.
+stack: a hook here runs them after everything else.  Tests marked ``oidc`` run only in a session
+whose stack logs in through the OpenID Connect provider (YARDLAB_AUTH=oidc).
 """
 from __future__ import annotations
 
@@ -65,6 +66,10 @@ class StackControl:
             if running != stack_mod.SECURITY:
                 pytest.exit(f"a {running}-auth stack is running, and this session wants {stack_mod.SECURITY} "
                             "(YARDLAB_SECURITY); stop it (`make demo-stop`) or set YARDLAB_SECURITY to match", 2)
+            auth = info.get("auth", "demo")
+            if auth != stack_mod.AUTH:
+                pytest.exit(f"the running stack logs people in with {auth}, and this session wants {stack_mod.AUTH} "
+                            "(YARDLAB_AUTH); stop it (`make demo-stop`) or set YARDLAB_AUTH to match", 2)
             pool = info.get("warm_pool", "on")
             if pool != stack_mod.WARM_POOL:
                 pytest.exit(f"the running stack gives warm kernels to {'every user' if pool == 'on' else pool}, and "
@@ -321,5 +326,12 @@ def yarn_app(stack, spark_env, rm, tmp_path):
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:  # noqa: ARG001
-    """Tests marked ``lifecycle`` (they stop and restart the session's stack) run last."""
+    """Tests marked ``lifecycle`` (they stop and restart the session's stack) run last.  Tests marked
+    ``oidc`` need the OpenID Connect login (YARDLAB_AUTH=oidc, the Makefile's second run): a session on
+    the demo login leaves them out, and says so."""
+    if stack_mod.AUTH != "oidc":
+        left_out = [item for item in items if item.get_closest_marker("oidc")]
+        if left_out:
+            config.hook.pytest_deselected(items=left_out)
+            items[:] = [item for item in items if not item.get_closest_marker("oidc")]
     items.sort(key=lambda item: item.get_closest_marker("lifecycle") is not None)

@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import asyncio
 import configparser
 import json
 import re
@@ -283,14 +284,51 @@ def test_custom_scope_and_roles(values):
         db.close()
 
 
-def test_authenticator(values):
+def hub_config_with(values: dict, authenticator_class: str) -> Config:
+    """The hub's traitlets config as z2jh builds it from hub.config and hub.extraConfig, with
+    ``authenticator_class`` chosen."""
+    c = Config(json.loads(json.dumps(values["hub"]["config"])))
+    c.JupyterHub.authenticator_class = authenticator_class
+    for _, source in sorted(values["hub"]["extraConfig"].items()):
+        exec(compile(source, "extraConfig", "exec"), {"c": c})
+    return c
+
+
+@pytest.mark.parametrize("name, cls_name", [("github", "GitHubOAuthenticator"),
+                                            ("generic-oauth", "GenericOAuthenticator")])
+def test_oauth_examples_build_from_one_fragment(values, name, cls_name):
+    """Both OAuth examples, built as the hub builds them (its authenticator entry points, the config
+    applied by traitlets): one OAuthenticator fragment gives both the callback URL and the groups."""
+    from jupyterhub.app import JupyterHub
+
     config = values["hub"]["config"]
-    assert config["JupyterHub"]["authenticator_class"] == "github"
-    github = config["GitHubOAuthenticator"]
-    assert github["oauth_callback_url"].endswith("/hub/oauth_callback")
-    assert github["allowed_organizations"]  # JupyterHub 5 refuses to start with nobody allowed
+    assert config["JupyterHub"]["authenticator_class"] == "github"  # the example in force
+    c = hub_config_with(values, name)
+    hub = JupyterHub(config=c)
+    cls = hub.authenticator_class
+    assert cls.__name__ == cls_name and cls.__module__.startswith("oauthenticator.")
+    auth = cls(config=c, parent=hub)
+    fragment = config["OAuthenticator"]
+    assert auth.oauth_callback_url == fragment["oauth_callback_url"]
+    assert auth.oauth_callback_url.endswith("/hub/oauth_callback")
+    assert auth.manage_groups is True
+    assert auth.admin_groups == {"yardlab-admins"} and auth.allowed_groups == {"yardlab-users"}
+    assert auth.admin_users == {"admin-user"}
+    own = config[cls_name]
+    assert auth.client_id == own["client_id"] and auth.client_secret == "REPLACE-in-secrets-yaml"
+    # the yardlab-admins group holds the role that gives the admin scope
+    assert "yardlab-admins" in values["hub"]["loadRoles"]["yardlab-admin"]["groups"]
+    if name == "github":
+        assert auth.allowed_organizations and auth.populate_teams_in_auth_state and "read:org" in auth.scope
+        teams = {"teams": [{"slug": "yardlab-admins"}, {"slug": "yardlab-users"}]}
+        assert asyncio.run(auth.get_user_groups(teams)) == {"yardlab-admins", "yardlab-users"}
+    else:
+        for key in ("authorize_url", "token_url", "userdata_url"):
+            assert getattr(auth, key) == own[key] and own[key].startswith("https://"), key
+        assert {"openid", "groups"} <= set(auth.scope) and auth.username_claim == "preferred_username"
+        assert asyncio.run(auth.get_user_groups({"oauth_user": {"groups": ["yardlab-users"]}})) == {"yardlab-users"}
     text = VALUES_FILE.read_text()
-    # the alternatives are documented, commented out
+    # the trial alternative is documented, commented out
     assert re.search(r"^\s*#\s*authenticator_class: dummy$", text, re.M)
     assert re.search(r"^\s*#\s*authenticator_class: generic-oauth$", text, re.M)
 
@@ -408,6 +446,36 @@ def test_values_agree_with_the_local_stack(values, tmp_path, monkeypatch):
         assert local_env[key] == values["singleuser"]["extraEnv"][key], key
 
 
+def test_local_oidc_login_is_the_generic_example(values, tmp_path, monkeypatch):
+    """The local stack's OpenID Connect login (YARDLAB_AUTH=oidc) is the values' generic example
+    pointed at the stack's own provider: same scopes, claims and groups."""
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"client": {"secret": "the-client-secret"}}))
+    issuer = "http://127.0.0.1:6"
+    info = tmp_path / "stack.json"
+    info.write_text(json.dumps({**LOCAL_STACK_INFO, "auth": "oidc", "oidc": {
+        "issuer": issuer, "settings": str(settings), "client_id": "yardlab-hub",
+        "redirect_uri": "http://127.0.0.1:1/hub/oauth_callback", "authorization_endpoint": f"{issuer}/auth",
+        "token_endpoint": f"{issuer}/token", "userinfo_endpoint": f"{issuer}/me"}}))
+    monkeypatch.setenv("YARDLAB_STACK_JSON", str(info))
+    monkeypatch.setenv("YARDLAB_CHP", "configurable-http-proxy")
+    monkeypatch.setenv("YARDLAB_SINGLEUSER", "jupyterhub-singleuser")
+    local = PyFileConfigLoader("jupyterhub_config.py", path=str(ROOT / "dev")).load_config()
+    generic = values["hub"]["config"]["GenericOAuthenticator"]
+    fragment = values["hub"]["config"]["OAuthenticator"]
+    cls = local.JupyterHub.authenticator_class
+    auth = cls(config=local)
+    assert isinstance(auth, __import__("oauthenticator.generic").generic.GenericOAuthenticator)
+    assert auth.client_secret == "the-client-secret" and auth.token_url == f"{issuer}/token"
+    assert set(auth.scope) == set(generic["scope"]) and auth.username_claim == generic["username_claim"]
+    assert auth.auth_state_groups_key == generic["auth_state_groups_key"]
+    assert auth.manage_groups is fragment["manage_groups"] and auth.admin_groups == set(fragment["admin_groups"])
+    assert not auth.admin_users  # admins come from the groups claim only
+    roles_ = {r["name"]: r for r in local.JupyterHub.load_roles}
+    assert roles_["yardlab-admin"]["groups"] == values["hub"]["loadRoles"]["yardlab-admin"]["groups"]
+    assert "load_groups" not in local.JupyterHub  # the hub refuses its own groups when the login manages them
+
+
 # --- the edge node --------------------------------------------------------------------------------
 
 def edge_config() -> Config:
@@ -442,7 +510,7 @@ def test_edge_listens_where_the_hub_and_pods_look(edge_url, values):
     assert config.EdgeApp.ip == "0.0.0.0"
     assert urlsplit(edge_url).port == config.EdgeApp.port
     assert urlsplit(config.TokenIdentifier.hub_api_url).path == "/hub/api"
-    callback = values["hub"]["config"]["GitHubOAuthenticator"]["oauth_callback_url"]
+    callback = values["hub"]["config"]["OAuthenticator"]["oauth_callback_url"]
     assert urlsplit(config.TokenIdentifier.hub_api_url).netloc == urlsplit(callback).netloc  # the public hub
 
 
