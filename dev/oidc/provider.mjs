@@ -27,6 +27,23 @@ function passwordMatches(name, password) {
   return timingSafeEqual(got, expected) && account !== null;
 }
 
+// password guessing: an account with FAILURES_ALLOWED wrong passwords within FAILURE_WINDOW_MS
+// is refused (429) until the oldest of them is that old
+const FAILURES_ALLOWED = 10;
+const FAILURE_WINDOW_MS = 5 * 60 * 1000;
+const failures = new Map();
+
+function recentFailures(name) {
+  const now = Date.now();
+  const recent = (failures.get(name) || []).filter((t) => now - t < FAILURE_WINDOW_MS);
+  if (recent.length) {
+    failures.set(name, recent);
+  } else {
+    failures.delete(name);
+  }
+  return recent;
+}
+
 function escapeHtml(text) {
   return String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
@@ -102,7 +119,9 @@ const provider = new Provider(ISSUER, {
   pkce: { required: () => true },
   cookies: { keys: [settings.cookie_key] },
   jwks: { keys: [{ ...signingKey, use: 'sig', alg: 'RS256', kid: randomBytes(8).toString('hex') }] },
-  ttl: { Session: 8 * 3600, Interaction: 600, Grant: 8 * 3600 },
+  ttl: {
+    Session: 8 * 3600, Grant: 8 * 3600, Interaction: 600, AuthorizationCode: 60, AccessToken: 3600, IdToken: 3600,
+  },
 });
 
 const INTERACTION = /^\/interaction\/([\w-]{1,64})(\/login)?$/;
@@ -145,8 +164,18 @@ provider.use(async (ctx, next) => {
     ctx.body = 'The form is too large.';
     return undefined;
   }
-  const name = form.get('username') || '';
+  const name = (form.get('username') || '').slice(0, 256);
+  if (recentFailures(name).length >= FAILURES_ALLOWED) {
+    ctx.status = 429;
+    ctx.type = 'html';
+    ctx.body = loginPage(details.uid, { name, error: 'Too many wrong passwords for this user; try again in a few minutes.' });
+    return undefined;
+  }
   if (!passwordMatches(name, form.get('password') || '')) {
+    if (failures.size > 10000) {
+      failures.clear();  // bounded memory, whatever names are tried
+    }
+    failures.set(name, [...recentFailures(name), Date.now()]);
     ctx.status = 401;
     ctx.type = 'html';
     ctx.body = loginPage(details.uid, { name, error: 'Wrong user name or password.' });
