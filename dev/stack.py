@@ -1130,7 +1130,7 @@ class Stack:
         }
         provider = Piece("oidc-provider", [shutil.which("node") or "node", str(ROOT / "dev" / "oidc" / "provider.mjs"),
                                            str(folder / "settings.json")],
-                         self.oidc_ready, cwd=folder, timeout=30)
+                         self.oidc_ready, cwd=folder, timeout=30, restartable=True)
         self.start_piece(provider)
         self.wait_ready(provider)
 

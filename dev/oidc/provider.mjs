@@ -17,6 +17,7 @@ const settings = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const accounts = settings.accounts;
 const ISSUER = `http://127.0.0.1:${settings.port}`;
 const SCRYPT = { N: 16384, r: 8, p: 1 };
+const CLIENT_ORIGIN = new URL(settings.client.redirect_uri).origin;
 
 /** Whether ``password`` is the account's (constant time; a missing account costs the same). */
 function passwordMatches(name, password) {
@@ -132,7 +133,8 @@ provider.use(async (ctx, next) => {
     return next();
   }
   ctx.set('Cache-Control', 'no-store');
-  ctx.set('Content-Security-Policy', "default-src 'none'; form-action 'self'");
+  // form-action covers the redirects after the form too: on to the hub's callback
+  ctx.set('Content-Security-Policy', `default-src 'none'; form-action 'self' ${CLIENT_ORIGIN}`);
   let details;
   try {
     details = await provider.interactionDetails(ctx.req, ctx.res);
