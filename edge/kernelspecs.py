@@ -4,7 +4,7 @@ Enterprise Gateway 3.3's wheel ships no kernelspecs, and its own Spark launcher 
 pyspark 4 (it reads ``SparkSession._wrapped``).  yardlab writes its own: a ``kernel.json`` using
 EG's ``YarnClusterProcessProxy``, a ``bin/run.sh`` that calls ``spark-submit --master yarn
 --deploy-mode cluster --proxy-user $KERNEL_USERNAME`` with a per-kernelspec properties file, and
-``scripts/`` holding yardlab's launcher plus the two launcher modules of gateway_provisioners
+``scripts/`` holding yardlab's launcher (and its ``%%scala`` cell magic) plus the two launcher modules of gateway_provisioners
 (``launch_ipykernel.py`` and the real ``server_listener.py``), shipped to the container with
 ``--files`` (``--py-files`` would make the driver warn in the first cell).  Every spec is written to
 a temporary folder and renamed into place, so EG never sees half a kernelspec.
@@ -26,6 +26,8 @@ from pathlib import Path
 
 YARN_PROCESS_PROXY = "enterprise_gateway.services.processproxies.yarn.YarnClusterProcessProxy"
 LAUNCHER = Path(__file__).parent / "kernel_launcher" / "yardlab_kernel.py"
+#: the %%scala cell magic the launcher registers (shipped beside it)
+SCALA_CELLS = Path(__file__).parent / "kernel_launcher" / "yardlab_scala.py"
 
 RUN_SH = r"""#!/usr/bin/env bash
 # Written by yardlab: submits this kernel to YARN in cluster mode as the requesting user.
@@ -76,7 +78,7 @@ exec "$SPARK_HOME/bin/spark-submit" \
   --name "$KERNEL_ID" \
   --properties-file "$SPEC_DIR/spark.properties" \
   --conf "spark.yarn.tags=yardlab,user:$KERNEL_USERNAME,kernel:$KERNEL_ID,env:$YARDLAB_ENVIRONMENT" \
-  --files "$SPEC_DIR/scripts/launch_ipykernel.py,$SPEC_DIR/scripts/server_listener.py,$hdfscli#hdfscli.cfg" \
+  --files "$SPEC_DIR/scripts/launch_ipykernel.py,$SPEC_DIR/scripts/server_listener.py,$SPEC_DIR/scripts/yardlab_scala.py,$hdfscli#hdfscli.cfg" \
   --conf spark.yarn.appMasterEnv.HDFSCLI_CONFIG=hdfscli.cfg --conf spark.executorEnv.HDFSCLI_CONFIG=hdfscli.cfg \
   --conf "spark.yarn.appMasterEnv.YARDLAB_T_RUNSH=$t_runsh" \
   "${fast[@]}" "${impersonation[@]}" \
@@ -258,6 +260,7 @@ def write_kernelspec(kernels_dir: str | os.PathLike, site: KernelSite, req: Kern
         run_sh.write_text(RUN_SH)
         run_sh.chmod(0o755)
         shutil.copy(LAUNCHER, tmp / "scripts" / "yardlab_kernel.py")
+        shutil.copy(SCALA_CELLS, tmp / "scripts" / "yardlab_scala.py")
         shutil.copy(launchers / "python" / "scripts" / "launch_ipykernel.py", tmp / "scripts")
         # the copy beside launch_ipykernel.py in the wheel is a stub; the real listener is shared/
         shutil.copy(launchers / "shared" / "scripts" / "server_listener.py", tmp / "scripts")

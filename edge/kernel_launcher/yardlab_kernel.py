@@ -17,6 +17,10 @@ ship beside this file via --files; this wrapper adds what yardlab needs on top:
 * every Spark job a cell runs carries the job tag ``yardlab-cell-<id of the cell's execute request>``
   (Spark's job tags, thread-local like the cell's code): the edge reads the application's jobs from
   the Spark UI's REST API and the notebook shows that cell's jobs and stages under it, live;
+* Scala cells: the PySpark kernel has the ``%%scala`` cell magic (``yardlab_scala.py``, shipped beside
+  this file), a Scala 2.13 REPL in this driver JVM sharing the SparkSession; the REPL is made on the
+  first Scala cell, and this launcher only sets ``spark.repl.class.outputDir`` before Spark starts
+  (as spark-shell does), so that executors can load the classes it compiles;
 * the start waterfall: wall-clock marks of this kernel's start (the container and driver JVM
   processes' start times from /proc, this launcher, the connection info sent, the kernel built,
   Spark ready) are kept as JSON in the environment variable ``YARDLAB_START_MARKS`` of the kernel
@@ -81,6 +85,23 @@ def hdfs_token_config(folder: str) -> str | None:
         f.write(f"[global]\ndefault.alias = yardlab\n\n[yardlab.alias]\nclient = TokenClient\n"
                 f"url = {url}\ntoken = {token}\nroot = /user/{user}\n")
     os.environ["HDFSCLI_CONFIG"] = path
+    return path
+
+
+def repl_class_dir(folder: str) -> str | None:
+    """Set ``spark.repl.class.outputDir`` (a new folder under ``folder``) in this driver JVM's system
+    properties before the SparkContext starts: the context then serves the folder to executors
+    (``spark.repl.class.uri``), which load the classes of Scala cells from it.  Unless already set."""
+    from pyspark import SparkContext
+    from yardlab_scala import OUTPUT_DIR_PROPERTY
+
+    SparkContext._ensure_initialized()
+    system = SparkContext._jvm.java.lang.System
+    if system.getProperty(OUTPUT_DIR_PROPERTY):
+        return None
+    path = os.path.join(folder, "yardlab-repl-classes")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    system.setProperty(OUTPUT_DIR_PROPERTY, path)
     return path
 
 
@@ -254,7 +275,8 @@ def hook_spark_placeholders(gp, tagger_of) -> None:  # noqa: ANN001
 
 
 def kernel_class():  # noqa: ANN201
-    """ipykernel's IPython kernel, with each cell's Spark jobs tagged (see :class:`CellTagger`)."""
+    """ipykernel's IPython kernel, with each cell's Spark jobs tagged (see :class:`CellTagger`) and the
+    ``%%scala`` cell magic."""
     from ipykernel.ipkernel import IPythonKernel
 
     class YardlabKernel(IPythonKernel):
@@ -266,6 +288,12 @@ def kernel_class():  # noqa: ANN201
             self.shell.events.register("pre_run_cell", tagger.pre_run_cell)
             self.shell.events.register("post_run_cell", tagger.post_run_cell)
             YardlabKernel.tagger = tagger
+            try:
+                import yardlab_scala
+
+                yardlab_scala.register(self.shell)
+            except Exception as e:  # noqa: BLE001 - Python cells work without Scala ones
+                print(f"yardlab: no %%scala cells in this kernel: {e}", file=sys.stderr)
             mark("kernel_init")
 
     return YardlabKernel
@@ -302,6 +330,10 @@ def main(argv: list[str] | None = None) -> None:
     mark("listener")  # the forked listener sends the connection info to EG right away
     if cluster_type == "spark":
         signal.signal(signal.SIGUSR2, gp.cancel_spark_jobs)
+        try:
+            repl_class_dir(os.getcwd())
+        except Exception as e:  # noqa: BLE001 - Scala cells then run DataFrame code, not closures
+            print(f"yardlab: Scala closures will not reach executors: {e}", file=sys.stderr)
     kernel_name = gp.DEFAULT_KERNEL_CLASS_NAME
     if cluster_type == "spark":
         # gateway_provisioners imports the kernel class by name: this module's, as the running script

@@ -1,0 +1,365 @@
+"""Scala cells in the PySpark kernel: the ``%%scala`` cell magic, run by the Scala 2.13 REPL in the driver JVM.
+
+The pyspark wheel's jars hold the Scala 2.13 compiler and its REPL (``scala.tools.nsc.interpreter.IMain``).
+The magic drives one IMain inside the kernel's own driver JVM through py4j (``spark._jvm``), so Scala
+and Python share the one SparkSession (bound as ``spark`` in Scala, ``sc`` beside it, with the imports
+spark-shell makes), its temp views, its job tags and its executors.
+
+* The interpreter is made on the first ``%%scala`` cell (starting the compiler costs seconds, which a
+  kernel that never runs Scala does not pay).  Its compile-time class path is the driver's: the
+  entries of ``java.class.path`` (``dir/*`` wildcards expanded, as YARN containers write them) and the
+  jars of the context class loaders (``--jars``, an environment's Maven packages); its run-time
+  parent is the context class loader, so compiled code sees the classes Spark sees.
+* Classes the REPL compiles go to ``spark.repl.class.outputDir``, which the launcher sets before
+  the SparkContext starts (as spark-shell does): the context serves that folder and executors load
+  REPL classes from it, so Scala closures (``rdd.map(x => ...)``, UDFs) run on executors too.
+* Output is the REPL's: what the code prints (``df.show()``) and the value lines (``val n: Long =
+  5``).  A compile error or an exception becomes the cell's error (``ScalaCompileError`` /
+  ``ScalaRuntimeError``) naming the line that failed, counted in the cell (the ``%%scala`` line is
+  line 1), so the cell is marked failed and "run all" stops.
+* Sharing: ``%%scala -o df`` copies the Scala value ``df`` to Python after the cell (a Dataset
+  becomes a PySpark DataFrame, numbers and strings become Python's, anything else a py4j object);
+  ``%%scala -i df`` binds the Python DataFrame ``df`` in Scala before it.  Temp views are shared as
+  they are (one SparkSession).
+"""
+from __future__ import annotations
+
+import glob
+import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from urllib.parse import unquote, urlsplit
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+#: the Spark property naming the folder REPL classes are written to and served from (spark-shell's)
+OUTPUT_DIR_PROPERTY = "spark.repl.class.outputDir"
+#: what every interpreter runs first: spark-shell's names and imports
+PRELUDE = ("@transient val sc = spark.sparkContext\n"
+           "import org.apache.spark.SparkContext._\n"
+           "import spark.implicits._\n"
+           "import spark.sql\n"
+           "import org.apache.spark.sql.functions._\n")
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: the REPL names a failing line "On line 2: error: ..."; a one-line cell's error names none
+ERROR_LINE = re.compile(r"^(?:On line (\d+): )?error: (.*)$")
+ERROR_LINE_SUB = re.compile(r"^[ \t]*(?:On line (\d+): )?(error|warning): ", re.MULTILINE)
+
+
+# -- the class path -----------------------------------------------------------------------------------------
+def expand_class_path(entries: Iterable[str], exists: Callable[[str], bool] = os.path.exists) -> list[str]:
+    """The files and folders of a JVM class path: ``dir/*`` expanded to the folder's jars (sorted) as the
+    java launcher does, ``file:`` URLs turned into paths, missing entries, other URLs and duplicates
+    dropped, order kept.  scalac reads its ``-classpath`` literally: a wildcard would be a missing folder."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for raw in entries:
+        entry = raw.strip()
+        if entry.startswith("file:"):
+            entry = unquote(urlsplit(entry).path)
+        elif "://" in entry or not entry:
+            continue
+        if entry.endswith("*") and os.path.basename(entry) == "*":
+            found = sorted(p for p in glob.glob(os.path.join(glob.escape(entry[:-1]), "*"))
+                           if p.lower().endswith(".jar"))
+        else:
+            found = [entry] if exists(entry) else []
+        for path in found:
+            path = os.path.abspath(path)
+            if path not in seen:
+                seen.add(path)
+                out.append(path)
+    return out
+
+
+def driver_class_path(jvm) -> list[str]:  # noqa: ANN001 (py4j's JVM view)
+    """The driver JVM's class path for the compiler: java.class.path, then the jars of the context class
+    loaders (Spark's MutableURLClassLoader holds ``--jars`` and an environment's packages in cluster mode)."""
+    entries = str(jvm.java.lang.System.getProperty("java.class.path") or "").split(os.pathsep)
+    loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
+    urls: list[str] = []
+    while loader is not None:
+        if jvm.java.lang.Class.forName("java.net.URLClassLoader").isInstance(loader):
+            urls = [u.toString() for u in loader.getURLs()] + urls
+        loader = loader.getParent()
+    return expand_class_path([*entries, *urls])
+
+
+# -- errors a cell shows --------------------------------------------------------------------------------------
+class ScalaError(Exception):
+    """A Scala cell that failed; IPython shows :attr:`lines` as its traceback (no Python frames)."""
+
+    def __init__(self, message: str, lines: list[str]) -> None:
+        super().__init__(message)
+        self.lines = lines
+        #: what the cell printed (stdout, stderr) before it failed
+        self.printed: tuple[str, str] = ("", "")
+
+    def _render_traceback_(self) -> list[str]:
+        return self.lines
+
+
+class ScalaCompileError(ScalaError):
+    """The Scala compiler refused the cell."""
+
+
+class ScalaRuntimeError(ScalaError):
+    """The cell compiled, and an exception escaped it while it ran."""
+
+
+def cell_line(scala_line: int) -> int:
+    """A line of the Scala code as a line of the notebook cell (the ``%%scala`` line is line 1)."""
+    return scala_line + 1
+
+
+def compile_error(messages: str) -> ScalaCompileError:
+    """The REPL's compiler messages as the cell's error, naming the cell's line of the first error."""
+    first = None
+    for text in messages.splitlines():
+        m = ERROR_LINE.match(text.strip())
+        if m:
+            first = (cell_line(int(m.group(1) or 1)), m.group(2))
+            break
+    if first is None:
+        first = (None, messages.strip().splitlines()[-1] if messages.strip() else "the cell does not compile")
+    line, what = first
+    def renumber(m: re.Match) -> str:
+        if m.group(1) is None and m.group(2) == "warning":  # a summary ("warning: 1 deprecation; ...")
+            return m.group(0)
+        return f"On line {cell_line(int(m.group(1) or 1))}: {m.group(2)}: "
+
+    shown = ERROR_LINE_SUB.sub(renumber, messages)
+    message = f"line {line}: {what}" if line else what
+    return ScalaCompileError(message, [shown.rstrip("\n")])
+
+
+def runtime_error(throwable) -> ScalaRuntimeError:  # noqa: ANN001 (a py4j java.lang.Throwable)
+    """An exception thrown by the cell's code, naming the cell's line it came from; the Java frames down to
+    the cell's code (the REPL's machinery below it is left out), then the causes."""
+    frames = list(throwable.getStackTrace())
+    last = max((i for i, f in enumerate(frames) if str(f.getClassName()).startswith("$line")), default=None)
+    line = next((f.getLineNumber() for f in frames
+                 if str(f.getClassName()).startswith("$line") and f.getFileName() == "<console>"
+                 and f.getLineNumber() > 0), None)
+    header = str(throwable.toString())
+    lines = [header]
+    for frame in frames[: (last + 1) if last is not None else 20]:
+        text = str(frame.toString())
+        if str(frame.getClassName()).startswith("$line") and frame.getLineNumber() > 0:
+            text += f"  <- line {cell_line(frame.getLineNumber())} of the cell"
+        lines.append(f"    at {text}")
+    cause, depth = throwable.getCause(), 0
+    while cause is not None and depth < 5:
+        lines.append(f"Caused by: {cause.toString()}")
+        cause, depth = cause.getCause(), depth + 1
+    message = f"line {cell_line(line)}: {header}" if line else header
+    return ScalaRuntimeError(message, ["\n".join(lines)])
+
+
+# -- the interpreter --------------------------------------------------------------------------------------------
+class ScalaInterpreter:
+    """One Scala 2.13 REPL in the driver JVM, bound to a SparkSession (py4j objects underneath)."""
+
+    def __init__(self, spark) -> None:  # noqa: ANN001 (a pyspark SparkSession)
+        t0 = time.monotonic()
+        self.spark = spark
+        jvm = self.jvm = spark._jvm
+        settings = jvm.scala.tools.nsc.Settings()
+        out_dir = self.output_dir()
+        settings.processArgumentString(f"-Yrepl-class-based -Yrepl-outdir {out_dir}")
+        getattr(settings.classpath(), "value_$eq")(os.pathsep.join(driver_class_path(jvm)))
+        self.messages = jvm.java.io.StringWriter()
+        reporter = jvm.scala.tools.nsc.interpreter.shell.ReplReporterImpl(
+            settings, jvm.java.io.PrintWriter(self.messages, True))
+        loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
+        self.intp = jvm.scala.tools.nsc.interpreter.IMain(settings, jvm.scala.Some(loader), settings, reporter)
+        self.console = jvm.java.lang.Class.forName("scala.Console$").getField("MODULE$").get(None)
+        self.out = jvm.java.io.ByteArrayOutputStream()
+        self.err = jvm.java.io.ByteArrayOutputStream()
+        no_modifiers = jvm.scala.jdk.javaapi.CollectionConverters.asScala(jvm.java.util.ArrayList()).toList()
+        bound = self.intp.bind("spark", "org.apache.spark.sql.SparkSession", spark._jsparkSession, no_modifiers)
+        if str(bound.toString()) != "Success" or str(self.intp.interpret(PRELUDE).toString()) != "Success":
+            raise RuntimeError(f"the Scala interpreter did not start: {self.messages.toString()}")
+        self.messages.getBuffer().setLength(0)
+        #: seconds the compiler took to start (measured: the first cell waits for them)
+        self.start_seconds = time.monotonic() - t0
+
+    def output_dir(self) -> str:
+        """The folder REPL classes go to: the context's ``spark.repl.class.outputDir`` (executors load
+        classes from it), else a new one (DataFrame code works, closures then fail on executors)."""
+        conf = self.spark.sparkContext.getConf()
+        folder = conf.get(OUTPUT_DIR_PROPERTY, None)
+        if not folder:
+            import tempfile
+
+            folder = tempfile.mkdtemp(prefix="yardlab-repl-")
+        os.makedirs(folder, exist_ok=True)
+        return folder
+
+    def run(self, code: str) -> tuple[str, str, str]:
+        """Interpret ``code``: (what it printed to stdout, to stderr, the REPL's value lines).  Raises
+        :class:`ScalaError` when it does not compile or throws."""
+        self.messages.getBuffer().setLength(0)
+        self.out.reset()
+        self.err.reset()
+        before = self._last_exception()
+        out_ps = self.jvm.java.io.PrintStream(self.out, True, "UTF-8")
+        err_ps = self.jvm.java.io.PrintStream(self.err, True, "UTF-8")
+        old_out, old_err = self.console.out(), self.console.err()
+        # Console.out is a per-thread (inheritable) variable: py4j runs this call on the JVM thread that
+        # serves this Python thread, the one the cell's code runs on
+        self.console.setOutDirect(out_ps)
+        self.console.setErrDirect(err_ps)
+        try:
+            result = str(self.intp.interpret(code).toString())
+        finally:
+            self.console.setOutDirect(old_out)
+            self.console.setErrDirect(old_err)
+            out_ps.flush()
+            err_ps.flush()
+        printed, errors, messages = self.out.toString("UTF-8"), self.err.toString("UTF-8"), self.messages.toString()
+        if result == "Success":
+            return printed, errors, messages
+        if result == "Incomplete":
+            raise ScalaCompileError("the cell ends inside an expression (an unclosed brace, parenthesis or string?)",
+                                    [messages.rstrip("\n") or "incomplete Scala code"])
+        after = self._last_exception()
+        if after is not None and (before is None or not after.equals(before)):
+            error: ScalaError = runtime_error(after)
+        else:
+            error = compile_error(messages)
+        error.printed = (printed, errors)
+        raise error
+
+    def _last_exception(self):  # noqa: ANN202
+        """The REPL's ``lastException`` (the exception the last failing line threw), or None."""
+        value = self.intp.valueOfTerm("lastException")
+        return None if value.isEmpty() else value.get()
+
+    def value(self, name: str):  # noqa: ANN201
+        """The Scala term ``name`` for Python: a Dataset as a PySpark DataFrame, primitives as py4j gives them."""
+        from py4j.java_gateway import JavaObject
+        from pyspark.sql import DataFrame
+
+        found = self.intp.valueOfTerm(name)
+        if found.isEmpty():
+            raise KeyError(name)
+        value = found.get()
+        if isinstance(value, JavaObject) and self._is("org.apache.spark.sql.Dataset", value):
+            return DataFrame(value.toDF(), self.spark)
+        return value
+
+    def bind_dataframe(self, name: str, df) -> None:  # noqa: ANN001 (a pyspark DataFrame)
+        """Bind a PySpark DataFrame in Scala as ``name: DataFrame``."""
+        no_modifiers = self.jvm.scala.jdk.javaapi.CollectionConverters.asScala(self.jvm.java.util.ArrayList()).toList()
+        self.messages.getBuffer().setLength(0)
+        bound = self.intp.bind(name, "org.apache.spark.sql.DataFrame", df._jdf, no_modifiers)
+        if str(bound.toString()) != "Success":
+            raise ScalaCompileError(f"could not bind {name} in Scala", [str(self.messages.toString())])
+        self.messages.getBuffer().setLength(0)
+
+    def _is(self, class_name: str, value) -> bool:  # noqa: ANN001
+        return bool(self.jvm.java.lang.Class.forName(class_name).isInstance(value))
+
+
+# -- the magic ----------------------------------------------------------------------------------------------
+def names(values: list[str]) -> list[str]:
+    """``-o a -o b,c`` -> [a, b, c]; a name that is not an identifier is refused with a sentence."""
+    out: list[str] = []
+    for value in values:
+        for name in (part.strip() for part in value.split(",")):
+            if not NAME.match(name):
+                raise ValueError(f"{name!r} is not a name (letters, digits and _, not starting with a digit)")
+            if name not in out:
+                out.append(name)
+    return out
+
+
+@magics_class
+class ScalaMagics(Magics):
+    """The ``%%scala`` cell magic (see :func:`scala`); the interpreter is made on first use."""
+
+    interpreter: ScalaInterpreter | None = None
+
+    def spark(self):  # noqa: ANN201
+        """The kernel's SparkSession; while Spark starts, the launcher's placeholder waits for it."""
+        if getattr(self.shell.user_ns.get("spark"), "_jsparkSession", None) is None:
+            raise UsageError("Scala cells need the PySpark kernel's SparkSession `spark`, and this kernel has none")
+        return self.shell.user_ns["spark"]  # the placeholder's wait has put the real session there
+
+    @magic_arguments()
+    @argument("-o", "--output", action="append", default=[], metavar="NAME",
+              help="after the cell, copy the Scala value NAME to Python under the same name (a Dataset or "
+                   "DataFrame becomes a PySpark DataFrame); repeat it or separate names with commas")
+    @argument("-i", "--input", action="append", default=[], metavar="NAME",
+              help="before the cell, bind the Python DataFrame NAME in Scala (as a DataFrame of that name)")
+    @cell_magic
+    def scala(self, line: str, cell: str) -> None:
+        """Run the cell as Scala 2.13 in this kernel's Spark driver, with the same SparkSession.
+
+        ``spark`` and ``sc`` are bound, with spark-shell's imports (``spark.implicits._``,
+        ``org.apache.spark.sql.functions._``).  Definitions stay for the next Scala cell.  The
+        first Scala cell of a kernel starts the Scala compiler (a few seconds).  Errors name the line
+        of the cell that failed (the ``%%scala`` line is line 1).
+
+        Sharing with Python: ``%%scala -o df`` makes the Scala ``df`` a PySpark DataFrame named ``df``
+        after the cell; ``%%scala -i df`` gives Scala the Python DataFrame ``df``; temp views
+        (``df.createOrReplaceTempView("t")`` then ``spark.table("t")``) are seen by both.
+        """
+        args = parse_argstring(self.scala, line)
+        try:
+            outputs, inputs = names(args.output), names(args.input)
+        except ValueError as e:
+            raise UsageError(f"%%scala {line}: {e}") from None
+        intp = self.start()
+        for name in inputs:
+            df = self.shell.user_ns.get(name)
+            if df is None or not hasattr(df, "_jdf"):
+                raise UsageError(f"%%scala -i {name}: there is no Python DataFrame named {name}")
+            intp.bind_dataframe(name, df)
+        try:
+            printed, errors, messages = intp.run(cell)
+        except ScalaError as e:
+            self._show(*e.printed)
+            raise
+        self._show(printed, errors, messages)
+        for name in outputs:
+            try:
+                self.shell.user_ns[name] = intp.value(name)
+            except KeyError:
+                raise UsageError(f"%%scala -o {name}: no Scala value is named {name}") from None
+
+    def start(self) -> ScalaInterpreter:
+        if ScalaMagics.interpreter is None:
+            spark = self.spark()
+            ScalaMagics.interpreter = ScalaInterpreter(spark)
+            print(f"(Scala {self._version()} started in {ScalaMagics.interpreter.start_seconds:.1f} s)",
+                  flush=True)
+        return ScalaMagics.interpreter
+
+    def _version(self) -> str:
+        try:
+            return str(self.interpreter.jvm.scala.util.Properties.versionNumberString())
+        except Exception:  # noqa: BLE001 - only a label
+            return "2.13"
+
+    @staticmethod
+    def _show(printed: str, errors: str, messages: str = "") -> None:
+        import sys
+
+        if printed:
+            sys.stdout.write(printed)
+        if errors:
+            sys.stderr.write(errors)
+        if messages:
+            sys.stdout.write(messages)
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+def register(shell) -> None:  # noqa: ANN001 (an IPython InteractiveShell)
+    """Register the ``%%scala`` cell magic in a kernel's shell (no JVM work: that waits for the first cell)."""
+    shell.register_magics(ScalaMagics)
