@@ -28,7 +28,8 @@ help:
 	@echo "make test-unit  the unit tests alone (jest, then pytest on UNIT_TESTS): no stack, under a minute"
 
 # --- system packages (Debian): Java 17, Maven, Node, Chromium for the browser tests, MIT Kerberos
-# (libkrb5-dev: python-gssapi builds against it; krb5-user: kinit and klist)
+# (libkrb5-dev: python-gssapi builds against it; krb5-user: kinit and klist), R and IRkernel for the
+# "R on YARN" kernel (this machine is the NodeManager: a cluster installs them on every NodeManager)
 system:
 	@need=""; \
 	command -v java >/dev/null || need="$$need openjdk-17-jdk-headless"; \
@@ -37,6 +38,8 @@ system:
 	command -v chromium >/dev/null || need="$$need chromium"; \
 	command -v krb5-config >/dev/null || need="$$need libkrb5-dev"; \
 	command -v kinit >/dev/null || need="$$need krb5-user"; \
+	command -v R >/dev/null || need="$$need r-base-core"; \
+	test -e /usr/lib/R/site-library/IRkernel/DESCRIPTION || need="$$need r-cran-irkernel"; \
 	{ ! test -x /usr/bin/python3.11 || /usr/bin/python3.11 -c 'import ensurepip' 2>/dev/null; } || need="$$need python3.11-venv"; \
 	if [ -n "$$need" ]; then \
 	  echo "installing system packages:$$need"; \

@@ -26,8 +26,8 @@ from pathlib import Path
 
 YARN_PROCESS_PROXY = "enterprise_gateway.services.processproxies.yarn.YarnClusterProcessProxy"
 LAUNCHER = Path(__file__).parent / "kernel_launcher" / "yardlab_kernel.py"
-#: the %%scala cell magic the launcher registers (shipped beside it)
-SCALA_CELLS = Path(__file__).parent / "kernel_launcher" / "yardlab_scala.py"
+#: shipped beside the launcher: the %%scala cell magic it registers, the R kernel it runs for kind r
+SHIPPED = [Path(__file__).parent / "kernel_launcher" / name for name in ("yardlab_scala.py", "yardlab_irkernel.py")]
 
 RUN_SH = r"""#!/usr/bin/env bash
 # Written by yardlab: submits this kernel to YARN in cluster mode as the requesting user.
@@ -78,7 +78,7 @@ exec "$SPARK_HOME/bin/spark-submit" \
   --name "$KERNEL_ID" \
   --properties-file "$SPEC_DIR/spark.properties" \
   --conf "spark.yarn.tags=yardlab,user:$KERNEL_USERNAME,kernel:$KERNEL_ID,env:$YARDLAB_ENVIRONMENT" \
-  --files "$SPEC_DIR/scripts/launch_ipykernel.py,$SPEC_DIR/scripts/server_listener.py,$SPEC_DIR/scripts/yardlab_scala.py,$hdfscli#hdfscli.cfg" \
+  --files "$SPEC_DIR/scripts/launch_ipykernel.py,$SPEC_DIR/scripts/server_listener.py,$SPEC_DIR/scripts/yardlab_scala.py,$SPEC_DIR/scripts/yardlab_irkernel.py,$hdfscli#hdfscli.cfg" \
   --conf spark.yarn.appMasterEnv.HDFSCLI_CONFIG=hdfscli.cfg --conf spark.executorEnv.HDFSCLI_CONFIG=hdfscli.cfg \
   --conf "spark.yarn.appMasterEnv.YARDLAB_T_RUNSH=$t_runsh" \
   "${fast[@]}" "${impersonation[@]}" \
@@ -116,7 +116,7 @@ class KernelSpecRequest:
 
     name: str
     display_name: str
-    kind: str = "pyspark"  # pyspark | python
+    kind: str = "pyspark"  # pyspark | python | r
     environment: str = "builtin"
     spark_conf: dict[str, str] = field(default_factory=dict)
     #: builtin | shared | personal (personal ones are offered to their owner only)
@@ -138,7 +138,7 @@ def _properties(site: KernelSite, req: KernelSpecRequest) -> dict[str, str]:
         "spark.executor.instances": "1",
     }
     props.update(site.spark_conf)
-    if req.kind == "python":
+    if req.kind in ("python", "r"):
         # Spark refuses zero static executors; dynamic allocation from zero asks for none until a
         # job runs, and nothing in the user's namespace starts one
         props.pop("spark.executor.instances", None)
@@ -260,7 +260,8 @@ def write_kernelspec(kernels_dir: str | os.PathLike, site: KernelSite, req: Kern
         run_sh.write_text(RUN_SH)
         run_sh.chmod(0o755)
         shutil.copy(LAUNCHER, tmp / "scripts" / "yardlab_kernel.py")
-        shutil.copy(SCALA_CELLS, tmp / "scripts" / "yardlab_scala.py")
+        for path in SHIPPED:
+            shutil.copy(path, tmp / "scripts" / path.name)
         shutil.copy(launchers / "python" / "scripts" / "launch_ipykernel.py", tmp / "scripts")
         # the copy beside launch_ipykernel.py in the wheel is a stub; the real listener is shared/
         shutil.copy(launchers / "shared" / "scripts" / "server_listener.py", tmp / "scripts")
@@ -269,7 +270,7 @@ def write_kernelspec(kernels_dir: str | os.PathLike, site: KernelSite, req: Kern
             "".join(f"{k} {v}\n" for k, v in sorted(props.items())))
         spec = {
             "display_name": req.display_name,
-            "language": "python",
+            "language": "R" if req.kind == "r" else "python",
             # "lazy" names what the launcher does: gateway_provisioners 0.5's launch_ipykernel creates the
             # SparkSession in a thread for "eager" and "lazy" alike (only "none" differs), so the kernel
             # answers while Spark starts and `spark`/`sc` wait for it on first use
@@ -315,9 +316,10 @@ def write_kernelspec(kernels_dir: str | os.PathLike, site: KernelSite, req: Kern
 BUILTIN = [
     KernelSpecRequest(name="yardlab_pyspark", display_name="PySpark on YARN", kind="pyspark"),
     KernelSpecRequest(name="yardlab_python", display_name="Python 3 on YARN (no executors)", kind="python"),
+    KernelSpecRequest(name="yardlab_r", display_name="R on YARN", kind="r"),
 ]
 
 
 def install_builtin(kernels_dir: str | os.PathLike, site: KernelSite) -> list[Path]:
-    """Write the built-in kernelspecs (PySpark and plain Python, both on YARN)."""
+    """Write the built-in kernelspecs (PySpark, plain Python and R, all on YARN)."""
     return [write_kernelspec(kernels_dir, site, req) for req in BUILTIN]

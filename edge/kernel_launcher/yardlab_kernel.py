@@ -11,6 +11,8 @@ ship beside this file via --files; this wrapper adds what yardlab needs on top:
   ApplicationMaster only registers once a SparkContext exists, so the application would otherwise
   sit in ACCEPTED and then fail), but it runs with zero executors and is not put into the
   user's namespace;
+* ``--kind r`` gives the "R on YARN" kernel: the same YARN application and SparkSession as ``python``,
+  and IRkernel as this launcher's child instead of an IPython kernel (``yardlab_irkernel.py``);
 * on a Kerberized cluster (``YARDLAB_HDFS_AUTH=token``) the container holds no Kerberos ticket, only
   the user's delegation tokens: the HdfsCLI config is rewritten to use the HDFS delegation token
   spark-submit obtained for the user, so ``hdfs.Config().get_client()`` keeps working;
@@ -47,7 +49,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--response-address", required=True, metavar="IP:PORT")
     parser.add_argument("--public-key", required=True)
     parser.add_argument("--port-range", default="0..0", metavar="LOW..HIGH")
-    parser.add_argument("--kind", choices=["pyspark", "python"], default="pyspark")
+    parser.add_argument("--kind", choices=["pyspark", "python", "r"], default="pyspark")
     parser.add_argument("--spark-context-initialization-mode", dest="init_mode",
                         choices=["eager", "lazy", "none"], default="eager")
     # EG may add options of its own (for example --RemoteProcessProxy.* forms); ignore what we do not know
@@ -314,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
         mark("hdfs_token")
     ip = os.environ.get("YARDLAB_KERNEL_IP", "0.0.0.0")  # noqa: S104 - a real cluster needs EG to reach us
     cluster_type = "spark"
-    if args.kind == "python":
+    if args.kind in ("python", "r"):
         from pyspark.sql import SparkSession
 
         mark("spark_start")
@@ -328,6 +330,15 @@ def main(argv: list[str] | None = None) -> None:
     gp.setup_server_listener(connection_file, os.getpid(), lower, upper, args.response_address,
                              args.kernel_id, args.public_key, cluster_type, None)
     mark("listener")  # the forked listener sends the connection info to EG right away
+    if args.kind == "r":
+        import yardlab_irkernel  # shipped with --files
+
+        code = yardlab_irkernel.run(connection_file, ip)
+        try:
+            os.remove(connection_file)
+        except OSError:
+            pass
+        sys.exit(code)
     if cluster_type == "spark":
         signal.signal(signal.SIGUSR2, gp.cancel_spark_jobs)
         try:

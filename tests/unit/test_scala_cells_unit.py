@@ -165,4 +165,4 @@ def test_a_failing_cell_shows_what_it_printed_then_raises(shell, capsys):
 
 def test_the_kernelspec_ships_the_magic_beside_the_launcher(tmp_path):
     assert ",$SPEC_DIR/scripts/yardlab_scala.py," in kernelspecs.RUN_SH
-    assert kernelspecs.SCALA_CELLS.name == "yardlab_scala.py" and kernelspecs.SCALA_CELLS.exists()
+    assert [p.name for p in kernelspecs.SHIPPED if p.exists()] == ["yardlab_scala.py", "yardlab_irkernel.py"]
