@@ -136,26 +136,43 @@ def compile_error(messages: str) -> ScalaCompileError:
     return ScalaCompileError(message, [shown.rstrip("\n")])
 
 
+#: the REPL's wrapper machinery around a cell's code ($line7.$read, $line7.$eval$ ...): not the user's frames
+WRAPPER = re.compile(r"^\$line\d+\.\$(?:read|eval)\$?$")
+#: Java frames shown above the cell's own (Spark's stacks run to a hundred)
+JAVA_FRAMES = 8
+
+
 def runtime_error(throwable) -> ScalaRuntimeError:  # noqa: ANN001 (a py4j java.lang.Throwable)
-    """An exception thrown by the cell's code, naming the cell's line it came from; the Java frames down to
-    the cell's code (the REPL's machinery below it is left out), then the causes."""
-    frames = list(throwable.getStackTrace())
-    last = max((i for i, f in enumerate(frames) if str(f.getClassName()).startswith("$line")), default=None)
-    line = next((f.getLineNumber() for f in frames
-                 if str(f.getClassName()).startswith("$line") and f.getFileName() == "<console>"
-                 and f.getLineNumber() > 0), None)
+    """An exception thrown by the cell's code, naming the line of the cell it came from: the exception,
+    its first Java frames, the frames of code compiled from cells (this one's with their line in the
+    cell), then its causes; the REPL's machinery below the cell's code is left out."""
+    frames = [(str(f.getClassName()), int(f.getLineNumber()), str(f.getFileName()), str(f.toString()))
+              for f in throwable.getStackTrace()]
+    cut = next((i for i, f in enumerate(frames) if WRAPPER.match(f[0])), len(frames))
+    frames = frames[:cut]
+    # the outermost frame of REPL code is this cell's (``$line7.$read$$iw.<init>``): its $lineN names the cell
+    repl = [f for f in frames if f[0].startswith("$line")]
+    this = repl[-1][0].split(".", 1)[0] + "." if repl else None
+    ours = [f for f in repl if f[0].startswith(this or "-") and f[2] == "<console>" and f[1] > 0]
     header = str(throwable.toString())
     lines = [header]
-    for frame in frames[: (last + 1) if last is not None else 20]:
-        text = str(frame.toString())
-        if str(frame.getClassName()).startswith("$line") and frame.getLineNumber() > 0:
-            text += f"  <- line {cell_line(frame.getLineNumber())} of the cell"
-        lines.append(f"    at {text}")
+    java = [f for f in frames if not f[0].startswith("$line")]
+    shown = java[:JAVA_FRAMES]
+    elided = False
+    for f in frames:
+        if f[0].startswith("$line"):
+            where = f"line {cell_line(f[1])} of the cell" if f in ours else "code of an earlier cell"
+            lines.append(f"    at {f[3]}  <- {where}")
+        elif f in shown:
+            lines.append(f"    at {f[3]}")
+        elif not elided:
+            lines.append(f"    ... {len(java) - len(shown)} more Java frames")
+            elided = True
     cause, depth = throwable.getCause(), 0
     while cause is not None and depth < 5:
         lines.append(f"Caused by: {cause.toString()}")
         cause, depth = cause.getCause(), depth + 1
-    message = f"line {cell_line(line)}: {header}" if line else header
+    message = f"line {cell_line(ours[0][1])}: {header}" if ours else header
     return ScalaRuntimeError(message, ["\n".join(lines)])
 
 

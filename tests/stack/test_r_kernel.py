@@ -1,7 +1,18 @@
 """The "R on YARN" kernel (real stack: IRkernel in a YARN container of alice's, started through the edge)."""
 from __future__ import annotations
 
+import requests
+
 FINAL = {"FINISHED", "FAILED", "KILLED"}
+
+
+def test_the_r_kernelspec_is_offered_to_users(stack):
+    """What the Lab server's Launcher lists comes from the edge's /gateway/api/kernelspecs."""
+    r = requests.get(f"{stack['edge_url']}/gateway/api/kernelspecs",
+                     headers={"Authorization": f"token {stack['user_tokens']['bob']}"}, timeout=30)
+    assert r.status_code == 200
+    spec = r.json()["kernelspecs"]["yardlab_r"]["spec"]
+    assert (spec["display_name"], spec["language"]) == ("R on YARN", "R")
 
 
 def test_an_r_kernel_runs_on_yarn_as_the_user_and_ends_with_its_application(stack, edge_kernel, rm):

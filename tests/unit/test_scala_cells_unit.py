@@ -84,16 +84,29 @@ def throwable(text: str, frames: list, cause=None) -> SimpleNamespace:
 
 
 def test_a_runtime_error_names_the_cells_line_and_leaves_the_repls_machinery_out():
-    frames = [frame("java.lang.Math", 10, "Math.java"), frame("$line6.$read$$iw", 3), frame("$line6.$read", 4),
-              frame("$line6.$eval$", 6, "<synthetic>"), frame("jdk.internal.reflect.Method", 1, "Method.java")]
+    frames = [frame("java.lang.Math", 10, "Math.java"), frame("$line2.$read$$iw", 7),  # a def of an earlier cell
+              frame("$line6.$read$$iw", 3), frame("$line6.$read", 4), frame("$line6.$eval$", 6, "<synthetic>"),
+              frame("jdk.internal.reflect.Method", 1, "Method.java")]
     cause = throwable("java.io.IOException: disk", [])
     err = ys.runtime_error(throwable("java.lang.ArithmeticException: / by zero", frames, cause))
     assert isinstance(err, ys.ScalaRuntimeError)
     assert str(err) == "line 4: java.lang.ArithmeticException: / by zero"
-    text = err.lines[0]
-    assert "<- line 4 of the cell" in text and "$line6.$eval$" in text
-    assert "jdk.internal.reflect.Method" not in text
-    assert text.endswith("Caused by: java.io.IOException: disk")
+    assert err.lines[0].splitlines() == [
+        "java.lang.ArithmeticException: / by zero",
+        "    at java.lang.Math.<init>(Math.java:10)",
+        "    at $line2.$read$$iw.<init>(<console>:7)  <- code of an earlier cell",
+        "    at $line6.$read$$iw.<init>(<console>:3)  <- line 4 of the cell",
+        "Caused by: java.io.IOException: disk"]
+
+
+def test_long_java_stacks_are_cut_to_their_top():
+    frames = [frame(f"org.apache.spark.X{i}", i, "X.scala") for i in range(30)] + [frame("$line3.$read$$iw", 1),
+                                                                                   frame("$line3.$read", 9)]
+    lines = ys.runtime_error(throwable("org.apache.spark.sql.AnalysisException: no table", frames)).lines[0]
+    lines = lines.splitlines()
+    assert len(lines) == 1 + ys.JAVA_FRAMES + 1 + 1
+    assert lines[-2] == f"    ... {30 - ys.JAVA_FRAMES} more Java frames"
+    assert lines[-1].endswith("<- line 2 of the cell")
 
 
 def test_a_runtime_error_from_no_cell_line_keeps_the_exception():
