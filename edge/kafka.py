@@ -22,16 +22,33 @@ class KafkaUnreachable(Exception):
     """The brokers did not answer a metadata request; the message says why, in a few words."""
 
 
+def _admin_client(**configs: Any) -> Any:
+    """A KafkaAdminClient; one whose bootstrap fails stops its network thread before raising (kafka-python
+    3.0 leaves it running, and a probe every few seconds against a broker that is down would pile them up)."""
+    from kafka import KafkaAdminClient
+
+    class ProbeClient(KafkaAdminClient):
+        def __init__(self, **kw: Any) -> None:
+            try:
+                super().__init__(**kw)
+            except Exception:
+                for part in ("_client", "_net"):
+                    stop = getattr(getattr(self, part, None), "close" if part == "_client" else "stop", None)
+                    if stop is not None:
+                        stop()
+                raise
+
+    return ProbeClient(**configs)
+
+
 def describe_cluster(bootstrap_servers: str, timeout: float) -> dict[str, Any]:
     """Ask the brokers for the cluster's metadata (blocking: run it in a thread); its brokers and id."""
-    from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
     ms = int(timeout * 1000)
     try:
-        client = KafkaAdminClient(bootstrap_servers=bootstrap_servers.split(","), client_id="yardlab-edge",
-                                  request_timeout_ms=ms, bootstrap_timeout_ms=ms,
-                                  reconnect_backoff_max_ms=1000)
+        client = _admin_client(bootstrap_servers=bootstrap_servers.split(","), client_id="yardlab-edge",
+                               request_timeout_ms=ms, bootstrap_timeout_ms=ms, reconnect_backoff_max_ms=1000)
     except KafkaError as e:  # the bootstrap brokers did not answer (refused, timed out, unknown host)
         raise KafkaUnreachable(f"no broker answered at {bootstrap_servers} ({type(e).__name__})") from e
     try:

@@ -64,6 +64,17 @@ def test_the_broker_answers_and_the_edge_says_kafka_is_up(stack, edge_as, admin)
     assert kafka == {**kafka, "bootstrap_servers": "127.0.0.1:9092", "up": True, "reason": None, "brokers": 1}
 
 
+def test_the_environments_maven_packages_load_on_the_driver_and_on_an_executor(ds_kernel):
+    # kafka-clients came with the connector (packages.maven); Spark's own jars have no Kafka classes.
+    # reflect() is nondeterministic, so Spark evaluates it in the task on the executor, not when planning
+    reply = ds_kernel.execute(
+        "row = spark.range(1).selectExpr(\"reflect('org.apache.kafka.common.utils.AppInfoParser', 'getVersion')\")"
+        ".first()\n"
+        "print(row[0], spark._jvm.org.apache.kafka.common.utils.AppInfoParser.getVersion())")
+    assert reply.status == "ok", (reply.error, reply.stderr[-2000:])
+    assert reply.stdout.split()[-2:] == ["3.9.1", "3.9.1"], reply.stdout
+
+
 def test_structured_streaming_on_yarn_reads_what_the_test_produces(stack, ds_kernel, admin):
     started = ds_kernel.execute(
         "import os\n"
