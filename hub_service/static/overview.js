@@ -31,6 +31,14 @@
       el('td', {}, n.host || n.id), el('td', {}, el('span', { className: 'badge ' + (n.healthy ? 'bg-success' : 'bg-danger') }, n.state)),
       el('td', {}, `${fmtMB(n.usedMB)} / ${fmtMB(n.totalMB)}`), el('td', {}, `${n.usedVCores} / ${n.totalVCores}`),
       el('td', {}, n.containers), el('td', { className: 'small' }, n.healthReport || 'ok'))));
+    // Kafka, on a site with brokers: the edge's last metadata request to them
+    const k = c.kafka;
+    $('yl-kafka').hidden = !k || k.up === null;
+    if (k && k.up !== null) {
+      $('yl-kafka').replaceChildren(el('span', { className: 'badge me-2 ' + (k.up ? 'bg-success' : 'bg-danger') },
+        k.up ? 'Kafka: up' : 'Kafka: unreachable'),
+        k.up ? `${k.bootstrap_servers} · ${k.brokers} broker${k.brokers === 1 ? '' : 's'}` : `${k.bootstrap_servers}: ${k.reason}`);
+    }
     $('yl-updated').textContent = `updated ${new Date().toLocaleTimeString()} (YARN snapshot ${c.snapshotAge.toFixed(1)} s old)`;
   }
 

@@ -208,6 +208,9 @@ def test_overview_users_and_history_pages(stack, browser_page, artifacts):
     wait_for(lambda: "used of" in page.locator("#yl-mem-text").inner_text(), 30, "the overview's figures")
     assert page.locator("#yl-queues tbody tr").count() >= 2  # default and interactive (and root's children)
     assert page.locator("#yl-nodes-healthy").inner_text() == "1"
+    # the stack's Kafka broker, as the edge last found it
+    wait_for(lambda: "Kafka: up" in page.locator("#yl-kafka").inner_text(), 30, "the overview's Kafka line")
+    assert "127.0.0.1:9092 · 1 broker" in page.locator("#yl-kafka").inner_text()
     page.screenshot(path=str(artifacts / "hub-service-overview.png"), full_page=True)
 
     # the history chart: points from the service's own samples (every few seconds on the stack)
