@@ -57,6 +57,7 @@ def test_guest_sees_a_job_named_like_markup_as_text_and_kills_it(stack, page, ar
     capacity = panel.locator(".jp-yardlab-capacity")
     capacity.filter(has_text="yours").wait_for(timeout=30_000)
     assert "Cluster" in capacity.inner_text()
+    capacity.filter(has_text="Kafka: up").wait_for(timeout=30_000)  # the stack's broker, as the edge found it
     page.screenshot(path=str(artifacts / "sidebar-jobs-guest.png"))
 
     job.locator(".jp-yardlab-kill").click()
