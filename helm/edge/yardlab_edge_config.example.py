@@ -58,3 +58,10 @@ c.WarmPool.groups = {
     # "students": {"yardlab_pyspark": {"count": 0}},  # a course of 300: no warm kernels
     # "staff": {"yardlab_pyspark": {"count": 2, "idle_seconds": 1800}},
 }
+
+# Kafka: the site's brokers (kernels connect to them themselves; the edge only asks them for their
+# metadata every KafkaService.interval seconds, so the sidebar and the Overview say whether Kafka is
+# up).  Empty: no Kafka.  JVM packages of environments (packages.maven, e.g. Spark's Kafka connector)
+# are resolved from these Maven repositories only (the first stands in for every repository a POM names).
+c.KafkaService.bootstrap_servers = ""  # e.g. "kafka-1.example.org:9093,kafka-2.example.org:9093"
+c.EnvironmentService.maven_repositories = ["https://repo.maven.apache.org/maven2"]  # or the site's mirror
