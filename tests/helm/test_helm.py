@@ -489,7 +489,8 @@ def test_edge_config_example_sets_real_traits():
                 "TokenIdentifier": {"hub_api_url", "hub_api_token"},
                 "ResourceManagerClient": {"urls", "service_user"}, "AppSnapshot": {"poll_interval"},
                 "Kerberos": {"keytab", "principal", "ccache"}, "JobService": {"credentials_max_lifetime"},
-                "WarmPool": {"kernelspecs", "groups"}}
+                "WarmPool": {"kernelspecs", "groups"}, "KafkaService": {"bootstrap_servers"},
+                "EnvironmentService": {"maven_repositories"}}
     assert {section: set(traits) for section, traits in config.items()} == expected
     for section, traits in config.items():
         unknown = set(traits) - set(classes[section].class_trait_names(config=True))
