@@ -60,10 +60,11 @@ def test_each_piece_runs_as_its_own_account(stack):
     eg = json.loads(Path(stack["eg_state_file"]).read_text())["pid"]
     seen = {name: account_of(pid) for name, pid in {**pids, "enterprise-gateway": eg}.items()
             if name in ("namenode", "datanode", "resourcemanager", "nodemanager", "edge", "enterprise-gateway",
-                        "jupyterhub", "kdc")}
+                        "jupyterhub", "kdc", "kafka")}
     assert seen == {"namenode": acc["hadoop"], "datanode": acc["hadoop"], "resourcemanager": acc["hadoop"],
                     "nodemanager": acc["yarn"], "edge": acc["service"], "enterprise-gateway": acc["service"],
-                    "jupyterhub": "root", "kdc": "root"}
+                    "jupyterhub": "root", "kdc": "root", "kafka": acc["kafka"]}
+    assert acc["kafka"] not in (acc["hadoop"], acc["yarn"], acc["service"], "root")
     logs = Path(stack["logs"])
     assert {p.name: oct(p.stat().st_mode & 0o777) for p in logs.glob("*.log")} == \
         {p.name: "0o600" for p in logs.glob("*.log")}
