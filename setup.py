@@ -63,7 +63,8 @@ STACK = ["pyspark==4.0.1", "jupyterhub==6.1.1", "jupyterlab==4.6.6", "ipykernel>
          # the hub's login through the stack's OpenID Connect provider (YARDLAB_AUTH=oidc)
          "oauthenticator==17.4.0"]
 TEST = ["pytest>=8", "pytest-timeout>=2.3", "pytest-jupyter[server]>=0.10", "playwright>=1.48",
-        "websocket-client>=1.8", "kafka-python>=3.0", "helm-python-sdk==0.2.2", "kubernetes-validate==1.37.0", "yamllint==1.38.0"]
+        "websocket-client>=1.8", "kafka-python>=3.0", "hypothesis>=6.100", "helm-python-sdk==0.2.2",
+        "kubernetes-validate==1.37.0", "yamllint==1.38.0"]
 
 setup(
     name="yardlab",

@@ -81,6 +81,10 @@ def check_target(app_id: str, raw_rest: str, raw_query: str) -> Target:
     if any(ord(c) < 0x21 or ord(c) == 0x7F for c in raw_query) or "#" in raw_query:
         raise PublicError(400, "the Spark UI address has control characters in its query")
     for name, _ in parse_qsl(raw_query, keep_blank_values=True):
+        if not name.isascii():
+            # Hadoop's filters compare names with Java's equalsIgnoreCase, for which 'doaſ' (long s) is 'doas':
+            # no Spark UI page has a parameter that is not plain ASCII
+            raise PublicError(400, f"the query parameter {name[:40]!r} is not plain ASCII; Spark UI pages have none")
         if name.strip().lower() in REFUSED_PARAMS:
             raise PublicError(400, f"the query parameter {name[:40]!r} is the edge's to set, not the browser's")
     return Target(app_id, raw_rest, raw_query)
