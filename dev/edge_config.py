@@ -46,6 +46,9 @@ c.EnvironmentService.builds_dir = str(state / "edge" / "envs")
 c.EnvironmentService.conda_channels = [Path(info["conda_channel"]).as_uri()]
 # one build for the shipped environment and one for a user at the same time
 c.EnvironmentService.max_concurrent_builds = 2
+# archives as plain .tar: the base (~540 MB unpacked) packs in ~6 s instead of ~25 s at gzip level 1 on
+# the stack's 2 cores, and HDFS and the NodeManager are on this machine (a cluster keeps the default, 1)
+c.EnvironmentService.compress_level = 0
 c.EnvironmentService.predefined = [{
     "name": "spark-pandas", "display_name": "PySpark with pandas and pyarrow", "kind": "pyspark",
     "resources": {"driver_memory_mb": 1024, "executor_memory_mb": 1024, "executor_instances": 1},

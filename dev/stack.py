@@ -28,6 +28,7 @@ import sys
 import time
 import uuid
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -488,6 +489,11 @@ class Stack:
             "yarn.nodemanager.collector-service.address": "127.0.0.1:0",
             "yarn.nodemanager.amrmproxy.address": "127.0.0.1:0",
             "yarn.nodemanager.local-dirs": data / "nm-local",
+            # the NodeManager keeps its cache of localized resources across restarts: the environments'
+            # archives (the built-in kernels' base among them) are unpacked once per state folder, not at
+            # every start (without Hadoop's native library each of their ~10,000 files costs a chmod process)
+            "yarn.nodemanager.recovery.enabled": "true",
+            "yarn.nodemanager.recovery.dir": data / "nm-recovery",
             "yarn.nodemanager.log-dirs": self.logs / "containers",
             # sized for a 2-core / 24 GB machine: 8 GB of containers, vcores are a share, not cores
             "yarn.nodemanager.resource.memory-mb": 8192,
@@ -918,7 +924,7 @@ class Stack:
             (hadoop / name).mkdir(exist_ok=True)
             own(hadoop / name, HADOOP_USER, 0o700, recursive=True)
         own(hadoop / "http-signature-secret", HADOOP_USER, 0o600)
-        for name in ("nm-local", "nm-tmp", "run-nm"):
+        for name in ("nm-local", "nm-tmp", "run-nm", "nm-recovery"):
             (hadoop / name).mkdir(exist_ok=True)
             own(hadoop / name, YARN_USER, 0o700, recursive=True)
         own(hadoop / "nm-http-signature-secret", YARN_USER, 0o600)
@@ -1097,6 +1103,7 @@ class Stack:
         self.wait_hub_service()
         self.info["eg_token"] = json.loads(Path(self.info["eg_state_file"]).read_text())["token"]
         self.info["user_tokens"] = self.make_user_tokens()
+        self.wait_base_environment()
         self.timings["total"] = round(time.monotonic() - t0, 1)
         self.save_info()
         return self.info
@@ -1253,6 +1260,75 @@ class Stack:
         for user in DEMO_USERS:
             self.webhdfs("PUT", f"/user/{user}", op="MKDIRS", permission="700")
             self.webhdfs("PUT", f"/user/{user}", op="SETOWNER", owner=user, group=user)
+
+    def wait_base_environment(self, timeout: float = 420.0) -> None:
+        """Wait until the edge has built the base environment (numpy, pandas, pyarrow, matplotlib) and put the
+        built-in kernelspecs on it: at once after the first start (its archive is reused), a minute or two
+        on a fresh stack.  A failed build is reported, not fatal: the built-in kernels then run without it."""
+        t0 = time.monotonic()
+        url = self.url("edge_http", "/services/yardlab-edge/api/v1/environments/yardlab/base")
+        headers = {"Authorization": f"token {self.info['user_tokens']['admin']}"}
+        status, last = "", ""
+        while time.monotonic() - t0 < timeout:
+            try:
+                env = http_json(url, headers=headers)
+            except (OSError, ValueError):
+                env = {}
+            status = env.get("status", "")
+            if status in ("ready", "failed"):
+                break
+            if env.get("phase") != last:
+                last = env.get("phase", "")
+                log(f"base environment: {last or 'waiting for the edge'}")
+            time.sleep(1)
+        self.timings["base-environment"] = round(time.monotonic() - t0, 1)
+        if status == "ready":
+            log(f"base environment ready (built-in kernels on {env.get('archive')})")
+            self.warm_node_cache(env["archive"])
+        else:
+            log(f"WARNING: the base environment is {status or 'not ready'} ({env.get('error') or 'timed out'}): "
+                "the built-in kernels run without numpy/pandas; see the edge's environments page")
+
+    def warm_node_cache(self, archive: str, timeout: float = 240.0) -> None:
+        """Have the NodeManager unpack ``archive`` into its public cache now, not in the first kernel's start.
+
+        On this stack that takes ~45 s (no native Hadoop library: a chmod process per file); a cluster's
+        NodeManagers do it in seconds.  A YARN application whose container only runs ``true`` carries the
+        archive as a PUBLIC resource; nothing happens when the cache holds it already (NodeManager recovery
+        keeps it across restarts)."""
+        t0 = time.monotonic()
+        path = urllib.parse.urlsplit(archive).path
+        who = "" if self.kerberos else f"&user.name={SERVICE_USER}"
+        code, body = http_get(self.url("hdfs_namenode_http", f"/webhdfs/v1{path}?op=GETFILESTATUS{who}"),
+                              kerberos=self.kerberos, timeout=10)
+        if code != 200:
+            log(f"WARNING: cannot read {path} to warm the NodeManager's cache ({code})")
+            return
+        st = json.loads(body)["FileStatus"]
+        rm = self.url("yarn_rm_http", "/ws/v1/cluster/apps")
+        query = "" if self.kerberos else f"?user.name={SERVICE_USER}"
+
+        def call(url: str, body: dict | None = None) -> dict:
+            headers = self.kerberos.header(url) if self.kerberos else {}
+            return http_json(url, "POST", body, headers=headers, timeout=30)
+
+        app_id = call(rm + "/new-application" + query)["application-id"]
+        resource = {"resource": f"hdfs://127.0.0.1:{PORTS['hdfs_namenode_rpc']}{path}", "type": "ARCHIVE",
+                    "visibility": "PUBLIC", "size": st["length"], "timestamp": st["modificationTime"]}
+        call(rm + query, {
+            "application-id": app_id, "application-name": "yardlab-warm-node-cache", "application-type": "YARDLAB",
+            "application-tags": ["yardlab-warm-node-cache"], "queue": "default", "max-app-attempts": 1,
+            "resource": {"memory": 256, "vCores": 1},
+            "am-container-spec": {"local-resources": {"entry": [{"key": "env", "value": resource}]},
+                                  "commands": {"command": "true"}},
+        })
+        while time.monotonic() - t0 < timeout:
+            code, body = http_get(f"{rm}/{app_id}{query}", kerberos=self.kerberos, timeout=10)
+            if code == 200 and json.loads(body)["app"]["state"] in ("FINISHED", "FAILED", "KILLED"):
+                break
+            time.sleep(1)
+        self.timings["node-cache"] = round(time.monotonic() - t0, 1)
+        log(f"NodeManager cache holds the base archive ({self.timings['node-cache']} s)")
 
     def make_user_tokens(self) -> dict[str, str]:
         """One API token per demo user, made through the hub API with the stack's service token."""

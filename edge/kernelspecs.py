@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import tempfile
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -174,9 +175,7 @@ def spark_properties(kind: str, resources: dict, archive: str | None = None,
             conf["spark.executor.instances"] = str(resources["executor_instances"])
             conf["spark.dynamicAllocation.enabled"] = "false"
     if archive:
-        conf.update({"spark.yarn.dist.archives": f"{archive}#env",
-                     "spark.yarn.appMasterEnv.PYSPARK_PYTHON": "./env/bin/python",
-                     "spark.executorEnv.PYSPARK_PYTHON": "./env/bin/python"})
+        conf.update(archive_properties(archive))
     if jars:
         # spark.yarn.dist.jars, not spark.jars: Spark 4.0.1's YARN Client (prepareLocalResources) localizes
         # every spark.yarn.dist.jars entry into the containers and records it in spark.yarn.secondary.jars,
@@ -186,6 +185,14 @@ def spark_properties(kind: str, resources: dict, archive: str | None = None,
         # spark.jars would in addition be served by the driver to the executors per application.
         conf["spark.yarn.dist.jars"] = ",".join(jars)
     return conf
+
+
+def archive_properties(archive: str) -> dict[str, str]:
+    """The Python of a packed environment (``archive``: its URI) for the driver and the executors: YARN
+    localizes it into each container as ``./env`` (once per NodeManager when it is public on HDFS)."""
+    return {"spark.yarn.dist.archives": f"{archive}#env",
+            "spark.yarn.appMasterEnv.PYSPARK_PYTHON": "./env/bin/python",
+            "spark.executorEnv.PYSPARK_PYTHON": "./env/bin/python"}
 
 
 def read_spark_properties(kernels_dir: str | os.PathLike | None, name: str) -> dict[str, str]:
@@ -320,6 +327,10 @@ BUILTIN = [
 ]
 
 
-def install_builtin(kernels_dir: str | os.PathLike, site: KernelSite) -> list[Path]:
-    """Write the built-in kernelspecs (PySpark, plain Python and R, all on YARN)."""
-    return [write_kernelspec(kernels_dir, site, req) for req in BUILTIN]
+def install_builtin(kernels_dir: str | os.PathLike, site: KernelSite, archive: str | None = None) -> list[Path]:
+    """Write the built-in kernelspecs (PySpark, plain Python and R, all on YARN).  The Python ones run on
+    ``site.python`` until the edge has built the base environment, then on its archive (``archive``, its
+    URI); the R kernel's launcher stays on ``site.python`` (the base is Python's)."""
+    conf = archive_properties(archive) if archive else {}
+    return [write_kernelspec(kernels_dir, site, dataclasses.replace(req, spark_conf=conf)
+                             if req.kind in ("pyspark", "python") else req) for req in BUILTIN]

@@ -1,18 +1,22 @@
 """The environment builder: a queue of builds, each one resolved, installed, packed, uploaded, published.
 
-1. **resolving**: ``uv pip compile`` pins the pip requirements (plus what the kernel launcher needs);
+1. **resolving**: ``uv pip compile`` pins the pip requirements plus what the kernel launcher needs and
+   the site's base set (numpy, pandas, pyarrow, matplotlib: by name, so a user's own pins win);
    py-rattler solves the conda specs.  The sha256 of the pinned set names the archive.
-2. **installing**: ``uv venv`` + ``uv pip sync`` of the pinned set; py-rattler installs the conda
-   records into the same prefix.
-3. **packing**: venv-pack turns the prefix into a relocatable ``.tar.gz``.
+2. **installing**: ``uv venv`` + ``uv pip sync`` of the pinned set, compiled to bytecode (the archive
+   is unpacked read-only on the nodes: without .pyc files every kernel would compile its imports);
+   py-rattler installs the conda records into the same prefix.
+3. **packing**: venv-pack turns the prefix into a relocatable ``.tar.gz`` (or a plain ``.tar``).
 4. **uploading**: the archive goes to HDFS once, as ``/yardlab/envs/<sha256>.tar.gz`` (0644, so every
    NodeManager may cache it as a PUBLIC resource), via a temporary name and a rename.  Maven packages
    (resolved by maven.py during *resolving*) go next to it the same way, one jar each, as
    ``/yardlab/envs/jars/<sha256>.jar``; a jar already there is not uploaded again.
-5. **kernelspec**: written atomically, with the Spark properties of ``kernelspecs.spark_properties``.
+5. **kernelspec**: written atomically, with the Spark properties of ``kernelspecs.spark_properties``;
+   the base environment's "kernelspecs" are the built-in ones, which then run on its archive.
 
 An archive that exists for the same resolved set is reused (no install, pack or upload), and so is
-the resolution of an identical recent request.  Builds run with bounded concurrency; one cut by an
+the resolution of an identical recent request; two builds that resolve to the same set at the same
+time pack it once (the second waits for the first's upload).  Builds run with bounded concurrency; one cut by an
 edge restart is queued again, its leftovers (work folders, HDFS temporaries) removed first.  Commands
 run as asyncio subprocesses, file work (packing, copies, removals) in threads.
 """
@@ -33,12 +37,15 @@ from typing import Awaitable, Protocol, TypeVar
 
 import rattler
 import venv_pack
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from ..clients.webhdfs import WebHDFSClient, WebHDFSError, WebHDFSUnavailable
 from ..clock import monotonic
 from ..kernelspecs import (
     KernelSite,
     KernelSpecRequest,
+    install_builtin,
     spark_properties,
     write_kernelspec,
 )
@@ -54,7 +61,7 @@ T = TypeVar("T")
 BUILD_ENV_KEYS = ("PATH", "HOME", "JAVA_HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
                   "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 #: bumped whenever the way an archive is built changes, so old archives are not reused
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"  # 2: bytecode compiled into the archive
 #: phase -> percent done when the phase starts
 PHASES = {"queued": 0, "resolving": 5, "installing": 20, "packing": 55, "uploading": 80, "kernelspec": 95, "ready": 100}
 PYTHON_PROBE = "import sys,platform; print(sys.version.split()[0], platform.machine())"
@@ -76,6 +83,10 @@ class BuildSettings(Protocol):
     uv: str
     index_url: str
     launcher_requirements: list[str]
+    base_packages: list[str]
+    build_from_source: list[str]
+    compress_level: int
+    pack_exclude: list[str]
     conda_channels: list[str]
     conda_platforms: list[str]
     mvn: str
@@ -85,6 +96,8 @@ class BuildSettings(Protocol):
     max_concurrent_builds: int
     build_timeout: float
     resolution_ttl: float
+
+    def is_base(self, env: dict) -> bool: ...
 
 
 class EnvironmentBuilder:
@@ -103,6 +116,9 @@ class EnvironmentBuilder:
         self.workers: list[asyncio.Task] = []
         self.running: dict[Key, asyncio.Task] = {}
         self._archive_locks: dict[str, asyncio.Lock] = {}
+        self._pack_locks: dict[str, asyncio.Lock] = {}
+        #: the archive the built-in kernelspecs run on now (kept whatever records say)
+        self.base_archive: str | None = None
         self._kernelspecs_lock = asyncio.Lock()  # writes and removals run in threads: one at a time
         self._jars_lock = asyncio.Lock()  # a build claims jars, or a delete checks and removes them
         self._python_version: str | None = None
@@ -161,7 +177,7 @@ class EnvironmentBuilder:
             raise BuildError(f"HDFS refused the operation on {path}: {detail}") from e
 
     def archive_path(self, sha: str) -> str:
-        return f"{self.settings.hdfs_dir}/{sha}.tar.gz"
+        return f"{self.settings.hdfs_dir}/{sha}.{'tar.gz' if self.settings.compress_level else 'tar'}"
 
     def archive_uri(self, sha: str) -> str:
         """The archive's URI as Spark is given it."""
@@ -184,7 +200,7 @@ class EnvironmentBuilder:
                 return False
         return True
 
-    async def _archive_exists(self, sha: str) -> bool:
+    async def archive_exists(self, sha: str) -> bool:
         path = self.archive_path(sha)
         return await self._hdfs(path, self.webhdfs.status(path, strict=False)) is not None
 
@@ -225,7 +241,7 @@ class EnvironmentBuilder:
     async def remove_archive_if_unused(self, sha: str, environment: str) -> None:
         """Remove an archive no environment claims and no live kernel of ``environment`` runs on."""
         async with self._archive_lock(sha):
-            if self.store.archive_in_use(sha):
+            if self.store.archive_in_use(sha) or sha == self.base_archive:
                 return
             if any(k.get("environment") == environment for k in self.ledger.live()):
                 self.log.info("keeping archive %s: kernels of %s still run on it", sha, environment)
@@ -256,14 +272,19 @@ class EnvironmentBuilder:
     async def write_kernelspec(self, env: dict) -> str:
         """Publish ``env`` (a record) as its kernelspec; its name."""
         assert self.settings.kernels_dir is not None
-        name = self.store.spec_name(env["owner"], env["name"])
         archive = self.archive_uri(env["archive"]) if env.get("archive") else None
         jars = [self.jar_uri(j["sha256"]) for j in env.get("jars") or []]
+        site = KernelSite(**self.settings.kernel_site)
+        if self.settings.is_base(env):
+            async with self._kernelspecs_lock:
+                paths = await asyncio.to_thread(install_builtin, self.settings.kernels_dir, site, archive)
+            self.base_archive = env.get("archive")
+            return paths[0].name
+        name = self.store.spec_name(env["owner"], env["name"])
         spec = KernelSpecRequest(name=name, display_name=env["display_name"], kind=env["kind"],
                                  environment=f"{env['owner']}/{env['name']}",
                                  spark_conf=spark_properties(env["kind"], env["resources"], archive, jars),
                                  visibility=env["visibility"], owner=env["owner"])
-        site = KernelSite(**self.settings.kernel_site)
         async with self._kernelspecs_lock:
             await asyncio.to_thread(write_kernelspec, self.settings.kernels_dir, site, spec)
         return name
@@ -339,14 +360,16 @@ class EnvironmentBuilder:
             else:
                 sha, records = await self._resolve(key, env, work)
                 jars = await self._resolve_maven(key, env.get("packages", {}).get("maven") or [], work)
-                if await self._claim(key, sha):
-                    sink.line(f"the resolved environment is already packed: reusing archive {sha}")
-                else:
-                    archive = await self._install_and_pack(key, records, work)
-                    self._phase(key, "uploading")
-                    tmp_upload = f"{self.settings.hdfs_dir}/.{sha}.{secrets.token_hex(4)}.tmp"
-                    await self._upload(archive, tmp_upload, self.archive_path(sha))
-                    tmp_upload = None
+                # one build packs a resolved set at a time: an identical one waits here, then reuses it
+                async with self._pack_locks.setdefault(sha, asyncio.Lock()):
+                    if await self._claim(key, sha):
+                        sink.line(f"the resolved environment is already packed: reusing archive {sha}")
+                    else:
+                        archive = await self._install_and_pack(key, records, work)
+                        self._phase(key, "uploading")
+                        tmp_upload = f"{self.settings.hdfs_dir}/.{sha}.{secrets.token_hex(4)}.tmp"
+                        await self._upload(archive, tmp_upload, self.archive_path(sha))
+                        tmp_upload = None
                 await self._upload_jars(key, jars, work)
                 self.store.remember_resolution(request_key, sha, [j.as_json() for j in jars])
             self._phase(key, "kernelspec")
@@ -432,12 +455,13 @@ class EnvironmentBuilder:
         """Mark the archive as this environment's (so no delete removes it), then say whether it exists."""
         async with self._archive_lock(sha):
             self.store.update(key, archive=sha)
-            return await self._archive_exists(sha)
+            return await self.archive_exists(sha)
 
     async def _request_key(self, env: dict) -> str:
         s = self.settings
         blob = json.dumps({"python": await self._base_python(), "launcher": sorted(s.launcher_requirements),
-                           "pip": sorted(env["packages"]["pip"]), "conda": sorted(env["packages"]["conda"]),
+                           "base": sorted(s.base_packages), "source": sorted(s.build_from_source),
+                           "compress": s.compress_level, "exclude": s.pack_exclude, "pip": sorted(env["packages"]["pip"]), "conda": sorted(env["packages"]["conda"]),
                            "channels": list(s.conda_channels), "index": s.index_url,
                            "builder": BUILDER_VERSION,
                            # only when asked for: the keys of environments without JVM packages stay the same
@@ -498,8 +522,9 @@ class EnvironmentBuilder:
         """Pin the pip requirements and solve the conda specs; the sha256 of the result names the archive."""
         s = self.settings
         reqs = work / "requirements.in"
-        reqs.write_text("".join(f"{r}\n" for r in [*s.launcher_requirements, *env["packages"]["pip"]]))
-        await self._run(key, [s.uv, "pip", "compile", "--quiet", "--no-header", "--no-annotate", "--no-build",
+        reqs.write_text("".join(f"{r}\n" for r in [*s.launcher_requirements, *self._base_for(env),
+                                                   *env["packages"]["pip"]]))
+        await self._run(key, [s.uv, "pip", "compile", "--quiet", "--no-header", "--no-annotate", *self._build_flags(),
                               "--python", s.python, str(reqs), "-o", str(work / "lock.txt")],
                         work, "resolving the pip requirements")
         lock = (work / "lock.txt").read_text()
@@ -508,7 +533,8 @@ class EnvironmentBuilder:
         if env["packages"]["conda"]:
             records = await self._solve_conda(key, env["packages"]["conda"])
             conda_lines = sorted(f"{r.url} {r.sha256.hex() if r.sha256 else ''}" for r in records)
-        blob = "\n".join([f"builder {BUILDER_VERSION}", f"python {await self._base_python()}", lock, *conda_lines])
+        blob = "\n".join([f"builder {BUILDER_VERSION}", f"python {await self._base_python()}",
+                          f"pack {s.compress_level} {json.dumps(sorted(s.pack_exclude))}", lock, *conda_lines])
         sha = hashlib.sha256(blob.encode()).hexdigest()
         self.store.sink(key).line(f"resolved {len(lock.splitlines())} pip packages and {len(records)} conda "
                                   f"packages: archive {sha}")
@@ -521,16 +547,30 @@ class EnvironmentBuilder:
         prefix = work / "env"
         await self._run(key, [s.uv, "venv", "--quiet", "--python", s.python, str(prefix)], work,
                         "creating the virtualenv")
-        await self._run(key, [s.uv, "pip", "sync", "--no-build", "--python", str(prefix / "bin" / "python"),
-                              str(work / "lock.txt")], work, "installing the pip packages")
+        await self._run(key, [s.uv, "pip", "sync", *self._build_flags(), "--compile-bytecode",
+                              "--python", str(prefix / "bin" / "python"), str(work / "lock.txt")],
+                        work, "installing the pip packages")
         if records:
             await self._install_conda(key, records, prefix)
         self._phase(key, "packing")
-        archive = work / "env.tar.gz"
+        archive = work / ("env.tar.gz" if s.compress_level else "env.tar")
         await finish_even_if_cancelled(asyncio.to_thread(
-            venv_pack.pack, prefix=str(prefix), output=str(archive), force=True, verbose=False))
+            venv_pack.pack, prefix=str(prefix), output=str(archive), force=True, verbose=False,
+            compress_level=s.compress_level or 4, filters=[("exclude", pattern) for pattern in s.pack_exclude]))
         self.store.sink(key).line(f"packed {archive.stat().st_size / 1e6:.1f} MB")
         return archive
+
+    def _base_for(self, env: dict) -> list[str]:
+        """The base set an environment gets, less what its own pip requirements name (theirs win)."""
+        own = {canonicalize_name(Requirement(r).name) for r in env["packages"]["pip"]}
+        return [r for r in self.settings.base_packages if canonicalize_name(Requirement(r).name) not in own]
+
+    def _build_flags(self) -> list[str]:
+        """Wheels only (no package's build code runs on the edge), but for the site's named exceptions."""
+        allowed = self.settings.build_from_source
+        if not allowed:
+            return ["--no-build"]
+        return ["--only-binary", ":all:", "--no-binary", ",".join(allowed)]
 
     async def _solve_conda(self, key: Key, specs: list[str]) -> list:
         s = self.settings

@@ -11,6 +11,14 @@ the order a request travels:
   the kernelspec (whose Spark properties come from :mod:`yardlab.edge.kernelspecs`).
 - ``service.py`` (here): :class:`EnvironmentService`, the settings and the API the handlers call
   (list, show, create, update, rebuild, delete, events) with who may do what.
+
+The base environment (``yardlab/base``, made at the edge's first start) is the site's base set
+(numpy, pandas, pyarrow, matplotlib) with nothing else; its kernelspecs are the built-in ones, which
+run on the edge's own interpreter until its archive is ready and on that archive from then on.  Every
+other environment carries the base set too: an environment's archive replaces the kernel's whole
+Python, and one that dropped pandas because its owner asked for scikit-learn would surprise everyone.
+The set goes in by name only, so an environment's own pins decide the versions; an environment with
+no packages resolves to the base archive itself (the same file, already cached on the nodes).
 """
 from __future__ import annotations
 
@@ -76,6 +84,33 @@ class EnvironmentService(LoggingConfigurable):
     launcher_requirements = List(
         Unicode(), ["ipykernel>=6.29", "jupyter_client>=8", "pycryptodomex>=3.20"],
         help="What every environment gets so yardlab's kernel launcher runs in it.",
+    ).tag(config=True)
+    base_packages = List(
+        Unicode(), ["numpy", "pandas", "pyarrow", "matplotlib", "hdfs"],
+        help="The base set the built-in kernels and every environment carry (PEP 508 requirements; an "
+             "environment's own requirement of the same package replaces the base's). hdfs is the client "
+             "the kernels' HdfsCLI config is written for.",
+    ).tag(config=True)
+    base_environment = Unicode(
+        "base", help="Name of the predefined environment that holds the base set and whose archive the built-in "
+                     "kernelspecs run on. Empty: the built-in kernels run on KernelSite.python.",
+    ).tag(config=True)
+    build_from_source = List(
+        Unicode(), ["hdfs", "docopt"],
+        help="Packages built from their source distributions (their build code runs on the edge): pure-Python "
+             "ones of the base set that PyPI has no wheel of. Everything else must come as a wheel.",
+    ).tag(config=True)
+    compress_level = IntegerT(
+        1, min=0, max=9,
+        help="gzip level of the packed archives; 0 packs a plain .tar (no compression work on the edge, about "
+             "3x the bytes for HDFS and for each NodeManager to copy once).",
+    ).tag(config=True)
+    pack_exclude = List(
+        Unicode(), ["*/site-packages/*/tests/*", "*/site-packages/jedi/third_party/typeshed/stubs/*"],
+        help="Paths (fnmatch patterns, relative to the environment) left out of the archives: packages' own test "
+             "suites and jedi's stubs of third-party packages, a third of the base's ~20,000 files. Each file "
+             "costs the NodeManager a chmod when it unpacks the archive (a process each where Hadoop's native "
+             "library is missing).",
     ).tag(config=True)
     conda_channels = List(
         Unicode(), [],
@@ -147,11 +182,51 @@ class EnvironmentService(LoggingConfigurable):
         return bool(self.kernels_dir and self.kernel_site)
 
     async def start(self) -> None:
-        """Start building (interrupted builds first), then make sure the predefined environments exist."""
+        """Start building (interrupted builds first), then make sure the base and the predefined environments
+        exist (the base first: the others resolve to supersets of it)."""
         if not self.enabled:
             return
         await self.builder.start()
+        await self._ensure_base()
         await self._ensure_predefined()
+
+    def is_base(self, env: dict) -> bool:
+        return bool(self.base_environment) and (env["owner"], env["name"]) == (self.predefined_owner,
+                                                                              self.base_environment)
+
+    async def _ensure_base(self) -> None:
+        """Queue the base's first build, or put the built-in kernelspecs back on its archive (a restart: the
+        launcher may have written them afresh), or build it again when it failed or its archive has gone."""
+        if not self.base_environment:
+            return
+        owner = Identity(name=self.predefined_owner, admin=True)
+        key = (owner.name, self.base_environment)
+        env = self.store.get(*key)
+        if env is None:
+            body = {"name": self.base_environment, "kind": "pyspark", "visibility": "shared",
+                    "display_name": f"Base of the built-in kernels ({', '.join(self.base_packages)})"}
+            try:
+                await self.create(owner, body)
+            except PublicError as e:
+                self.log.error("the base environment cannot be made: %s", e)
+            return
+        if env["status"] == "ready" and env.get("archive"):
+            try:
+                exists = await self.builder.archive_exists(env["archive"])
+            except Exception as e:  # noqa: BLE001 - HDFS down at this start: assume it is still there
+                self.log.warning("could not check the base archive: %s", e)
+                exists = True
+            if exists:
+                await self.builder.write_kernelspec(env)
+                return
+            why = f"archive {env['archive']} is gone from HDFS"
+        elif env["status"] == "failed":
+            why = "failed before"
+        else:
+            return  # queued or building: the builder has it
+        self.store.update(key, status="queued", phase="queued", progress=0, error=None)
+        self.store.sink(key).line(f"--- {why}: building again at this start ---")
+        self.builder.enqueue(key, fresh=True)
 
     async def stop(self) -> None:
         await self.builder.stop()
@@ -184,7 +259,11 @@ class EnvironmentService(LoggingConfigurable):
     def visible(self, who: Identity, env: dict) -> bool:
         return env["owner"] == who.name or env["visibility"] == "shared" or who.admin
 
-    def _may_edit(self, who: Identity, env: dict) -> None:
+    def _may_edit(self, who: Identity, env: dict, what: str = "change") -> None:
+        if self.is_base(env) and what != "rebuild":
+            raise PublicError(409, f"{env['owner']}/{env['name']} is the base the built-in kernels run on: it can "
+                                   "be rebuilt (newer packages), not changed or deleted; set EnvironmentService."
+                                   "base_packages to change it")
         if env["owner"] == self.predefined_owner and env["visibility"] == "shared":
             if who.admin:  # the shipped ones: not a user who happens to be called like their owner
                 return
@@ -266,7 +345,7 @@ class EnvironmentService(LoggingConfigurable):
     async def rebuild(self, who: Identity, owner: str, name: str) -> dict:
         """Resolve and build a failed or ready environment again (newer packages for unpinned specs)."""
         env = self.find(who, owner, name)
-        self._may_edit(who, env)
+        self._may_edit(who, env, "rebuild")
         key = (owner, name)
         if env["status"] in ("queued", "building") or key in self.builder.running:
             raise PublicError(409, f"{owner}/{name} is being built already")

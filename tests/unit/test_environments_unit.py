@@ -413,7 +413,7 @@ def test_hdfs_faults_become_build_errors(tmp_path):
         await builder._remove_hdfs_temporaries()  # HDFS down at a start: nothing to clean, no error
         await builder.remove_archive_if_unused("ab" * 32, "alice/tab")  # logged, not raised
         with pytest.raises(BuildError) as err:
-            await builder._archive_exists("ab" * 32)
+            await builder.archive_exists("ab" * 32)
         return err.value
 
     assert str(asyncio.run(scenario())) == _DownWebHDFS.error.message  # the client's words, once
@@ -447,3 +447,51 @@ def test_a_failing_build_leaves_no_work_folder_and_no_kernel(tmp_path):
     assert list((tmp_path / "b" / "work").iterdir()) == []
     assert not (tmp_path / "k" / kernel_name_for("alice", "tab")).exists()
     assert "FAILED: resolving the pip requirements failed" in svc.store.log_path(("alice", "tab")).read_text()
+
+
+# -- the base set: in every environment, and the built-in kernelspecs on the base environment's archive ----
+def test_every_environment_gets_the_base_set_by_name_and_its_own_pins_win(svc):
+    env = {"packages": {"pip": ["Pandas==2.2.3", "tabulate==0.9.0"], "conda": []}}
+    assert svc.builder._base_for(env) == ["numpy", "pyarrow", "matplotlib", "hdfs"]
+    assert svc.builder._base_for({"packages": {"pip": [], "conda": []}}) == list(svc.base_packages)
+    # wheels only, but for the pure-Python packages of the base that PyPI has no wheel of
+    assert svc.builder._build_flags() == ["--only-binary", ":all:", "--no-binary", "hdfs,docopt"]
+    svc.build_from_source = []
+    assert svc.builder._build_flags() == ["--no-build"]
+
+
+def test_the_base_environment_is_rebuilt_but_never_changed_or_deleted(tmp_path):
+    svc = _builder_service(tmp_path)
+    yardlab = Identity(name="yardlab", admin=True)
+
+    async def scenario():
+        await svc.create(yardlab, {"name": "base", "visibility": "shared"})
+        for call in (lambda: svc.update(ADMIN, "yardlab", "base", {"display_name": "x"}),
+                     lambda: svc.delete(ADMIN, "yardlab", "base")):
+            with pytest.raises(PublicError) as err:
+                await call()
+            assert err.value.status == 409 and "built-in kernels" in err.value.message
+        svc.store.update(("yardlab", "base"), status="ready")
+        return (await svc.rebuild(ADMIN, "yardlab", "base"))["status"]
+
+    assert asyncio.run(scenario()) == "queued"
+    assert svc.show(ALICE, "yardlab", "base")["can_edit"] is False
+
+
+def test_the_base_archive_goes_into_the_built_in_kernelspecs_and_is_kept(tmp_path):
+    svc = _builder_service(tmp_path)
+    env = {"owner": "yardlab", "name": "base", "archive": "cd" * 32, "kind": "pyspark"}
+
+    async def scenario():
+        name = await svc.builder.write_kernelspec(env)
+        await svc.builder.remove_archive_if_unused("cd" * 32, "alice/empty")  # returns before asking HDFS
+        return name
+
+    assert asyncio.run(scenario()) == "yardlab_pyspark"
+    for name in ("yardlab_pyspark", "yardlab_python"):
+        props = read_spark_properties(tmp_path / "k", name)
+        assert props["spark.yarn.dist.archives"] == f"hdfs:///yardlab/envs/{'cd' * 32}.tar.gz#env"
+        assert props["spark.executorEnv.PYSPARK_PYTHON"] == props["spark.yarn.appMasterEnv.PYSPARK_PYTHON"] == \
+            "./env/bin/python"
+    assert read_spark_properties(tmp_path / "k", "yardlab_python")["spark.dynamicAllocation.minExecutors"] == "0"
+    assert svc.builder.base_archive == "cd" * 32
