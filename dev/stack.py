@@ -316,6 +316,18 @@ class KerberosLogin:
         """Drop the login (its ticket cache was removed, or the KDC is a new one)."""
         self._login = None
 
+    def hdfs_client(self, url: str):  # noqa: ANN201 - hdfs.Client, imported late like the login
+        """The `hdfs` library's client for WebHDFS at ``url``, as the service principal (SPNEGO)."""
+        import requests
+        from hdfs import Client
+
+        from yardlab.edge.kerberos import SpnegoAuth
+
+        self.header(url)  # logs in once
+        session = requests.Session()
+        session.auth = SpnegoAuth(self._login)
+        return Client(url, session=session)
+
     def header(self, url: str) -> dict[str, str]:
         """SPNEGO as the service principal, through the edge's own Kerberos login (one implementation)."""
         from urllib.parse import urlsplit
@@ -1034,6 +1046,7 @@ class Stack:
         for piece in (nn, dn):
             self.wait_ready(piece)
         self.provision_hdfs()
+        self.seed_public()
         for piece in (rm, nm, kafka):
             self.wait_ready(piece)
 
@@ -1329,6 +1342,35 @@ class Stack:
             time.sleep(1)
         self.timings["node-cache"] = round(time.monotonic() - t0, 1)
         log(f"NodeManager cache holds the base archive ({self.timings['node-cache']} s)")
+
+    def seed_public(self) -> None:
+        """The course into /public: notebooks (course/*.ipynb) in /public/course, data sets and their licences
+        (course/datasets/) in /public/datasets, read-only for users (0644 files, 0755 folders; admins write
+        through /public's ACL entries, which the edge gives them).  Each start makes the files this
+        repository ships equal to its copies (rewriting only those that differ) and leaves every other
+        file in /public alone."""
+        from hdfs import InsecureClient
+
+        url = self.url("hdfs_namenode_http")
+        client = self.kerberos.hdfs_client(url) if self.kerberos else InsecureClient(url, user=SERVICE_USER)
+        course = ROOT / "course"
+        files = {f"/public/course/{p.name}": p for p in sorted(course.glob("*.ipynb"))}
+        files.update({f"/public/datasets/{p.name}": p for p in sorted((course / "datasets").iterdir()) if p.is_file()})
+        written = 0
+        for folder in ("/public", "/public/course", "/public/datasets"):
+            if client.status(folder, strict=False) is None:
+                client.makedirs(folder, permission="755")
+                client.set_permission(folder, "755")
+        for path, local in files.items():
+            data = local.read_bytes()
+            st = client.status(path, strict=False)
+            if st is not None and st["length"] == len(data):
+                with client.read(path) as reader:
+                    if reader.read() == data:
+                        continue
+            client.write(path, data=data, overwrite=True, permission="644")
+            written += 1
+        log(f"/public: {len(files)} course files, {written} written")
 
     def make_user_tokens(self) -> dict[str, str]:
         """One API token per demo user, made through the hub API with the stack's service token."""

@@ -16,6 +16,7 @@ import asyncio
 import configparser
 import json
 import re
+import subprocess
 from importlib.metadata import metadata
 from pathlib import Path
 from types import SimpleNamespace
@@ -127,7 +128,7 @@ def test_storage_chart_refuses_misspelled_values():
 
 @pytest.mark.parametrize("chart_values, kinds", [
     (None, ["PersistentVolumeClaim"] * 2),
-    (WITH_NFS_AND_SEED, ["Job"] + ["PersistentVolume"] * 2 + ["PersistentVolumeClaim"] * 2),
+    (WITH_NFS_AND_SEED, ["ConfigMap", "Job"] + ["PersistentVolume"] * 2 + ["PersistentVolumeClaim"] * 2),
 ], ids=["defaults", "nfs+seed"])
 def test_storage_chart_renders_valid_manifests(chart_values, kinds):
     docs = render(chart_values)
@@ -163,11 +164,47 @@ def test_storage_names_follow_the_release():
         rendered = chart.render(WITH_NFS_AND_SEED, name="lab", namespace="team-a")
     docs = [d for p, t in rendered.items() if not p.endswith("NOTES.txt") for d in yaml.safe_load_all(t) if d]
     names = sorted((d["kind"], d["metadata"]["name"]) for d in docs)
-    assert names == [("Job", "lab-yardlab-storage-public-seed"),
+    assert names == [("ConfigMap", "lab-yardlab-storage-course"), ("Job", "lab-yardlab-storage-public-seed"),
                      ("PersistentVolume", "team-a-lab-yardlab-storage-public"),
                      ("PersistentVolume", "team-a-lab-yardlab-storage-shared"),
                      ("PersistentVolumeClaim", "lab-yardlab-storage-public"),
                      ("PersistentVolumeClaim", "lab-yardlab-storage-shared")]
+
+
+def test_seed_job_copies_the_course_into_the_public_volume(tmp_path):
+    """The course ConfigMap holds every file of the repository's course/ as it is, the Job mounts it read-only
+    at /seed, and its command (run here with sh) lays the course out in the volume, again and again alike,
+    leaving the volume's other files alone."""
+    docs = render(WITH_NFS_AND_SEED)
+    course = ROOT / "course"
+    shipped = {p.relative_to(course).as_posix(): p for p in sorted(course.rglob("*")) if p.is_file()}
+    assert len([k for k in shipped if k.endswith(".ipynb")]) >= 5 and "datasets/iris.csv" in shipped
+    data = one(docs, "ConfigMap", f"{RELEASE}-course")["data"]
+    assert {k: v.encode() for k, v in data.items()} == {k.replace("/", "__"): p.read_bytes() for k, p in shipped.items()}
+    assert sum(len(v.encode()) for v in data.values()) < 1024 * 1024 * 0.9  # a ConfigMap holds at most 1 MiB
+    job = one(docs, "Job", f"{RELEASE}-public-seed")
+    pod = job["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v.get("configMap", {}).get("name") == f"{RELEASE}-course")
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume["name"])
+    assert (mount["mountPath"], mount["readOnly"]) == ("/seed", True)
+    # the mounted tree, as the kubelet lays out the items, then the command against it
+    seed, public = tmp_path / "seed", tmp_path / "public"
+    for item in volume["configMap"]["items"]:
+        (seed / item["path"]).parent.mkdir(parents=True, exist_ok=True)
+        (seed / item["path"]).write_text(data[item["key"]])
+    public.mkdir()
+    (public / "course").mkdir()
+    (public / "course" / "mine.ipynb").write_text("{}")
+    command = pod["containers"][0]["command"]
+    script = command[-1].replace("/seed/", f"{seed}/").replace("[ -d /seed/", f"[ -d {seed}/")
+    for _ in range(2):
+        done = subprocess.run([*command[:-1], script], env={"PUBLIC_DIR": str(public), "PATH": "/usr/bin:/bin"},
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        for rel, path in shipped.items():
+            top, _, name = rel.rpartition("/")
+            assert (public / (top or "course") / name).read_bytes() == path.read_bytes(), rel
+    assert (public / "course" / "mine.ipynb").read_text() == "{}"
 
 
 def test_nfs_volumes_are_bound_to_the_claims():
