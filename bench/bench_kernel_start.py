@@ -36,6 +36,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -233,6 +234,20 @@ def machine(info: dict) -> dict:
             "load_avg_at_start": os.getloadavg()}
 
 
+NO_BASE = "yardlab_pyspark_without_base"
+
+
+def write_without_base(info: dict) -> None:
+    """The built-in PySpark kernelspec without the base environment's archive, beside the real one."""
+    from yardlab.edge.kernelspecs import KernelSite, KernelSpecRequest, write_kernelspec
+
+    path = write_kernelspec(info["kernels_dir"], KernelSite(**info["kernel_site"]),
+                            KernelSpecRequest(name=NO_BASE, display_name="PySpark on YARN (no base)"))
+    if (info.get("accounts") or {}).get("split"):  # the stack's kernelspecs belong to its service account
+        for entry in [path, *path.rglob("*")]:
+            shutil.chown(entry, user=info["service_user"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10, help="kernel starts per case (side x kernelspec)")
@@ -246,8 +261,13 @@ def main() -> int:
                         help="the user of the `warm` side: put in the hub group warm-pool (the test stack's rule) "
                              "with a Lab server running, so the edge keeps a warm kernel for them (default alice)")
     parser.add_argument("--tag", default="", help="suffix of the results file name")
+    parser.add_argument("--without-base", action="store_true",
+                        help=f"also start {NO_BASE}: yardlab_pyspark as it is before the base environment is "
+                             "built (the edge's own interpreter, no archive), written for the run and removed after")
     args = parser.parse_args()
     kernelspecs = args.kernelspec or ["yardlab_pyspark"]
+    if args.without_base and NO_BASE not in kernelspecs:
+        kernelspecs.append(NO_BASE)
     side_names = [s.strip() for s in args.sides.split(",") if s.strip()]
 
     import stack as stack_mod
@@ -267,6 +287,8 @@ def main() -> int:
         owned = True
     hadoop = HadoopAuth.of(info)
     mach = machine(info)
+    if args.without_base:
+        write_without_base(info)
     results: dict[str, list[dict]] = {}
     failures: list[dict] = []
     suffix = f"-{args.tag}" if args.tag else ""
@@ -322,6 +344,8 @@ def main() -> int:
                       f"   spark action {ph.get('total: POST -> spark action', float('nan')):6.2f} s", flush=True)
                 save(partial=True)
     finally:
+        if args.without_base:
+            shutil.rmtree(Path(info["kernels_dir"]) / NO_BASE, ignore_errors=True)
         if "warm" in side_names:
             requests.delete(f"{info['hub_api']}/groups/warm-pool/users", json={"users": [args.warm_user]},
                             headers={"Authorization": f"token {info['hub_service_token']}"}, timeout=30)
