@@ -33,12 +33,14 @@ import json, os, sys
 import pandas as pd
 from pyspark.sql.functions import pandas_udf
 
+ids = spark.range(4)  # first use of `spark` waits for the session (a "string" type is parsed by it)
+
 @pandas_udf("string")
 def where(ids: pd.Series) -> pd.Series:
     import os, sys, pyarrow
     return ids.map(lambda _: f"{sys.executable}|{os.path.realpath('env')}|{pyarrow.__version__}")
 
-rows = spark.range(4).select(where("id").alias("w")).distinct().collect()
+rows = ids.select(where("id").alias("w")).distinct().collect()
 pdf = spark.range(5).selectExpr("id", "id * 2 AS twice").toPandas()
 print(json.dumps({"executors": [r.w for r in rows], "driver": sys.executable, "type": type(pdf).__module__,
                   "sum": int(pdf["twice"].sum()), "pandas": pd.__version__}))
