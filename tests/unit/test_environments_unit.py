@@ -494,4 +494,5 @@ def test_the_base_archive_goes_into_the_built_in_kernelspecs_and_is_kept(tmp_pat
         assert props["spark.executorEnv.PYSPARK_PYTHON"] == props["spark.yarn.appMasterEnv.PYSPARK_PYTHON"] == \
             "./env/bin/python"
     assert read_spark_properties(tmp_path / "k", "yardlab_python")["spark.dynamicAllocation.minExecutors"] == "0"
+    assert "spark.yarn.dist.archives" not in read_spark_properties(tmp_path / "k", "yardlab_r")  # Python's base
     assert svc.builder.base_archive == "cd" * 32
