@@ -115,6 +115,17 @@ def cell_line(scala_line: int) -> int:
     return scala_line + 1
 
 
+def in_cell_lines(messages: str) -> str:
+    """The compiler's messages with their "On line N" counted in the cell; a one-line cell's error,
+    which names no line, gets its line too."""
+    def renumber(m: re.Match) -> str:
+        if m.group(1) is None and m.group(2) == "warning":  # a summary ("warning: 1 deprecation; ...")
+            return m.group(0)
+        return f"On line {cell_line(int(m.group(1) or 1))}: {m.group(2)}: "
+
+    return ERROR_LINE_SUB.sub(renumber, messages)
+
+
 def compile_error(messages: str) -> ScalaCompileError:
     """The REPL's compiler messages as the cell's error, naming the cell's line of the first error."""
     first = None
@@ -126,12 +137,7 @@ def compile_error(messages: str) -> ScalaCompileError:
     if first is None:
         first = (None, messages.strip().splitlines()[-1] if messages.strip() else "the cell does not compile")
     line, what = first
-    def renumber(m: re.Match) -> str:
-        if m.group(1) is None and m.group(2) == "warning":  # a summary ("warning: 1 deprecation; ...")
-            return m.group(0)
-        return f"On line {cell_line(int(m.group(1) or 1))}: {m.group(2)}: "
-
-    shown = ERROR_LINE_SUB.sub(renumber, messages)
+    shown = in_cell_lines(messages)
     message = f"line {line}: {what}" if line else what
     return ScalaCompileError(message, [shown.rstrip("\n")])
 
@@ -186,7 +192,9 @@ class ScalaInterpreter:
         jvm = self.jvm = spark._jvm
         settings = jvm.scala.tools.nsc.Settings()
         out_dir = self.output_dir()
-        settings.processArgumentString(f"-Yrepl-class-based -Yrepl-outdir {out_dir}")
+        # -deprecation: each warning in full, where the REPL would print a summary pointing at its
+        # `:setting` command, which a cell does not have
+        settings.processArgumentString(f"-Yrepl-class-based -deprecation -Yrepl-outdir {out_dir}")
         getattr(settings.classpath(), "value_$eq")(os.pathsep.join(driver_class_path(jvm)))
         self.messages = jvm.java.io.StringWriter()
         reporter = jvm.scala.tools.nsc.interpreter.shell.ReplReporterImpl(
@@ -239,7 +247,7 @@ class ScalaInterpreter:
             err_ps.flush()
         printed, errors, messages = self.out.toString("UTF-8"), self.err.toString("UTF-8"), self.messages.toString()
         if result == "Success":
-            return printed, errors, messages
+            return printed, errors, in_cell_lines(messages)
         if result == "Incomplete":
             raise ScalaCompileError("the cell ends inside an expression (an unclosed brace, parenthesis or string?)",
                                     [messages.rstrip("\n") or "incomplete Scala code"])

@@ -1,6 +1,9 @@
 """The "R on YARN" kernel (real stack: IRkernel in a YARN container of alice's, started through the edge)."""
 from __future__ import annotations
 
+import threading
+import time
+
 import requests
 
 FINAL = {"FINISHED", "FAILED", "KILLED"}
@@ -17,6 +20,7 @@ def test_the_r_kernelspec_is_offered_to_users(stack):
 
 def test_an_r_kernel_runs_on_yarn_as_the_user_and_ends_with_its_application(stack, edge_kernel, rm):
     kc = edge_kernel("alice", "yardlab_r")
+    alice = {"Authorization": f"token {stack['user_tokens']['alice']}"}
     reply = kc.execute('cat(R.version.string, "\\n")\n'
                        'cat("USER", Sys.getenv("USER"), "\\n")\n'
                        'cat("OS", system("id -un", intern = TRUE), "\\n")\n'
@@ -35,6 +39,20 @@ def test_an_r_kernel_runs_on_yarn_as_the_user_and_ends_with_its_application(stac
 
     failed = kc.execute('stop("no such thing")')
     assert failed.status == "error" and "no such thing" in failed.error
+    # counted like every kernel: the edge lists it among alice's
+    mine = requests.get(f"{stack['edge_url']}/gateway/api/kernels", headers=alice, timeout=30).json()
+    assert {(k["id"], k["name"]) for k in mine} >= {(kc.kernel_id, "yardlab_r")}
+
+    # an interrupt goes EG -> the launcher's listener -> the launcher -> R
+    timer = threading.Timer(3, lambda: requests.post(
+        f"{stack['edge_url']}/gateway/api/kernels/{kc.kernel_id}/interrupt", headers=alice, timeout=30))
+    timer.start()
+    t0 = time.monotonic()
+    slept = kc.execute("Sys.sleep(120)", timeout=90)
+    timer.join()
+    assert time.monotonic() - t0 < 60, "the interrupt did not reach R"
+    assert kc.execute("cat(1 + 1)").stdout == "2"  # the kernel lives on
+    print("R interrupt: reply", slept.status, "after", round(time.monotonic() - t0, 1), "s")
 
     kc.shutdown()  # the kernel's shutdown ends R, then the launcher, then the application
     assert rm.wait_state(apps[0]["id"], FINAL, timeout=60)["finalStatus"] != "FAILED"

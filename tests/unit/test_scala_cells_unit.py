@@ -69,6 +69,12 @@ def test_a_one_line_cells_error_is_on_line_two():
     assert "On line 2: error: not found: value foo" in err.lines[0]
 
 
+def test_warnings_count_lines_in_the_cell_and_summaries_stay():
+    assert ys.in_cell_lines("On line 2: warning: Auto-application\nval a: Int = 1\n") == (
+        "On line 3: warning: Auto-application\nval a: Int = 1\n")
+    assert ys.in_cell_lines("warning: 1 deprecation\n") == "warning: 1 deprecation\n"
+
+
 def test_a_compile_error_without_a_line_keeps_the_compilers_words():
     assert str(ys.compile_error("something odd happened\n")) == "something odd happened"
     assert str(ys.compile_error("")) == "the cell does not compile"
