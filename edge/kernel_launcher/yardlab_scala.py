@@ -13,8 +13,8 @@ spark-shell makes), its temp views, its job tags and its executors.
 * Classes the REPL compiles go to ``spark.repl.class.outputDir``, which the launcher sets before
   the SparkContext starts (as spark-shell does): the context serves that folder and executors load
   REPL classes from it, so Scala closures (``rdd.map(x => ...)``, UDFs) run on executors too.
-* Output is the REPL's: what the code prints (``df.show()``) and the value lines (``val n: Long =
-  5``).  A compile error or an exception becomes the cell's error (``ScalaCompileError`` /
+* Output is the REPL's: what the code prints (``df.show()``, shown while the cell runs) and the value
+  lines (``val n: Long = 5``).  A compile error or an exception becomes the cell's error (``ScalaCompileError`` /
   ``ScalaRuntimeError``) naming the line that failed, counted in the cell (the ``%%scala`` line is
   line 1), so the cell is marked failed and "run all" stops.
 * Sharing: ``%%scala -o df`` copies the Scala value ``df`` to Python after the cell (a Dataset
@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable
 from urllib.parse import unquote, urlsplit
@@ -95,8 +97,6 @@ class ScalaError(Exception):
     def __init__(self, message: str, lines: list[str]) -> None:
         super().__init__(message)
         self.lines = lines
-        #: what the cell printed (stdout, stderr) before it failed
-        self.printed: tuple[str, str] = ("", "")
 
     def _render_traceback_(self) -> list[str]:
         return self.lines
@@ -182,6 +182,49 @@ def runtime_error(throwable) -> ScalaRuntimeError:  # noqa: ANN001 (a py4j java.
     return ScalaRuntimeError(message, ["\n".join(lines)])
 
 
+class OutputPump:
+    """Copies what a running cell prints into JVM byte buffers to Python's streams, every ``every`` seconds
+    while it runs (from a thread of its own) and once more at the end, so long cells show output as
+    Python cells do."""
+
+    def __init__(self, buffers: list, writers: list[Callable[[str], object]], every: float = 0.5) -> None:
+        import codecs
+
+        self.buffers, self.writers, self.every = buffers, writers, every
+        self.sent = [0] * len(buffers)
+        self.decoders = [codecs.getincrementaldecoder("utf-8")("replace") for _ in buffers]
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._loop, name="yardlab-scala-output", daemon=True)
+
+    def __enter__(self) -> OutputPump:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:  # noqa: ANN002
+        self.stop.set()
+        self.thread.join()
+        self.drain(final=True)
+
+    def _loop(self) -> None:
+        while not self.stop.wait(self.every):
+            try:
+                self.drain()
+            except Exception:  # noqa: BLE001, S110 - the final drain, in the cell's thread, reports for real
+                pass
+
+    def drain(self, final: bool = False) -> None:
+        with self.lock:
+            for i, buf in enumerate(self.buffers):
+                if buf.size() <= self.sent[i] and not final:
+                    continue
+                data = bytes(buf.toByteArray())
+                text = self.decoders[i].decode(data[self.sent[i]:], final)
+                self.sent[i] = len(data)
+                if text:
+                    self.writers[i](text)
+
+
 # -- the interpreter --------------------------------------------------------------------------------------------
 class ScalaInterpreter:
     """One Scala 2.13 REPL in the driver JVM, bound to a SparkSession (py4j objects underneath)."""
@@ -224,9 +267,9 @@ class ScalaInterpreter:
         os.makedirs(folder, exist_ok=True)
         return folder
 
-    def run(self, code: str) -> tuple[str, str, str]:
-        """Interpret ``code``: (what it printed to stdout, to stderr, the REPL's value lines).  Raises
-        :class:`ScalaError` when it does not compile or throws."""
+    def run(self, code: str, out: Callable[[str], object], err: Callable[[str], object]) -> str:
+        """Interpret ``code``; what it prints goes to ``out`` and ``err`` while it runs.  Returns the REPL's
+        value lines; raises :class:`ScalaError` when the code does not compile or throws."""
         self.messages.getBuffer().setLength(0)
         self.out.reset()
         self.err.reset()
@@ -239,25 +282,21 @@ class ScalaInterpreter:
         self.console.setOutDirect(out_ps)
         self.console.setErrDirect(err_ps)
         try:
-            result = str(self.intp.interpret(code).toString())
+            with OutputPump([self.out, self.err], [out, err]):
+                result = str(self.intp.interpret(code).toString())
         finally:
             self.console.setOutDirect(old_out)
             self.console.setErrDirect(old_err)
-            out_ps.flush()
-            err_ps.flush()
-        printed, errors, messages = self.out.toString("UTF-8"), self.err.toString("UTF-8"), self.messages.toString()
+        messages = str(self.messages.toString())
         if result == "Success":
-            return printed, errors, in_cell_lines(messages)
+            return in_cell_lines(messages)
         if result == "Incomplete":
             raise ScalaCompileError("the cell ends inside an expression (an unclosed brace, parenthesis or string?)",
                                     [messages.rstrip("\n") or "incomplete Scala code"])
         after = self._last_exception()
         if after is not None and (before is None or not after.equals(before)):
-            error: ScalaError = runtime_error(after)
-        else:
-            error = compile_error(messages)
-        error.printed = (printed, errors)
-        raise error
+            raise runtime_error(after)
+        raise compile_error(messages)
 
     def _last_exception(self):  # noqa: ANN202
         """The REPL's ``lastException`` (the exception the last failing line threw), or None."""
@@ -345,12 +384,10 @@ class ScalaMagics(Magics):
             if df is None or not hasattr(df, "_jdf"):
                 raise UsageError(f"%%scala -i {name}: there is no Python DataFrame named {name}")
             intp.bind_dataframe(name, df)
-        try:
-            printed, errors, messages = intp.run(cell)
-        except ScalaError as e:
-            self._show(*e.printed)
-            raise
-        self._show(printed, errors, messages)
+        messages = intp.run(cell, self._writer(sys.stdout), self._writer(sys.stderr))
+        if messages:
+            sys.stdout.write(messages)
+            sys.stdout.flush()
         for name in outputs:
             try:
                 self.shell.user_ns[name] = intp.value(name)
@@ -372,17 +409,12 @@ class ScalaMagics(Magics):
             return "2.13"
 
     @staticmethod
-    def _show(printed: str, errors: str, messages: str = "") -> None:
-        import sys
+    def _writer(stream) -> Callable[[str], None]:  # noqa: ANN001
+        def write(text: str) -> None:
+            stream.write(text)
+            stream.flush()
 
-        if printed:
-            sys.stdout.write(printed)
-        if errors:
-            sys.stderr.write(errors)
-        if messages:
-            sys.stdout.write(messages)
-        sys.stdout.flush()
-        sys.stderr.flush()
+        return write
 
 
 def register(shell) -> None:  # noqa: ANN001 (an IPython InteractiveShell)

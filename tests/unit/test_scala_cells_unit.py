@@ -129,10 +129,11 @@ class StandIn:
         self.values = {"n": 5, "df": "a DataFrame"}
         self.fail: ys.ScalaError | None = None
 
-    def run(self, code: str):
+    def run(self, code: str, out, err):
+        out("printed\n")
         if self.fail is not None:
             raise self.fail
-        return "printed\n", "", "val n: Long = 5\n"
+        return "val n: Long = 5\n"
 
     def value(self, name: str):
         return self.values[name]
@@ -176,10 +177,48 @@ def test_the_magic_binds_python_dataframes_and_refuses_what_is_none(shell):
 def test_a_failing_cell_shows_what_it_printed_then_raises(shell, capsys):
     sh, stand_in = shell
     stand_in.fail = ys.compile_error("On line 1: error: boom\n")
-    stand_in.fail.printed = ("before\n", "")
     with pytest.raises(ys.ScalaCompileError, match="line 2: boom"):
         sh.run_cell_magic("scala", "", "boom")
-    assert capsys.readouterr().out == "before\n"
+    assert capsys.readouterr().out == "printed\n"
+
+
+class Buffer:
+    """A java.io.ByteArrayOutputStream as py4j shows it: size() and toByteArray()."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def size(self) -> int:
+        return len(self.data)
+
+    def toByteArray(self) -> bytes:  # noqa: N802 - Java's name
+        return self.data
+
+
+def test_the_output_pump_streams_while_the_cell_runs_and_splits_no_character():
+    import threading
+
+    out, err, got = Buffer(), Buffer(), {"out": [], "err": []}
+    arrived = threading.Event()
+
+    def on_out(text: str) -> None:
+        got["out"].append(text)
+        arrived.set()
+
+    import time
+
+    with ys.OutputPump([out, err], [on_out, got["err"].append], every=0.01) as pump:
+        out.data = "first line\n".encode()
+        assert arrived.wait(5), "nothing streamed while the cell ran"
+        out.data += "é".encode()[:1]  # half of a two-byte character, drained while the cell runs
+        err.data = b"oops\n"
+        deadline = time.monotonic() + 5
+        while pump.sent[0] < len(out.data) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert got["out"] == ["first line\n"]  # the half character waits for its other half
+        out.data += "é\n".encode()[1:] + b"end\n"  # written just before the cell ends
+    assert "".join(got["out"]) == "first line\né\nend\n"
+    assert got["err"] == ["oops\n"]
 
 
 def test_the_kernelspec_ships_the_magic_beside_the_launcher(tmp_path):
