@@ -357,8 +357,15 @@ def test_oauth_examples_build_from_one_fragment(values, name, cls_name):
     assert "yardlab-admins" in values["hub"]["loadRoles"]["yardlab-admin"]["groups"]
     if name == "github":
         assert auth.allowed_organizations and auth.populate_teams_in_auth_state and "read:org" in auth.scope
-        teams = {"teams": [{"slug": "yardlab-admins"}, {"slug": "yardlab-users"}]}
+        org = sorted(auth.allowed_organizations)[0]
+        teams = {"teams": [{"slug": "yardlab-admins", "organization": {"login": org.upper()}},
+                           {"slug": "yardlab-users", "organization": {"login": org}}]}
         assert asyncio.run(auth.get_user_groups(teams)) == {"yardlab-admins", "yardlab-users"}
+        # a team of any other organisation (anyone can make one, named as they like) is no group
+        theirs = {"teams": [{"slug": "yardlab-admins", "organization": {"login": "mallory-org"}},
+                            {"slug": "yardlab-users", "organization": {"login": org + "-x"}},
+                            {"slug": "yardlab-admins"}]}
+        assert asyncio.run(auth.get_user_groups(theirs)) == set()
     else:
         for key in ("authorize_url", "token_url", "userdata_url"):
             assert getattr(auth, key) == own[key] and own[key].startswith("https://"), key
