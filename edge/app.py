@@ -163,6 +163,9 @@ class EdgeApp(Application):
         storage.is_admin_now = self.roster.is_admin
         self.environments = EnvironmentService(self.ledger, storage, self.snapshot, audit,
                                                kernels.kernels_dir, parent=self)
+        # the owner of the shipped environments (the base of everyone's built-in kernels among them) is
+        # nobody's hub name either: a user called like it would own them
+        identifier.service_accounts.add(self.environments.predefined_owner)
         self.reaper = Reaper(self.rm, self.snapshot, self.ledger, self.gateway, audit, parent=self)
         self.warm_pool = WarmPool(kernels, identifier, parent=self)
         self.kafka = KafkaService(parent=self)

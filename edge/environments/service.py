@@ -191,8 +191,10 @@ class EnvironmentService(LoggingConfigurable):
         await self._ensure_predefined()
 
     def is_base(self, env: dict) -> bool:
-        return bool(self.base_environment) and (env["owner"], env["name"]) == (self.predefined_owner,
-                                                                              self.base_environment)
+        """Whether ``env`` is the base: by its key and its being shared (a personal environment that somehow
+        holds the key, its owner named like the predefined owner, never puts everyone's kernels on its archive)."""
+        return (bool(self.base_environment) and env.get("visibility") == "shared"
+                and (env["owner"], env["name"]) == (self.predefined_owner, self.base_environment))
 
     async def _ensure_base(self) -> None:
         """Queue the base's first build, or put the built-in kernelspecs back on its archive (a restart: the
@@ -209,6 +211,10 @@ class EnvironmentService(LoggingConfigurable):
                 await self.create(owner, body)
             except PublicError as e:
                 self.log.error("the base environment cannot be made: %s", e)
+            return
+        if not self.is_base(env):
+            self.log.error("%s/%s is a personal environment, not the base: the built-in kernels stay on the "
+                           "site's Python", *key)
             return
         if env["status"] == "ready" and env.get("archive"):
             try:

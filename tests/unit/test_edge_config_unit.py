@@ -89,3 +89,13 @@ def test_a_config_file_that_fails_stops_the_edge_with_a_sentence(tmp_path, capsy
     assert exit_.value.code == 1
     said = capsys.readouterr().err
     assert f"the config file {bad} failed, so the edge does not start: KeyError: 'missing'" in said, said
+
+
+def test_the_owner_of_the_shipped_environments_is_a_reserved_name(tmp_path, monkeypatch):
+    """A hub user named like EnvironmentService.predefined_owner would own the base of everyone's kernels."""
+    monkeypatch.chdir(tmp_path)
+    app = EdgeApp()
+    app.initialize(["--EnvironmentService.predefined_owner=site-envs",
+                    f"--KernelLedger.db_url=sqlite:///{tmp_path / 'edge.sqlite'}"])
+    identifier = app.make_app().settings["identifier"]
+    assert identifier.is_reserved("Site-Envs") and not identifier.is_reserved("alice")

@@ -480,7 +480,7 @@ def test_the_base_environment_is_rebuilt_but_never_changed_or_deleted(tmp_path):
 
 def test_the_base_archive_goes_into_the_built_in_kernelspecs_and_is_kept(tmp_path):
     svc = _builder_service(tmp_path)
-    env = {"owner": "yardlab", "name": "base", "archive": "cd" * 32, "kind": "pyspark"}
+    env = {"owner": "yardlab", "name": "base", "archive": "cd" * 32, "kind": "pyspark", "visibility": "shared"}
 
     async def scenario():
         name = await svc.builder.write_kernelspec(env)
@@ -496,3 +496,12 @@ def test_the_base_archive_goes_into_the_built_in_kernelspecs_and_is_kept(tmp_pat
     assert read_spark_properties(tmp_path / "k", "yardlab_python")["spark.dynamicAllocation.minExecutors"] == "0"
     assert "spark.yarn.dist.archives" not in read_spark_properties(tmp_path / "k", "yardlab_r")  # Python's base
     assert svc.builder.base_archive == "cd" * 32
+
+
+def test_a_personal_environment_holding_the_bases_key_is_not_the_base(svc):
+    """Only the shared base puts everyone's built-in kernels on its archive: a personal environment whose
+    owner is named like the predefined owner (a hub user the edge failed to refuse) is an ordinary one."""
+    key = {"owner": svc.predefined_owner, "name": svc.base_environment}
+    assert svc.is_base({**key, "visibility": "shared"})
+    assert not svc.is_base({**key, "visibility": "personal"})
+    assert not svc.is_base({"owner": "alice", "name": svc.base_environment, "visibility": "shared"})
