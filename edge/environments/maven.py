@@ -12,6 +12,7 @@ The jars kept are named by their sha256 and uploaded once (see builder.py).
 from __future__ import annotations
 
 import hashlib
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -19,6 +20,9 @@ from xml.sax.saxutils import escape
 #: the dependency plugin, pinned: the build does not depend on what the super-POM of the Maven
 #: installed on the edge node picks
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+#: the ids of the site's second and later repositories, which the mirror leaves alone: unguessable (per edge
+#: process), because a POM may declare a repository of the same id and Maven would then ask the POM's URL
+SITE_ID = f"site-{secrets.token_hex(8)}"
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ def pom_xml(coordinates: list[str], repositories: list[str]) -> str:
         group, artifact, version = coordinate.split(":")
         deps += (f"    <dependency><groupId>{escape(group)}</groupId><artifactId>{escape(artifact)}</artifactId>"
                  f"<version>{escape(version)}</version></dependency>\n")
-    ids = [(("central" if i == 0 else f"site-{i}"), escape(url)) for i, url in enumerate(repositories)]
+    ids = [(("central" if i == 0 else f"{SITE_ID}-{i}"), escape(url)) for i, url in enumerate(repositories)]
     repos = "".join(f"    <repository><id>{i}</id><url>{u}</url></repository>\n" for i, u in ids)
     plugin_repos = "".join(f"    <pluginRepository><id>{i}</id><url>{u}</url></pluginRepository>\n" for i, u in ids)
     return ('<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -58,7 +62,7 @@ def pom_xml(coordinates: list[str], repositories: list[str]) -> str:
 
 def settings_xml(repositories: list[str]) -> str:
     """User settings whose one mirror stands for every repository but the site's own ones."""
-    others = "".join(f",!site-{i}" for i in range(1, len(repositories)))
+    others = "".join(f",!{SITE_ID}-{i}" for i in range(1, len(repositories)))
     return ('<?xml version="1.0" encoding="UTF-8"?>\n'
             '<settings xmlns="http://maven.apache.org/SETTINGS/1.0.0">\n'
             f"  <mirrors><mirror><id>yardlab-site</id><mirrorOf>*{others}</mirrorOf>"

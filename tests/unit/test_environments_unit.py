@@ -248,7 +248,9 @@ def test_the_maven_pom_names_only_the_sites_repositories_and_the_jars_spark_has_
 
     pom = maven.pom_xml(["org.apache.commons:commons-csv:1.12.0"], ["https://repo.corp/maven", "https://b.corp/m2"])
     assert "<id>central</id><url>https://repo.corp/maven</url>" in pom  # replaces Maven Central
-    assert "<id>site-1</id><url>https://b.corp/m2</url>" in pom and "repo.maven.apache.org" not in pom
+    site = maven.SITE_ID  # a POM naming a repository "site-1" of its own cannot take the site's second one's place
+    assert len(site) >= 20 and "site-1" not in pom
+    assert f"<id>{site}-1</id><url>https://b.corp/m2</url>" in pom and "repo.maven.apache.org" not in pom
     assert "<artifactId>commons-csv</artifactId><version>1.12.0</version>" in pom
     out = tmp_path / "jars"
     for rel in ("org/apache/commons/commons-csv/1.12.0/commons-csv-1.12.0.jar",
@@ -268,7 +270,7 @@ def test_the_maven_pom_names_only_the_sites_repositories_and_the_jars_spark_has_
         b"org/apache/commons/commons-csv/1.12.0/commons-csv-1.12.0.jar").hexdigest()
     assert not maven.provided_by_spark("org.example", "spark-sql", spark, [])  # spark-sql_2.13 is another name
     settings = maven.settings_xml(["https://repo.corp/maven", "https://b.corp/m2"])
-    assert "<mirrorOf>*,!site-1</mirrorOf><url>https://repo.corp/maven</url>" in settings
+    assert f"<mirrorOf>*,!{site}-1</mirrorOf><url>https://repo.corp/maven</url>" in settings
     argv = maven.mvn_argv("mvn", tmp_path / "pom.xml", tmp_path / "settings.xml", tmp_path / "m2", out)
     assert "-Dmdep.useRepositoryLayout=true" in argv and "-DincludeScope=runtime" in argv
 
