@@ -137,6 +137,11 @@ def _properties(site: KernelSite, req: KernelSpecRequest) -> dict[str, str]:
         "spark.driver.memory": "512m",
         "spark.executor.memory": "512m",
         "spark.executor.instances": "1",
+        # the driver's and executors' own network (RPC, block transfers, the REPL's compiled classes) answers
+        # only peers holding the application's secret, which YARN hands to its containers alone; and it is
+        # encrypted. Without it, anyone who finds a driver's port may pose as an executor or fetch its classes
+        "spark.authenticate": "true",
+        "spark.network.crypto.enabled": "true",
     }
     props.update(site.spark_conf)
     if req.kind in ("python", "r"):

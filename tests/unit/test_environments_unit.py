@@ -507,3 +507,11 @@ def test_a_personal_environment_holding_the_bases_key_is_not_the_base(svc):
     assert svc.is_base({**key, "visibility": "shared"})
     assert not svc.is_base({**key, "visibility": "personal"})
     assert not svc.is_base({"owner": "alice", "name": svc.base_environment, "visibility": "shared"})
+
+
+@pytest.mark.parametrize("kind", ["pyspark", "python", "r"])
+def test_every_kernels_spark_network_asks_for_the_applications_secret(tmp_path, kind):
+    """Drivers and executors answer only peers holding the application's secret (YARN gives it to the
+    application's containers alone), encrypted: another user who finds a driver's port gets nothing."""
+    props = _written(tmp_path, kind, RESOURCES)
+    assert props["spark.authenticate"] == "true" and props["spark.network.crypto.enabled"] == "true"
