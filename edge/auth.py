@@ -95,6 +95,28 @@ class TokenIdentifier(LoggingConfigurable):
         the account it runs as itself (see `EdgeApp`).""",
     ).tag(config=True)
 
+    user_name_pattern = Unicode(
+        r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}",
+        help="""What a hub user name must look like (a regular expression the whole name must match)
+        for the edge to act as that user on Hadoop; other names get 403.
+
+        The default takes ASCII letters, digits, '.', '_' and '-', starting with a letter, digit or
+        '_', up to 64 characters.  Hadoop reads a proxied name holding '@' or '/' as a Kerberos
+        principal and maps it through auth_to_local: a hub user called "hdfs@REALM" or
+        "nn/host@REALM" would ask to act as the HDFS superuser.  A leading '-' reads as an option to
+        command-line tools, '..' as a path step in /user/<name>, and non-ASCII letters allow names
+        that look like another user's ("аlice" with a Cyrillic а).  A site whose hub names are
+        e-mail addresses maps them to plain names in its authenticator (e.g. `username_claim`).""",
+    ).tag(config=True)
+
+    @validate("user_name_pattern")
+    def _check_user_name_pattern(self, proposal: Any) -> str:
+        try:
+            re.compile(proposal["value"])
+        except re.error as e:
+            raise TraitError(f"TokenIdentifier.user_name_pattern is not a regular expression: {e}") from e
+        return proposal["value"]
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # resolved identities by token hash: the hub is asked at most once per token per cache_max_age
@@ -165,6 +187,12 @@ class TokenIdentifier(LoggingConfigurable):
             return Identity(name=name, kind="service", admin=True, scopes=frozenset(scopes))
         if kind != "user" or not name:
             raise PublicError(403, "only JupyterHub users can use yardlab's API", reason="Forbidden")
+        if not re.fullmatch(self.user_name_pattern, name, flags=re.ASCII):
+            self.log.warning("refused hub user %r: not a name Hadoop can act as safely", name[:100])
+            raise PublicError(403, f"the JupyterHub user name {name[:100]!r} cannot be used as a Hadoop user name "
+                                   "here (letters, digits, '.', '_' and '-', starting with a letter, digit or '_', "
+                                   "at most 64 characters); an administrator must give this account another name",
+                              reason="Forbidden")
         if self.is_reserved(name):
             self.log.warning("refused hub user %r: the name of a Hadoop service account", name)
             raise PublicError(403, f"the JupyterHub user name {name[:100]!r} is reserved for a Hadoop service "

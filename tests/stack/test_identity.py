@@ -79,3 +79,36 @@ def test_hub_users_named_like_service_accounts_are_refused(stack, hub, edge_as):
             assert files.status_code == 403
         finally:
             hub("DELETE", f"/users/{name}")
+
+
+def test_hub_users_with_names_hadoop_would_misread_are_refused(stack, hub, rm):
+    """A hub user called like a Kerberos principal (Hadoop maps 'hdfs@REALM' through auth_to_local
+    to the HDFS superuser), like another user (a Cyrillic а) or like an option gets a 403 with a
+    sentence, whatever the hub allowed; nothing is made for them on HDFS or YARN."""
+    from urllib.parse import quote
+
+    apps_before = {a["id"] for a in rm.apps()}
+    realm = stack.get("realm", "EXAMPLE.COM")  # the simple-auth stack has none; the name is refused anyway
+    names = (f"hdfs@{realm}", "\u0430lice", "-rf")
+    for name in names:
+        made = hub("POST", f"/users/{quote(name, safe='')}")
+        if made.status_code == 400:  # the hub refused the name itself: nobody can hold a token as it
+            continue
+        assert made.status_code in (201, 409), made.text
+        hub_name = made.json()["name"] if made.status_code == 201 else name
+        try:
+            token = hub("POST", f"/users/{quote(hub_name, safe='')}/tokens",
+                        json={"scopes": ["access:services!service=yardlab-edge"]})
+            assert token.status_code in (200, 201), token.text
+            headers = {"Authorization": f"token {token.json()['token']}"}
+            me = requests.get(f"{stack['edge_url']}/api/v1/me", headers=headers, timeout=30)
+            assert me.status_code == 403, me.text
+            assert "cannot be used as a Hadoop user name" in me.json()["message"]
+            for method, path in (("GET", "/api/v1/storage"), ("GET", "/api/v1/apps"),
+                                 ("POST", "/gateway/api/kernels")):
+                r = requests.request(method, f"{stack['edge_url']}{path}", headers=headers, json={}, timeout=30)
+                assert r.status_code == 403, (path, r.status_code, r.text)
+        finally:
+            hub("DELETE", f"/users/{quote(hub_name, safe='')}")
+    started = [a for a in rm.apps() if a["id"] not in apps_before]
+    assert not [a for a in started if a["user"] in {"hdfs", *names, *(n.lower() for n in names)}], started

@@ -47,6 +47,34 @@ def test_service_and_superuser_names_are_refused(name):
     assert err.value.status == 403 and "reserved for a Hadoop service account" in err.value.message
 
 
+@pytest.mark.parametrize("name", [
+    "hdfs@EXAMPLE.COM",            # Hadoop maps a name with a realm through auth_to_local: the HDFS superuser
+    "nn/localhost@EXAMPLE.COM",    # a service principal's form
+    "alice/admin",                 # a path step in /user/<name>
+    "..", ".alice", "-rf", "-Dx=1",  # a path step; options to command-line tools
+    "\u0430lice",                 # Cyrillic а: looks like alice
+    "alice\u200b",                # a zero-width space after alice
+    "al ice", "alice\n", "al\tice", "a" * 65,
+])
+def test_names_hadoop_would_misread_are_refused(name):
+    """Only plain ASCII names reach Hadoop as doAs: no realm, no principal, no path, no option, no look-alike."""
+    ident = identifier({"t": {"kind": "user", "name": name, "scopes": [ACCESS]}})
+    with pytest.raises(PublicError) as err:
+        asyncio.run(ident.identify("token t"))
+    assert err.value.status == 403 and "cannot be used as a Hadoop user name" in err.value.message
+
+
+@pytest.mark.parametrize("name", ["alice", "bob_2", "j.doe", "x-y", "_svc", "Alice", "a" * 64])
+def test_plain_names_pass(name):
+    ident = identifier({"t": {"kind": "user", "name": name, "scopes": [ACCESS]}})
+    assert asyncio.run(ident.identify("token t")).name == name
+
+
+def test_the_user_name_pattern_must_be_a_regular_expression():
+    with pytest.raises(TraitError, match="not a regular expression"):
+        TokenIdentifier(user_name_pattern="[a-z")
+
+
 def test_reserved_names_are_configurable_and_ordinary_names_pass():
     ident = identifier({"t": {"kind": "user", "name": "hive", "scopes": [ACCESS]},
                         "u": {"kind": "user", "name": "alice", "scopes": [ACCESS]}}, reserved_names=["impala"])
