@@ -31,6 +31,7 @@ import os
 import secrets
 import shutil
 import signal
+from collections import deque
 from asyncio.subprocess import DEVNULL, PIPE, STDOUT
 from pathlib import Path
 from typing import Awaitable, Protocol, TypeVar
@@ -100,6 +101,36 @@ class BuildSettings(Protocol):
     def is_base(self, env: dict) -> bool: ...
 
 
+class FairQueue:
+    """Builds waiting, taken in turn by owner: each owner's own in the order asked, owners round-robin.
+
+    A plain FIFO let one user who queued twenty builds hold every worker until all twenty were done;
+    here the next free worker takes the next owner's oldest build, so a flood delays its sender alone.
+    """
+
+    def __init__(self) -> None:
+        self._by_owner: dict[str, deque[Key]] = {}  # insertion order = the owners' turn
+        self._ready = asyncio.Event()
+
+    def put_nowait(self, key: Key) -> None:
+        self._by_owner.setdefault(key[0], deque()).append(key)
+        self._ready.set()
+
+    def qsize(self) -> int:
+        return sum(len(keys) for keys in self._by_owner.values())
+
+    async def get(self) -> Key:
+        while not self._by_owner:
+            self._ready.clear()
+            await self._ready.wait()
+        owner = next(iter(self._by_owner))
+        keys = self._by_owner.pop(owner)
+        key = keys.popleft()
+        if keys:
+            self._by_owner[owner] = keys  # to the back of the line
+        return key
+
+
 class EnvironmentBuilder:
     """Builds queued environments a few at a time and publishes each as a kernelspec."""
 
@@ -110,7 +141,7 @@ class EnvironmentBuilder:
         self.store = store
         self.storage = storage
         self.ledger = ledger
-        self.queue: asyncio.Queue[Key] = asyncio.Queue()
+        self.queue = FairQueue()
         self.pending: set[Key] = set()  # keys in the queue (each at most once)
         self.fresh: set[Key] = set()  # rebuilds: resolve again, whatever was resolved before
         self.workers: list[asyncio.Task] = []

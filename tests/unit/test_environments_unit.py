@@ -515,3 +515,42 @@ def test_every_kernels_spark_network_asks_for_the_applications_secret(tmp_path, 
     application's containers alone), encrypted: another user who finds a driver's port gets nothing."""
     props = _written(tmp_path, kind, RESOURCES)
     assert props["spark.authenticate"] == "true" and props["spark.network.crypto.enabled"] == "true"
+
+
+def test_the_build_queue_takes_owners_in_turn():
+    """One user's flood of builds delays that user alone: the next free worker takes the next owner's
+    oldest build, each owner's own in the order they asked."""
+    import asyncio
+
+    from yardlab.edge.environments.builder import FairQueue
+
+    async def order() -> list:
+        q = FairQueue()
+        for i in range(5):
+            q.put_nowait(("mallory", f"m{i}"))
+        q.put_nowait(("alice", "a0"))
+        q.put_nowait(("bob", "b0"))
+        q.put_nowait(("alice", "a1"))
+        assert q.qsize() == 8
+        return [(await q.get())[1] for _ in range(8)]
+
+    assert asyncio.run(order()) == ["m0", "a0", "b0", "m1", "a1", "m2", "m3", "m4"]
+
+
+def test_a_worker_waiting_on_an_empty_build_queue_wakes_for_the_next_build():
+    import asyncio
+
+    from yardlab.edge.environments.builder import FairQueue
+
+    async def run() -> tuple:
+        q = FairQueue()
+        waiting = [asyncio.create_task(q.get()) for _ in range(2)]
+        await asyncio.sleep(0)
+        q.put_nowait(("alice", "a0"))
+        done, pending = await asyncio.wait(waiting, timeout=1)
+        q.put_nowait(("bob", "b0"))
+        rest, _ = await asyncio.wait(pending, timeout=1)
+        return [t.result() for t in done], [t.result() for t in rest]
+
+    first, second = asyncio.run(run())
+    assert first == [("alice", "a0")] and second == [("bob", "b0")]
