@@ -1,7 +1,7 @@
-"""The edge when the ResourceManager goes away: clear 503s, fast; back by itself; RM HA failover.
+"""The edge when the ResourceManager or HDFS goes away: clear 503s, fast; back by itself; RM HA failover.
 
-Each test runs a second edge process whose RM address is a cuttable loopback proxy in front of
-the real ResourceManager (identity still comes from the real hub).
+Each test runs a second edge process whose RM (or WebHDFS) address is a cuttable loopback proxy in
+front of the real one (identity still comes from the real hub).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def edge_on(stack, tmp_path):
     """Factory: start an edge process against the given RM URLs; returns its API base URL."""
     procs: list[subprocess.Popen] = []
 
-    def start(rm_urls: list[str]) -> str:
+    def start(rm_urls: list[str], *extra: str) -> str:
         port = free_port()
         urls = "[" + ",".join(f"'{u}'" for u in rm_urls) + "]"
         cmd = [EDGE, "--EdgeApp.ip=127.0.0.1", f"--EdgeApp.port={port}", "--EdgeApp.base_url=/",
@@ -44,7 +44,7 @@ def edge_on(stack, tmp_path):
                "--ResourceManagerClient.retries=1", "--ResourceManagerClient.backoff=0.1",
                "--AppSnapshot.poll_interval=0.5", "--AppSnapshot.max_backoff=1",
                "--GatewaySupervisor.enabled=False", f"--KernelLedger.db_url=sqlite:///{tmp_path / 'edge.sqlite'}",
-               *kerberos_args(stack, tmp_path)]
+               *kerberos_args(stack, tmp_path), *extra]
         log = open(tmp_path / f"edge-{port}.log", "wb")
         procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path))
         base = f"http://127.0.0.1:{port}"
@@ -115,3 +115,37 @@ def test_rm_ha_failover_uses_the_next_resourcemanager(stack, edge_on, rm_proxy):
     r, _ = timed_get(f"{base}/api/v1/cluster", stack["user_tokens"]["bob"])
     assert r.status_code == 200
     assert r.json()["memory"]["totalMB"] == 8192
+
+
+def test_hdfs_down_gives_a_clear_503_changes_nothing_and_service_comes_back(stack, edge_on, rm_proxy):
+    """The NameNode unreachable: storage answers 503 naming HDFS, fast; a write tried meanwhile
+    leaves nothing behind; jobs (YARN) and identity keep working; storage is back once HDFS is."""
+    nn = urlparse(stack["webhdfs_url"])
+    hdfs = CuttableProxy(nn.hostname, nn.port)
+    try:
+        base = edge_on([rm_proxy.url], f"--HDFSStorage.webhdfs_url=http://127.0.0.1:{hdfs.port}",
+                       "--HDFSStorage.timeout=5")
+        token = stack["user_tokens"]["alice"]
+        auth = {"Authorization": f"token {token}"}
+        home = f"{base}/api/v1/files/user/alice"
+        assert requests.get(home, headers=auth, timeout=30).status_code == 200
+        folder = f"fault-{int(time.time() * 1000)}"
+
+        hdfs.cut()
+        r, took = timed_get(home, token)
+        assert r.status_code == 503, r.text
+        assert took < 6.0, f"answer took {took:.2f} s"
+        assert "HDFS" in r.json()["message"] and "unreachable" in r.json()["message"]
+        made = requests.post(f"{home}/{folder}", params={"op": "mkdir"}, headers=auth, timeout=30)
+        assert made.status_code == 503, made.text
+        assert timed_get(f"{base}/api/v1/apps", token)[0].status_code == 200  # YARN does not need HDFS
+        assert timed_get(f"{base}/api/v1/me", token)[0].status_code == 200
+
+        hdfs.restore()
+        deadline = time.monotonic() + 15
+        while (r := timed_get(home, token)[0]).status_code != 200:
+            assert time.monotonic() < deadline, f"storage did not come back within 15 s of HDFS: {r.text}"
+            time.sleep(0.3)
+        assert folder not in [e["name"] for e in r.json()["content"]]  # the refused mkdir left nothing
+    finally:
+        hdfs.close()
