@@ -83,6 +83,10 @@ class EdgeApp(Application):
         body is read and answered with a 413 and a sentence.""").tag(config=True)
     max_json_body = Integer(1024 * 1024, help="""Largest JSON request body, in bytes: a larger one gets 413 with a
         sentence saying the limit.""").tag(config=True)
+    header_timeout = Float(60.0, help="""Seconds a client has to send a request's headers, and that an idle
+        kept-alive connection stays open.  A client that trickles its headers (a "slowloris") is cut off after it,
+        rather than holding a connection for tornado's default hour.  Bodies are not bound by it (uploads have
+        their own idle timeout and deadline); a WebSocket, once open, neither.""").tag(config=True)
     metrics_require_auth = Bool(True, help="Whether /metrics needs an admin's token.").tag(config=True)
     cookie_secret_file = Unicode(
         "", help="""File holding the secret that signs the edge's login cookie (the Spark UI's hub login).
@@ -236,7 +240,8 @@ class EdgeApp(Application):
         await self.kerberos.start()
         # unfinished builds are queued again (and leftovers removed) before any request can add one
         await self.environments.start()
-        server = HTTPServer(app, max_body_size=self.max_body_size, xheaders=False)
+        server = HTTPServer(app, max_body_size=self.max_body_size, xheaders=False,
+                            idle_connection_timeout=self.header_timeout)
         server.listen(self.port, self.ip)
         assert self.snapshot is not None
         self.snapshot.start()

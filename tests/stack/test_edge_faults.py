@@ -149,3 +149,35 @@ def test_hdfs_down_gives_a_clear_503_changes_nothing_and_service_comes_back(stac
         assert folder not in [e["name"] for e in r.json()["content"]]  # the refused mkdir left nothing
     finally:
         hdfs.close()
+
+
+def test_clients_that_trickle_their_headers_are_cut_off_and_hold_up_nobody(stack, edge_on, rm_proxy):
+    """A "slowloris": 200 connections each sending a request line and then nothing. Others are
+    answered at once meanwhile, and the edge closes every one of them after its header timeout."""
+    import socket
+
+    base = edge_on([rm_proxy.url], "--EdgeApp.header_timeout=2")
+    port = urlparse(base).port
+    slow = []
+    try:
+        for _ in range(200):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"GET /api/v1/me HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            slow.append(s)
+        r, took = timed_get(f"{base}/api/v1/me", stack["user_tokens"]["alice"])
+        assert r.status_code == 200 and took < 1.0, (r.status_code, took)
+        time.sleep(3)
+        still_open = 0
+        for s in slow:
+            s.setblocking(False)
+            try:
+                if s.recv(1) != b"":  # the server answered something instead of closing
+                    still_open += 1
+            except BlockingIOError:  # nothing to read and not closed: still waiting for our headers
+                still_open += 1
+            except ConnectionResetError:
+                pass
+        assert still_open == 0, f"{still_open} of 200 trickling connections still open after the header timeout"
+    finally:
+        for s in slow:
+            s.close()
