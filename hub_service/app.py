@@ -132,7 +132,8 @@ class HubServiceApp(Application):
 
     async def serve(self) -> None:
         app = self.make_app()
-        server = HTTPServer(app, xheaders=True, max_body_size=1024 * 1024)
+        # a client trickling its headers is cut off after a minute (tornado's default: an hour), as at the edge
+        server = HTTPServer(app, xheaders=True, max_body_size=1024 * 1024, idle_connection_timeout=60)
         server.listen(self.port, self.ip)
         if self.sampler_enabled:
             self.sampler.start()
