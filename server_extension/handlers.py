@@ -40,6 +40,15 @@ class EdgeForwardHandler(APIHandler):
     _queue: asyncio.Queue | None = None
     _fetch: asyncio.Future | None = None
     _client_gone = False
+    _body_read = False  # tornado calls the method (get, post, ...) once the whole body has arrived
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        if not self._body_read and self.request.method in ("PUT", "POST", "PATCH"):
+            # refused in prepare (no XSRF token, no login), before the streamed body was read: tornado
+            # closes the connection after this answer, and must say so, or the hub's proxy reuses it
+            # for the next request, which then fails ("socket hang up", a 503 page)
+            self.set_header("Connection", "close")
+        super().write_error(status_code, **kwargs)
 
     async def prepare(self) -> None:
         await super().prepare()
@@ -129,22 +138,27 @@ class EdgeForwardHandler(APIHandler):
 
     @tornado.web.authenticated
     async def get(self, _path: str) -> None:
+        self._body_read = True
         await self._forward()
 
     @tornado.web.authenticated
     async def put(self, _path: str) -> None:
+        self._body_read = True
         await self._forward()
 
     @tornado.web.authenticated
     async def post(self, _path: str) -> None:
+        self._body_read = True
         await self._forward()
 
     @tornado.web.authenticated
     async def patch(self, _path: str) -> None:
+        self._body_read = True
         await self._forward()
 
     @tornado.web.authenticated
     async def delete(self, _path: str) -> None:
+        self._body_read = True
         await self._forward()
 
 

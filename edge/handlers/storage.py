@@ -89,7 +89,15 @@ class FilesHandler(AuthenticatedHandler):
     def answer_mid_body(self, error: PublicError) -> None:
         # tornado sends this and then closes the connection rather than read the rest of the body
         self.upload = None
+        self.closing = True
         self.send_error(error.status, exc_info=(type(error), error, error.__traceback__))
+
+    closing = False
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        if self.closing:  # and says so: a proxy keeping connections alive must not reuse this one
+            self.set_header("Connection", "close")
+        super().write_error(status_code, **kwargs)
 
     def on_connection_close(self) -> None:
         super().on_connection_close()  # ends tornado's wait for the rest of the body

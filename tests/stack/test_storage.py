@@ -178,6 +178,7 @@ class SlowUpload:
         self.sock.settimeout(timeout)
         resp = http.client.HTTPResponse(self.sock)
         resp.begin()
+        self.headers = resp.headers
         return resp.status, json.loads(resp.read())
 
     def end(self) -> None:
@@ -283,6 +284,7 @@ def test_a_silent_upload_is_cut_after_the_idle_timeout_and_leaves_nothing(stack,
         assert status == 408 and f"no data arrived for {IDLE_TIMEOUT:g} seconds" in body["message"], body
         assert waited < IDLE_TIMEOUT + 10
         assert up.sock.recv(1) == b""  # the edge hung up
+        assert up.headers["Connection"] == "close"  # and said it would: a proxy must not reuse the connection
         # aborted before answering: no temporary file, no half-written target
         assert hdfs_as(stack, None).list(folder) == []
         # and its slot (its thread) is free again

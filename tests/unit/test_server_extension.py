@@ -279,3 +279,32 @@ async def test_mutating_calls_need_the_xsrf_token(http_server, jp_serverapp, jp_
                                  headers={"Cookie": cookie_header, "X-XSRFToken": xsrf})
     assert allowed.code in (200, 202), allowed.body
     assert [r["method"] for r in edge.requests] == [method]
+
+
+async def test_a_body_refused_before_it_was_read_says_the_connection_closes(http_server, jp_serverapp, jp_base_url,
+                                                                           jp_http_port, edge) -> None:
+    """The forwarding handler streams bodies, so a refusal (here a missing XSRF token) is sent before the
+    body is read, and tornado then closes the connection. The answer must say so (`Connection: close`):
+    the hub's proxy keeps connections alive, and reused this one for the next request, which failed
+    with "socket hang up" and a 503 page (seen on the stack after a refused POST)."""
+    import socket
+
+    base = f"http://127.0.0.1:{jp_http_port}{jp_base_url}"
+    cookies, xsrf = await login_cookies(base, jp_serverapp.identity_provider.token)
+    cookie_header = "; ".join(f"{k}={v}" for k, v in cookies.items())
+    body = json.dumps({"name": "tab"}).encode()
+
+    def send(headers: str) -> bytes:
+        with socket.create_connection(("127.0.0.1", jp_http_port), timeout=10) as s:
+            s.sendall(f"POST {jp_base_url}yardlab/api/environments HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      f"Cookie: {cookie_header}\r\nContent-Type: application/json\r\n{headers}"
+                      f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += s.recv(65536)
+            return answer.split(b"\r\n\r\n", 1)[0].lower()
+
+    refused = await asyncio.get_running_loop().run_in_executor(None, send, "")
+    assert refused.startswith(b"http/1.1 403")
+    assert b"\r\nconnection: close" in refused, refused.decode()
+    assert edge.requests == []
