@@ -11,6 +11,7 @@ import json
 import os
 import pwd
 import re
+import sysconfig
 import time
 import uuid
 from pathlib import Path
@@ -108,6 +109,10 @@ for what, path in {paths!r}.items():
         out["files"][what] = type(e).__name__
 # the NodeManager's keytab is the one a container can read (they share its account)
 os.environ["KRB5_CONFIG"] = {stack['krb5_conf']!r}
+# a Kerberos HTTP client: the test's own (the kernel runs on the base environment, which has none)
+import sys
+sys.path.append({sysconfig.get_paths()["purelib"]!r})
+sys.path.append({sysconfig.get_paths()["platlib"]!r})
 import requests
 from yardlab.edge.kerberos import Kerberos, SpnegoAuth
 base = {stack['webhdfs_url']!r} + "/webhdfs/v1"
