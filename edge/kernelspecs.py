@@ -15,6 +15,7 @@ resources to spark-submit properties, and before a launch :func:`read_spark_prop
 """
 from __future__ import annotations
 
+import filecmp
 import json
 import math
 import os
@@ -259,6 +260,20 @@ def requested_resources(props: dict[str, str], meta: dict, min_allocation_mb: in
 
 
 # -- writing kernelspecs ------------------------------------------------------------------------------------
+def _same_files(new: Path, old: Path) -> bool:
+    """Whether folder ``old`` holds exactly the files of ``new``, byte for byte, with the same modes."""
+    if not old.is_dir():
+        return False
+
+    def listing(root: Path) -> dict[str, int]:
+        return {str(p.relative_to(root)): p.stat().st_mode for p in root.rglob("*")}
+
+    files = listing(new)
+    if files != listing(old):
+        return False
+    return all(filecmp.cmp(new / rel, old / rel, shallow=False) for rel in files if (new / rel).is_file())
+
+
 def write_kernelspec(kernels_dir: str | os.PathLike, site: KernelSite, req: KernelSpecRequest) -> Path:
     """Write (or replace) one kernelspec atomically; return its folder."""
     kernels_dir = Path(kernels_dir)
@@ -311,6 +326,11 @@ def write_kernelspec(kernels_dir: str | os.PathLike, site: KernelSite, req: Kern
         }
         (tmp / "kernel.json").write_text(json.dumps(spec, indent=2) + "\n")
         final = kernels_dir / req.name
+        if _same_files(tmp, final):
+            # left as it is: its files' times say when it last changed, and a warm kernel started
+            # since then is one of it (an edge restart writes the built-in specs again, unchanged)
+            shutil.rmtree(tmp, ignore_errors=True)
+            return final
         if final.exists():
             old = kernels_dir / f".{req.name}-old"
             shutil.rmtree(old, ignore_errors=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 
 import pytest
 
@@ -554,3 +555,25 @@ def test_a_worker_waiting_on_an_empty_build_queue_wakes_for_the_next_build():
 
     first, second = asyncio.run(run())
     assert first == [("alice", "a0")] and second == [("bob", "b0")]
+
+
+def test_writing_a_kernelspec_again_unchanged_leaves_it_untouched(tmp_path):
+    """An edge restart writes the built-in kernelspecs again: unchanged, they keep their files and times,
+    so warm kernels started on them are not taken for outdated; a change replaces them."""
+    import os
+
+    from yardlab.edge.kernelspecs import install_builtin
+
+    site = _site(tmp_path)
+    first = install_builtin(tmp_path / "k", site, "hdfs:///yardlab/envs/base.tar")
+    times = {p.name: os.stat(p / "kernel.json").st_mtime_ns for p in first}
+    inodes = {p.name: os.stat(p).st_ino for p in first}
+    time.sleep(0.05)
+    again = install_builtin(tmp_path / "k", site, "hdfs:///yardlab/envs/base.tar")
+    assert {p.name: os.stat(p / "kernel.json").st_mtime_ns for p in again} == times
+    assert {p.name: os.stat(p).st_ino for p in again} == inodes
+    assert sorted(os.listdir(tmp_path / "k")) == sorted(times)  # no temporary folder left behind
+    changed = install_builtin(tmp_path / "k", site, "hdfs:///yardlab/envs/other.tar")
+    py = next(p for p in changed if p.name == "yardlab_pyspark")
+    assert os.stat(py / "kernel.json").st_mtime_ns > times["yardlab_pyspark"]
+    assert "other.tar" in (py / "spark.properties").read_text()
