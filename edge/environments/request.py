@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -207,14 +207,23 @@ def _spec_text(spec: Any, field: str, what: str, rules: RequestRules) -> tuple[s
     return spec, shown
 
 
-def parse_pip(raw: Any, rules: RequestRules) -> list[str]:
-    """PEP 508 requirements of packages from the index: no options, URLs, VCS links or local paths."""
-    if raw is None:
+def _package_list(raw: Any, field: str, kind: str, rules: RequestRules, check: Callable[[], None] = lambda: None
+                  ) -> list:
+    """``raw`` as a list of at most ``rules.max_packages`` items (None or [] are none; ``check`` runs once the
+    shape is right, before the count), or a FieldError on ``field`` naming ``kind`` (e.g. "pip requirements")."""
+    if raw is None or raw == []:
         return []
     if not isinstance(raw, list):
-        raise FieldError("packages.pip", "pip packages must be a list of requirement strings")
+        raise FieldError(field, f"{field} must be a list of {kind}")
+    check()
     if len(raw) > rules.max_packages:
-        raise FieldError("packages.pip", f"at most {rules.max_packages} pip requirements per environment")
+        raise FieldError(field, f"at most {rules.max_packages} {kind} per environment")
+    return raw
+
+
+def parse_pip(raw: Any, rules: RequestRules) -> list[str]:
+    """PEP 508 requirements of packages from the index: no options, URLs, VCS links or local paths."""
+    raw = _package_list(raw, "packages.pip", "pip requirements", rules)
     out: list[str] = []
     seen: set[str] = set()
     for i, item in enumerate(raw):
@@ -245,14 +254,13 @@ def parse_pip(raw: Any, rules: RequestRules) -> list[str]:
 
 def parse_conda(raw: Any, rules: RequestRules) -> list[str]:
     """Conda match specs of packages from the site's channels only."""
-    if raw is None or raw == []:
+    def channels() -> None:
+        if not rules.conda_channels:
+            raise FieldError("packages.conda", "this site has no conda channels configured; use pip packages")
+
+    raw = _package_list(raw, "packages.conda", "conda match specs", rules, channels)
+    if not raw:
         return []
-    if not isinstance(raw, list):
-        raise FieldError("packages.conda", "conda packages must be a list of match specs")
-    if not rules.conda_channels:
-        raise FieldError("packages.conda", "this site has no conda channels configured; use pip packages")
-    if len(raw) > rules.max_packages:
-        raise FieldError("packages.conda", f"at most {rules.max_packages} conda specs per environment")
 
     allowed = {Channel(c).base_url for c in rules.conda_channels}
     shown_channels = ", ".join(redact(c) for c in rules.conda_channels)
@@ -287,12 +295,7 @@ def parse_conda(raw: Any, rules: RequestRules) -> list[str]:
 def parse_maven(raw: Any, rules: RequestRules) -> list[str]:
     """Exact Maven coordinates ``group:artifact:version`` of JVM packages from the site's repositories:
     no URLs, paths, version ranges, moving versions or options (the build resolves them with Maven)."""
-    if raw is None or raw == []:
-        return []
-    if not isinstance(raw, list):
-        raise FieldError("packages.maven", "maven packages must be a list of group:artifact:version coordinates")
-    if len(raw) > rules.max_packages:
-        raise FieldError("packages.maven", f"at most {rules.max_packages} Maven coordinates per environment")
+    raw = _package_list(raw, "packages.maven", "Maven coordinates (group:artifact:version)", rules)
     out: list[str] = []
     seen: set[str] = set()
     for i, item in enumerate(raw):
