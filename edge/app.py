@@ -22,6 +22,7 @@ from .handlers.sparkui import EdgeHubOAuth
 from .jobs import JobService
 from .kafka import KafkaService
 from .kerberos import Kerberos, KerberosError
+from .kills import KillJournal
 from .kernels import KernelService
 from .ledger import KernelLedger
 from .loops import PeriodicTask
@@ -157,7 +158,8 @@ class EdgeApp(Application):
         kernels = KernelService(self.gateway, self.ledger, self.snapshot, audit, parent=self,
                                 **self._settings_for(KernelService))
         jobs = JobService(self.rm, self.snapshot, audit, ledger=self.ledger, waiting=kernels.waiting_message,
-                          parent=self, **self._settings_for(JobService))
+                          journal=KillJournal(self.ledger.engine), parent=self, **self._settings_for(JobService))
+        self.jobs = jobs
         storage = HDFSStorage(parent=self, kerberos=self.kerberos)
         identifier = TokenIdentifier(parent=self, **self._settings_for(TokenIdentifier))
         # nobody acts through doAs as the account the edge itself runs as
@@ -245,6 +247,8 @@ class EdgeApp(Application):
         server.listen(self.port, self.ip)
         assert self.snapshot is not None
         self.snapshot.start()
+        # kills an edge that died mid-way accepted: finished (and audited) in the background
+        resume_kills = asyncio.ensure_future(self.jobs.resume_kills())
         await self.gateway.start()
         if self.gateway.enabled:
             self.reaper.start()
@@ -264,6 +268,8 @@ class EdgeApp(Application):
         await stop.wait()
         self.log.info("stopping")
         server.stop()
+        resume_kills.cancel()
+        await asyncio.gather(resume_kills, return_exceptions=True)
         await reconciler.stop()
         await self.kafka.stop()
         await self.warm_pool.stop()  # warm kernels stay: the next edge finds them in the ledger and EG

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from collections import OrderedDict
@@ -23,7 +24,9 @@ from .clients.resourcemanager import (
 )
 from .clock import monotonic
 from .errors import PublicError
+from .kills import KillJournal
 from .ledger import KernelLedger
+from .loops import backoff
 from .snapshot import AppSnapshot, decode_cursor
 from .warm import WARM, WARM_STATES
 
@@ -106,9 +109,11 @@ class JobService(LoggingConfigurable):
 
     def __init__(self, rm: ResourceManagerClient, snapshot: AppSnapshot, audit: AuditLog,
                  ledger: KernelLedger | None = None, waiting: Callable[[dict, dict], str | None] | None = None,
-                 **kwargs: Any) -> None:
+                 journal: KillJournal | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.ledger = ledger
+        #: kills in flight, kept so the next edge finishes one this edge dies in (None: not kept)
+        self.journal = journal
         self.waiting = waiting
         self.spark_ui: Any = None  # the SparkUIProxy, set by the app: /apps links the Spark UI through it
         self.kafka: Any = None  # the KafkaService, set by the app: the capacity line says whether Kafka is up
@@ -276,14 +281,29 @@ class JobService(LoggingConfigurable):
             self._record(who, app_id, owner, actor_kind, "already-finished")
             raise PublicError(409, f"{app_id} has already ended ({state}); there is nothing to kill",
                               reason="Conflict")
+        # noted before YARN is asked: an edge that dies from here on leaves the kill to the next one
+        note = self.journal.begin(app_id, who.name, who.admin, actor_kind, owner) if self.journal else None
+        try:
+            state = await self._kill_confirmed(app_id, owner)
+        except KillFailed as e:
+            self._record(who, app_id, owner, actor_kind, e.outcome)
+            self._journal_done(note)
+            raise e.error from e.__cause__
+        final = await self._final(app, state)
+        self._record(who, app_id, owner, actor_kind, "killed" if state == "KILLED" else f"ended-{state.lower()}")
+        self._journal_done(note)
+        return {"id": app_id, "user": owner, "state": final["state"], "finalStatus": final.get("finalStatus"),
+                "killed": state == "KILLED", "killedBy": who.name}
+
+    async def _kill_confirmed(self, app_id: str, owner: str) -> str:
+        """Ask YARN to kill ``app_id`` as ``owner`` and wait for its final state; KillFailed (with the audit
+        outcome and what the caller is told) when YARN cannot be asked, refuses, or never confirms."""
         try:
             await self.rm.kill(app_id, as_user=owner)
         except RMUnavailable as e:
-            self._record(who, app_id, owner, actor_kind, "rm-unavailable")
-            raise PublicError(503, f"the YARN ResourceManager is unreachable: {e}") from e
+            raise KillFailed("rm-unavailable", PublicError(503, f"the YARN ResourceManager is unreachable: {e}")) from e
         except RMError as e:
-            self._record(who, app_id, owner, actor_kind, "refused")
-            raise PublicError(502, f"the ResourceManager refused the kill: {e.message}") from e
+            raise KillFailed("refused", PublicError(502, f"the ResourceManager refused the kill: {e.message}")) from e
         deadline = monotonic() + self.kill_timeout
         while True:
             try:
@@ -292,23 +312,89 @@ class JobService(LoggingConfigurable):
                 self.log.warning("kill of %s: state check failed: %s", app_id, e)
                 state = ""
             if state in FINAL_STATES:
-                break
+                return state
             if monotonic() > deadline:
-                self._record(who, app_id, owner, actor_kind, "timeout")
-                raise PublicError(504, f"asked YARN to kill {app_id}, but after {self.kill_timeout:.0f} s "
-                                       f"it still reports {state or 'no state'}", reason="Gateway Timeout")
+                raise KillFailed("timeout", PublicError(
+                    504, f"asked YARN to kill {app_id}, but after {self.kill_timeout:.0f} s it still reports "
+                         f"{state or 'no state'}", reason="Gateway Timeout"))
             await asyncio.sleep(self.kill_poll)
-        try:
-            final = self.snapshot.update_app(await self.rm.app(app_id))
-        except (RMUnavailable, RMError):
-            final = {**app, "state": state}
-        outcome = "killed" if state == "KILLED" else f"ended-{state.lower()}"
-        self._record(who, app_id, owner, actor_kind, outcome)
-        return {"id": app_id, "user": owner, "state": final["state"], "finalStatus": final.get("finalStatus"),
-                "killed": state == "KILLED", "killedBy": who.name}
 
-    def _record(self, who: Identity, app_id: str, owner: str, actor_kind: str, outcome: str) -> None:
+    async def _final(self, app: dict, state: str) -> dict:
+        """The application as YARN has it after the kill (into the snapshot), else ``app`` in ``state``."""
+        try:
+            return self.snapshot.update_app(await self.rm.app(app["id"]))
+        except (RMUnavailable, RMError):
+            return {**app, "state": state}
+
+    def _journal_done(self, note: dict | None) -> None:
+        if note is not None and self.journal is not None:
+            self.journal.finish(note)
+
+    async def resume_kills(self) -> None:
+        """Finish the kills an earlier edge accepted and did not see through (it died meanwhile), each audited
+        once; a ResourceManager that cannot be reached is asked again (capped backoff) until every one is done."""
+        if self.journal is None:
+            return
+        delay = 1.0
+        while True:
+            left = 0
+            for note in self.journal.unfinished():
+                try:
+                    await self._resume_kill(note)
+                except (RMUnavailable, RMError) as e:
+                    left += 1
+                    self.log.warning("kill of %s (asked by %s before a restart) waits for the ResourceManager: %s",
+                                     note["app_id"], note["actor"], e)
+            if not left:
+                return
+            await asyncio.sleep(delay)
+            delay = backoff(delay, 30.0)
+
+    async def _resume_kill(self, note: dict) -> None:
+        """One kill an earlier edge was cut off in: done again if the application still runs, then audited."""
+        app_id, owner = note["app_id"], note["owner"]
+        who = Identity(name=note["actor"], admin=bool(note["actor_admin"]))
+        try:
+            state = await self.rm.app_state(app_id)
+        except RMError as e:
+            if e.status != 404:
+                raise  # asked again later
+            # YARN no longer knows it (an RM that lost its state store): nothing is left to kill
+            self.log.warning("kill of %s (asked before a restart): the ResourceManager answers %s", app_id, e)
+            self._record(who, app_id, owner, note["actor_kind"], "gone", resumed=True)
+            self.journal.finish(note)
+            return
+        if state not in FINAL_STATES:
+            self.log.info("finishing the kill of %s that %s asked for before the edge restarted", app_id, who.name)
+            try:
+                state = await self._kill_confirmed(app_id, owner)
+            except KillFailed as e:
+                if isinstance(e.__cause__, RMUnavailable):
+                    raise e.__cause__ from None  # not an outcome: asked again later
+                self._record(who, app_id, owner, note["actor_kind"], e.outcome, resumed=True)
+                self.journal.finish(note)
+                return
+        with contextlib.suppress(RMUnavailable, RMError):
+            self.snapshot.update_app(await self.rm.app(app_id))
+        outcome = "killed" if state == "KILLED" else f"ended-{state.lower()}"
+        self._record(who, app_id, owner, note["actor_kind"], outcome, resumed=True)
+        self.journal.finish(note)
+
+    def _record(self, who: Identity, app_id: str, owner: str, actor_kind: str, outcome: str,
+                resumed: bool = False) -> None:
+        """Audit one kill (``resumed``: finished by the edge after the one that accepted it died)."""
         metrics.KILLS.labels(actor_kind, outcome).inc()
         # refusals are rate-limited per actor: a loop of forbidden kills must not fill the disk
         write = self.audit.refusal if outcome in ("denied", "already-finished") else self.audit.record
-        write("kill", who.name, outcome, app=app_id, owner=owner, actor_kind=actor_kind, actor_admin=who.admin)
+        extra = {"resumed": True} if resumed else {}
+        write("kill", who.name, outcome, app=app_id, owner=owner, actor_kind=actor_kind, actor_admin=who.admin,
+              **extra)
+
+
+class KillFailed(Exception):
+    """A kill YARN did not carry out: the audit outcome and the error the caller gets."""
+
+    def __init__(self, outcome: str, error: PublicError) -> None:
+        super().__init__(error.message)
+        self.outcome = outcome
+        self.error = error
