@@ -16,9 +16,10 @@
 
 An archive that exists for the same resolved set is reused (no install, pack or upload), and so is
 the resolution of an identical recent request; two builds that resolve to the same set at the same
-time pack it once (the second waits for the first's upload).  Builds run with bounded concurrency; one cut by an
-edge restart is queued again, its leftovers (work folders, HDFS temporaries) removed first.  Commands
-run as asyncio subprocesses, file work (packing, copies, removals) in threads.
+time pack it once (the second waits for the first's upload).  Builds run with bounded concurrency; one cut
+by an edge restart is queued again, its leftovers (commands an edge killed outright left running, work
+folders, HDFS temporaries) removed first.  Commands run as asyncio subprocesses, file work (packing,
+copies, removals) in threads.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import os
 import secrets
 import shutil
 import signal
+import time
 from collections import deque
 from asyncio.subprocess import DEVNULL, PIPE, STDOUT
 from pathlib import Path
@@ -52,6 +54,7 @@ from ..kernelspecs import (
 )
 from ..ledger import KernelLedger
 from ..loops import finish_even_if_cancelled
+from ..osutil import process_start
 from ..storage import HDFSStorage
 from . import maven
 from .request import redact
@@ -66,6 +69,13 @@ BUILDER_VERSION = "2"  # 2: bytecode compiled into the archive
 #: phase -> percent done when the phase starts
 PHASES = {"queued": 0, "resolving": 5, "installing": 20, "packing": 55, "uploading": 80, "kernelspec": 95, "ready": 100}
 PYTHON_PROBE = "import sys,platform; print(sys.version.split()[0], platform.machine())"
+
+
+def _session_of(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except OSError:  # gone meanwhile
+        return None
 
 
 class BuildError(Exception):
@@ -162,6 +172,7 @@ class EnvironmentBuilder:
     async def start(self) -> None:
         """Clean leftovers of an interrupted run, queue its unfinished builds again, start the workers."""
         work = self.settings.root / "work"
+        await asyncio.to_thread(self._stop_orphaned_commands)  # before their folders go: they write in them
         await asyncio.to_thread(shutil.rmtree, work, ignore_errors=True)
         work.mkdir(parents=True, exist_ok=True)
         await self._remove_hdfs_temporaries()
@@ -191,6 +202,48 @@ class EnvironmentBuilder:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+    # -- build commands an edge killed outright left running ------------------------------------------
+    @property
+    def commands_dir(self) -> Path:
+        """One file per running build command (named by its pid, holding its start time)."""
+        return self.settings.root / "commands"
+
+    def _note_command(self, pid: int) -> Path:
+        """Mark a build command as running.  Each runs in its own session, so an edge killed outright (SIGKILL,
+        the OOM killer: no clean-up of its own runs) leaves it running, writing into a work folder the next
+        edge removes and taking the CPU its builds need; the next edge stops it by this mark."""
+        self.commands_dir.mkdir(parents=True, exist_ok=True)
+        marker = self.commands_dir / str(pid)
+        marker.write_text(process_start(pid) or "")
+        return marker
+
+    def _stop_orphaned_commands(self) -> None:
+        """Stop (with their whole sessions) the build commands an earlier edge left running; a pid that now
+        names another process (its start time differs) is left alone."""
+        try:
+            markers = list(self.commands_dir.iterdir())
+        except FileNotFoundError:
+            return
+        stopped = []
+        for marker in markers:
+            try:
+                pid, started = int(marker.name), marker.read_text().strip()
+            except (ValueError, OSError):
+                marker.unlink(missing_ok=True)
+                continue
+            if started and process_start(pid) == started and _session_of(pid) == pid:
+                self.log.warning("stopping build command %s, left running by an edge that ended without "
+                                 "cleaning up", pid)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+                stopped.append(pid)
+            marker.unlink(missing_ok=True)
+        deadline = time.monotonic() + 10
+        while stopped and time.monotonic() < deadline:  # gone before their work folders are removed
+            stopped = [pid for pid in stopped if process_start(pid) is not None]
+            if stopped:
+                time.sleep(0.05)
 
     def _archive_lock(self, sha: str) -> asyncio.Lock:
         """Held while an archive is claimed and checked by a build, or checked and removed by a delete."""
@@ -529,6 +582,7 @@ class EnvironmentBuilder:
             env["UV_INDEX_URL"] = self.settings.index_url
         proc = await asyncio.create_subprocess_exec(*argv, cwd=cwd, env=env, stdin=DEVNULL, stdout=PIPE, stderr=STDOUT,
                                                     limit=1024 * 1024, start_new_session=True)
+        marker = self._note_command(proc.pid)
         tail: list[str] = []
         try:
             assert proc.stdout is not None
@@ -545,6 +599,8 @@ class EnvironmentBuilder:
                     pass
                 await proc.wait()
             raise
+        finally:
+            marker.unlink(missing_ok=True)
         if code != 0:
             detail = next((ln for ln in reversed(tail) if ln.strip()), "")
             raise BuildError(f"{what} failed: {detail[:300]}" if detail else f"{what} failed (exit {code})")
