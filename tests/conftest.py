@@ -3,7 +3,8 @@
 - ``stack``: the running local stack's info (dev/stack.py): reuses a stack that is already up
   (``make demo`` in another terminal), otherwise starts one for the session and stops it after.
 - ``stack_control``: the session's :class:`StackControl` (the Stack object, and whether the
-  session owns it), for the lifecycle tests that stop and restart it.
+  session owns it), for the lifecycle tests that stop and restart it, and the fault tests that
+  restart the edge or kill it outright (``restart_edge``, ``crash_edge`` + ``wait_edge_back``).
 - ``rm``: a small ResourceManager REST reader (apps by tag, wait for a state).
 - ``spark_submit``: runs spark-submit against the stack as a given proxy user.
 - ``edge_kernel``: factory for kernels started through the edge's ``/gateway/`` with a user's hub token.
@@ -44,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("YARDLAB_WARM_POOL", "group")
 
 import stack as stack_mod  # noqa: E402  (dev/stack.py)
+from yardlab.edge.osutil import process_start  # noqa: E402
 from hadoop_auth import HadoopAuth  # noqa: E402,F401  (tests import it from here too)
 from browser import page  # noqa: E402,F401  (the headless browser fixture, for tests/ui and the hub service)
 from jupyter_ws import KernelConnection  # noqa: E402
@@ -82,21 +84,42 @@ class StackControl:
         print("\nstack timings (s):", self.info["timings"])
         return self.info
 
+    def edge_pid(self) -> int:
+        return json.loads(Path(self.info["state_dir"], "stack.json").read_text())["pids"]["edge"]
+
     def restart_edge(self, timeout: float = 90) -> None:
         """Restart the edge service and wait until a new process answers /health."""
-        info_path = Path(self.info["state_dir"], "stack.json")
-        old_pid = json.loads(info_path.read_text())["pids"]["edge"]
+        old_pid = self.edge_pid()
         if self.owned:
             self.stack.restart_piece("edge")
         else:  # a `make demo` launcher owns it: it restarts the edge when it exits
             os.kill(old_pid, signal.SIGTERM)
+        self.wait_edge_back(old_pid, timeout)
+
+    def crash_edge(self) -> int:
+        """Kill the edge's process with SIGKILL (nothing of its own clean-up runs) and wait until it is gone;
+        its pid.  A `make demo` launcher starts a new one at once; otherwise :meth:`wait_edge_back` does."""
+        pid = self.edge_pid()
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while process_start(pid) is not None:  # None: gone, or a zombie its parent has not reaped yet
+            assert time.monotonic() < deadline, f"the edge (pid {pid}) outlived SIGKILL"
+            time.sleep(0.05)
+        return pid
+
+    def wait_edge_back(self, old_pid: int, timeout: float = 90) -> None:
+        """A new edge in place of ``old_pid`` (started here if this session owns the stack and the old one
+        is dead), answering /health."""
+        piece = next((p for p in self.stack.pieces if p.name == "edge"), None) if self.owned else None
+        if piece is not None and piece.proc is not None and piece.proc.pid == old_pid:
+            self.stack.restart_piece("edge")  # reaps the killed one and starts the next
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if (json.loads(info_path.read_text())["pids"]["edge"] != old_pid
+                if (self.edge_pid() != old_pid
                         and requests.get(f"{self.info['edge_url']}/health", timeout=5).status_code == 200):
                     return
-            except (requests.ConnectionError, ValueError):
+            except (requests.ConnectionError, ValueError, OSError):
                 pass
             assert time.monotonic() < deadline, "the edge did not come back"
             time.sleep(0.5)
