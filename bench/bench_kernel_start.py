@@ -248,6 +248,24 @@ def write_without_base(info: dict) -> None:
             shutil.chown(entry, user=info["service_user"])
 
 
+def stack_info() -> tuple:
+    """(Stack, its info, owned): the running local stack (`make demo`), waited for while it is still
+    coming up, or one started for the run (owned: the caller stops it)."""
+    import stack as stack_mod
+
+    st = stack_mod.Stack()
+    info = st.read_info()
+    # a stack that is still coming up (its launcher alive, no tokens yet) is waited for, not started again
+    deadline = time.monotonic() + 300
+    while (info and stack_mod.pid_alive(info.get("launcher_pid", -1)) and not info.get("user_tokens")
+           and time.monotonic() < deadline):
+        time.sleep(2)
+        info = st.read_info()
+    if info and stack_mod.pid_alive(info.get("launcher_pid", -1)) and info.get("user_tokens"):
+        return st, info, False
+    return st, st.start(), True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10, help="kernel starts per case (side x kernelspec)")
@@ -270,21 +288,9 @@ def main() -> int:
         kernelspecs.append(NO_BASE)
     side_names = [s.strip() for s in args.sides.split(",") if s.strip()]
 
-    import stack as stack_mod
     from hadoop_auth import HadoopAuth
 
-    st = stack_mod.Stack()
-    info = st.read_info()
-    # a stack that is still coming up (its launcher alive, no tokens yet) is waited for, not started again
-    deadline = time.monotonic() + 300
-    while (info and stack_mod.pid_alive(info.get("launcher_pid", -1)) and not info.get("user_tokens")
-           and time.monotonic() < deadline):
-        time.sleep(2)
-        info = st.read_info()
-    owned = False
-    if not (info and stack_mod.pid_alive(info.get("launcher_pid", -1)) and info.get("user_tokens")):
-        info = st.start()
-        owned = True
+    st, info, owned = stack_info()
     hadoop = HadoopAuth.of(info)
     mach = machine(info)
     if args.without_base:

@@ -90,7 +90,8 @@ def _pin(cpu: int | None) -> None:
         os.sched_setaffinity(0, {cpu})
 
 
-def _session(connections: int) -> aiohttp.ClientSession:
+def client_session(connections: int) -> aiohttp.ClientSession:
+    """An aiohttp session of up to ``connections`` connections, REQUEST_TIMEOUT per request, bodies as sent."""
     connector = aiohttp.TCPConnector(limit=connections, limit_per_host=connections, ttl_dns_cache=None)
     return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
                                  auto_decompress=False)
@@ -140,11 +141,11 @@ async def _polling_users(url: str, users: list[str], interval: float, seconds: f
                     received += len(body)
                     if response.status == 200:
                         etag = response.headers.get("ETag")
-                        checks[_check_apps(body, name)] += 1
+                        checks[check_apps(body, name)] += 1
             except (aiohttp.ClientError, asyncio.TimeoutError) as e:
                 errors[type(e).__name__] += 1
 
-    async with _session(len(users)) as session:
+    async with client_session(len(users)) as session:
         t0 = loop.time() + 0.2
         end = t0 + seconds
         window = CpuWindow(pids)
@@ -167,7 +168,7 @@ async def _polling_users(url: str, users: list[str], interval: float, seconds: f
     }
 
 
-def _check_apps(body: bytes, user: str) -> str:
+def check_apps(body: bytes, user: str) -> str:
     """Classify a 200 body: an app list holding only the caller's apps, or what is wrong with it."""
     try:
         apps = json.loads(body)["apps"]
@@ -222,7 +223,7 @@ async def _closed_loop(url: str, users: list[str], concurrency: int, seconds: fl
             state["next"] += 1
             await one(session, name, record=True)
 
-    async with _session(concurrency) as session:
+    async with client_session(concurrency) as session:
         # every token once first, so a token cache in the server is warm before anything is measured
         gate = asyncio.Semaphore(concurrency)
 

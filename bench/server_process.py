@@ -154,6 +154,59 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_rss_bytes(pid: int) -> int | None:
+    """Resident memory of a process now, in bytes (None when it is gone)."""
+    try:
+        pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def children_by_parent() -> dict[int, list[int]]:
+    """Every process's children, from one pass over /proc (for walking a process tree)."""
+    out: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # ended meanwhile
+        out.setdefault(ppid, []).append(int(entry))
+    return out
+
+
+def descendants(pid: int, children: dict[int, list[int]] | None = None) -> list[int]:
+    """The pids below ``pid`` (children, their children, ...), zombies included."""
+    children = children_by_parent() if children is None else children
+    out, todo = [], list(children.get(pid, ()))
+    while todo:
+        child = todo.pop()
+        out.append(child)
+        todo.extend(children.get(child, ()))
+    return out
+
+
+def tree_cpu_seconds(pid: int, children: dict[int, list[int]] | None = None) -> float | None:
+    """CPU seconds of a process and everything it started, alive or ended, since each started.
+
+    Each process counts its own time and its reaped children's (cutime, cstime); a child still
+    running, or ended and not yet reaped, counts its own.  So every second is counted once, and
+    the difference of two calls is what the tree used in between, however short its children
+    lived (children that left the tree, e.g. daemons re-parented to init, are not counted).
+    """
+    total = None
+    for p in [pid, *descendants(pid, children)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields[11..14]: utime, stime, cutime, cstime (proc(5) fields 14-17)
+        total = (total or 0.0) + sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def tail(path: Path, lines: int = 20) -> str:
     """The last lines of a log file, for error messages."""
     try:
