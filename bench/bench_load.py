@@ -34,6 +34,7 @@ import multiprocessing
 import sys
 import threading
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -43,7 +44,7 @@ import sidebar_load
 from bench_kernel_start import machine, rm_app, stack_info
 from loadgen import core_times, percentile
 from server_process import (children_by_parent, descendants, process_cpu_seconds, process_rss_bytes,
-                            tree_cpu_seconds)
+                            process_start_and_cpu, tree_cpu_seconds)
 
 BENCH = Path(__file__).resolve().parent
 ACTIVE_STATES = "NEW,NEW_SAVING,SUBMITTED,ACCEPTED,RUNNING"
@@ -74,12 +75,22 @@ def _cmdline(pid: int) -> bytes:
 
 
 class ProcessWatch:
-    """CPU seconds and peak resident memory of some processes (or of what they started) over a window."""
+    """CPU seconds and peak resident memory of some processes (or of what they started) over a window.
+
+    What a process started is counted two ways, and the larger is kept (both can only miss time):
+    by /proc's reaped-children counters (exact, unless a process group is killed at once: its
+    processes are re-parented to init before anyone in the tree reaps them, as YARN's containers
+    are at a kernel's shutdown) and by sampling every descendant's own CPU time (misses at most
+    one interval of each process, and processes shorter than that).
+    """
 
     def __init__(self, rows: dict[str, tuple[int, bool]], interval: float = 0.5) -> None:
         self.rows = rows
         self.interval = interval
         self.peak: dict[str, int] = {}
+        # per tree row: (pid, start time) of each descendant seen -> (own CPU when first seen, last seen)
+        self.seen: dict[str, dict[tuple[int, int], list[float]]] = {name: {} for name in rows}
+        self.first_sample = True
         self._stop = threading.Event()
 
     def _cpu(self) -> dict[str, float | None]:
@@ -97,9 +108,19 @@ class ProcessWatch:
     def _sample(self) -> None:
         children = children_by_parent()
         for name, (pid, tree) in self.rows.items():
-            rss = (sum(process_rss_bytes(p) or 0 for p in descendants(pid, children)) if tree
-                   else process_rss_bytes(pid) or 0)
+            if not tree:
+                self.peak[name] = max(self.peak.get(name, 0), process_rss_bytes(pid) or 0)
+                continue
+            rss = 0
+            for p in descendants(pid, children):
+                rss += process_rss_bytes(p) or 0
+                st = process_start_and_cpu(p)
+                if st:
+                    # a process already running when the window opened counts from there, a new one from 0
+                    first, _ = self.seen[name].setdefault((p, st[0]), [st[1] if self.first_sample else 0.0, st[1]])
+                    self.seen[name][(p, st[0])] = [first, st[1]]
             self.peak[name] = max(self.peak.get(name, 0), rss)
+        self.first_sample = False
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -123,11 +144,18 @@ class ProcessWatch:
         for core, (b1, t1) in core_times().items():
             b0, t0 = self.cores.get(core, (b1, t1))
             busy, total = busy + b1 - b0, total + t1 - t0
+        processes = {}
+        for name, (_, tree) in self.rows.items():
+            cpu = None if cpu1[name] is None or self.cpu0[name] is None else cpu1[name] - self.cpu0[name]
+            entry = {"cpu_s": None if cpu is None else round(cpu, 2),
+                     "peak_rss_mb": round(self.peak.get(name, 0) / 2**20, 1)}
+            if tree:
+                sampled = sum(last - first for first, last in self.seen[name].values())
+                entry.update(cpu_reaped_s=entry["cpu_s"], cpu_sampled_s=round(sampled, 2),
+                             cpu_s=round(max(cpu or 0.0, sampled), 2))
+            processes[name] = entry
         return {"wall_s": round(wall, 2), "machine_busy_pct": round(100 * busy / max(1, total), 1),
-                "processes": {name: {"cpu_s": None if cpu1[name] is None or self.cpu0[name] is None
-                                     else round(cpu1[name] - self.cpu0[name], 2),
-                                     "peak_rss_mb": round(self.peak.get(name, 0) / 2**20, 1)}
-                              for name in self.rows}}
+                "processes": processes}
 
 
 # --- hub users and YARN ----------------------------------------------------------------------------
@@ -196,8 +224,15 @@ def leftover_check(info: dict, hadoop, users: set[str], wait: float = 90.0) -> d
             "left": [{"id": a["id"], "user": a["user"], "state": a["state"], "name": a.get("name")} for a in apps]}
 
 
+#: spans of one kernel start: (name, from mark, to mark)
+KERNEL_SPANS = (("submit (POST -> YARN submission)", "t_post", "t_submitted"),
+                ("YARN queue wait (submission -> AM launched)", "t_submitted", "t_am_launched"),
+                ("start (POST -> 201)", "t_post", "t_started"),
+                ("first reply (POST -> cell's reply)", "t_post", "t_reply"))
+
+
 def kernel_marks(info: dict, hadoop, records: list[dict]) -> None:  # noqa: ANN001
-    """Add YARN's submission and AM launch times of each started kernel, and the spans between marks."""
+    """Add YARN's submission and AM launch times of each started kernel."""
     for rec in records:
         if rec.get("kernel_id"):
             try:
@@ -208,13 +243,16 @@ def kernel_marks(info: dict, hadoop, records: list[dict]) -> None:  # noqa: ANN0
                 rec["t_submitted"] = app["startedTime"] / 1000
             if app.get("launchTime"):
                 rec["t_am_launched"] = app["launchTime"] / 1000
-        spans = {"submit (POST -> YARN submission)": ("t_post", "t_submitted"),
-                 "YARN queue wait (submission -> AM launched)": ("t_submitted", "t_am_launched"),
-                 "start (POST -> 201)": ("t_post", "t_started"),
-                 "first reply (POST -> cell's reply)": ("t_post", "t_reply")}
-        rec["spans"] = {name: round(rec[b] - rec[a], 2) for name, (a, b) in spans.items() if a in rec and b in rec}
-        if "shutdown_s" in rec:
-            rec["spans"]["shutdown (DELETE)"] = rec["shutdown_s"]
+
+
+def kernel_spans(rec: dict) -> dict[str, float]:
+    """Seconds between the marks of one kernel that started (a refused start has no spans)."""
+    if not rec.get("kernel_id"):
+        return {}
+    spans = {name: round(rec[b] - rec[a], 2) for name, a, b in KERNEL_SPANS if a in rec and b in rec}
+    if "shutdown_s" in rec:
+        spans["shutdown (DELETE)"] = rec["shutdown_s"]
+    return spans
 
 
 # --- one size -------------------------------------------------------------------------------------
@@ -232,7 +270,10 @@ class LoadProcess:
 
 def run_size(n: int, n_kernels: int, args: argparse.Namespace, st, info: dict, hadoop,  # noqa: ANN001
              hub: HubUsers, load: LoadProcess) -> dict:
-    names = [f"{args.prefix}{n}-{i:03d}" for i in range(n)]
+    # names new to the edge: it remembers whom it provisioned (an HDFS home) for as long as it runs, and the
+    # homes of an earlier run's users are gone
+    run = f"{int(time.time()) % 100000:05d}"
+    names = [f"{args.prefix}{run}-{n}-{i:03d}" for i in range(n)]
     out: dict = {"users": n, "n_kernels": n_kernels}
     print(f"\n== {n} users: making them ...", flush=True)
     try:
@@ -257,6 +298,8 @@ def run_size(n: int, n_kernels: int, args: argparse.Namespace, st, info: dict, h
             result.update(watch.stop())
             if kernels:
                 kernel_marks(info, hadoop, result["kernels"])
+                for rec in result["kernels"]:
+                    rec["spans"] = kernel_spans(rec)
                 result["leftover"] = leftover_check(info, hadoop, set(names))
                 for app in result["leftover"]["left"]:
                     key = f"YARN application left {app['state']} after shutdown"
@@ -324,12 +367,10 @@ def report(sizes: list[dict]) -> str:
         lines.append(row)
     lines.append("\n-- kernels (s: p50 / max)")
     lines.append(f"{'span':46}" + "".join(f"{'%s (%d kernels)' % (h, s['n_kernels']):>26}" for h, s in zip(heads, sizes)))
-    names = [n for n in ("submit (POST -> YARN submission)", "YARN queue wait (submission -> AM launched)",
-                         "start (POST -> 201)", "first reply (POST -> cell's reply)", "shutdown (DELETE)")]
-    for name in names:
+    for name in [name for name, _, _ in KERNEL_SPANS] + ["shutdown (DELETE)"]:
         row = f"{name:46}"
         for s in sizes:
-            vals = sorted(r["spans"][name] for r in s["kernels"]["kernels"] if name in r.get("spans", {}))
+            vals = sorted(v for v in (kernel_spans(r).get(name) for r in s["kernels"]["kernels"]) if v is not None)
             row += f"{percentile(vals, 50):>15.1f} / {vals[-1]:<8.1f}" if vals else f"{'-':>26}"
         lines.append(row)
     for s in sizes:
@@ -338,6 +379,9 @@ def report(sizes: list[dict]) -> str:
         lines.append(f"{s['users']} users: {ok} of {len(recs)} kernels started, ran the cell and were shut down; "
                      f"YARN applications left after shutdown: {len(s['kernels']['leftover']['left'])} "
                      f"(checked for {s['kernels']['leftover']['waited_s']} s)")
+        failed = Counter(f"{r['error']} {r.get('message', '')}".strip() for r in recs if "error" in r)
+        for what, count in failed.items():
+            lines.append(f"  {count} x {what[:160]}")
     lines.append("\n-- errors by kind (target: none)")
     lines.append(f"{'':60}" + "".join(f"{h:>10}" for h in heads))
     kinds = sorted(set().union(*(s[w]["errors"] for s in sizes for w in ("sidebars", "kernels")),
@@ -369,7 +413,11 @@ def main() -> int:
     p.add_argument("--prefix", default="ylload", help="name prefix of the run's hub users")
     p.add_argument("--keep-users", action="store_true", help="leave the hub users and their HDFS homes")
     p.add_argument("--tag", default="", help="suffix of the results file name")
+    p.add_argument("--report", metavar="FILE", help="print the tables of a results file and stop")
     args = p.parse_args()
+    if args.report:
+        print(report(json.loads(Path(args.report).read_text())["sizes"]))
+        return 0
     sizes_n = sorted({n for n in (args.compare, args.users) if n > 0})
 
     from hadoop_auth import HadoopAuth

@@ -154,6 +154,16 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_start_and_cpu(pid: int) -> tuple[int, float] | None:
+    """(start time in clock ticks since boot, own user + system CPU seconds) of a process; None when gone.
+    The start time tells a process from a later one given the same pid."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[19]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def process_rss_bytes(pid: int) -> int | None:
     """Resident memory of a process now, in bytes (None when it is gone)."""
     try:

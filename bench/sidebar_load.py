@@ -217,11 +217,12 @@ async def _kernel(w: Window, user: str, token: str) -> dict:
         return rec
     finally:
         progress.cancel()
-    rec["t_started"] = time.time()
+    rec["t_answered"] = time.time()
     if response.status != 201:
         rec["error"] = f"kernel start: HTTP {response.status}"
         rec["message"] = body[:300].decode("utf-8", "replace")
         return rec
+    rec["t_started"] = rec["t_answered"]
     kernel_id = rec["kernel_id"] = json.loads(body)["id"]
     try:
         rec["reply_status"] = await _run_cell(w, kernel_id, token, user)
