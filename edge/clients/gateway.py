@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from tornado import websocket
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
-from traitlets import Float
+from traitlets import Float, Integer
 from traitlets.config import LoggingConfigurable
 
 #: EG's status and JSON body (None when there is none), for answers the edge relays as they are
@@ -46,13 +46,21 @@ class GatewayClient(LoggingConfigurable):
         30.0, help="Seconds to wait for Enterprise Gateway's answer to a call (kernel starts and restarts wait "
                    "for the launch instead: GatewaySupervisor.launch_timeout).").tag(config=True)
 
+    max_clients = Integer(
+        100, help="""Calls to Enterprise Gateway in flight at once (more wait in line).
+
+        A kernel start's call waits for the launch, a minute or more on a busy cluster, so EG's calls have
+        an HTTP client of their own: with tornado's shared one (10 connections), ten starts held every
+        connection and the edge's calls to the ResourceManager, WebHDFS and the hub timed out behind them
+        (measured with bench/bench_load.py: 20 concurrent starts, 5,010 answers of 503).""").tag(config=True)
+
     def __init__(self, url: str, ready: asyncio.Event | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.url = url
         self.token = ""
         #: set while EG is up and holds ``token`` (the supervisor's to set); calls wait for nothing
         self.ready = ready if ready is not None else asyncio.Event()
-        self.http = AsyncHTTPClient()
+        self.http = AsyncHTTPClient(force_instance=True, max_clients=self.max_clients)
 
     @property
     def headers(self) -> dict[str, str]:

@@ -427,3 +427,41 @@ def test_an_eg_that_ignores_its_token_is_stopped(tmp_path):
             await sup.stop(stop_gateway=True)
 
     asyncio.run(main())
+
+
+def test_kernel_starts_waiting_on_eg_hold_up_none_of_the_edges_other_calls():
+    """Twelve kernel starts that EG keeps waiting: meanwhile a call through tornado's shared HTTP
+    client (the one the ResourceManager's, WebHDFS's and the hub's calls use) is answered at once.
+    With EG's calls on the shared client (10 connections), it waited in line behind them
+    (bench/bench_load.py: 20 concurrent starts, 5,010 answers of 503)."""
+
+    class SlowStart(web.RequestHandler):
+        async def post(self) -> None:
+            await asyncio.sleep(3)
+            self.write({"id": KERNEL_ID})
+
+    class Fast(web.RequestHandler):
+        def get(self) -> None:
+            self.write("ok")
+
+    async def scenario() -> float:
+        sock, port = bind_unused_port()
+        server = HTTPServer(web.Application([(r"/api/kernels", SlowStart), (r"/fast", Fast)]))
+        server.add_sockets([sock])
+        try:
+            client = GatewayClient(f"http://127.0.0.1:{port}")
+            client.ready.set()
+            starts = [asyncio.ensure_future(client.request("POST", "/api/kernels", body={}, timeout=20))
+                      for _ in range(12)]
+            await asyncio.sleep(0.5)  # every start is waiting on "EG"
+            began = asyncio.get_running_loop().time()
+            fast = await AsyncHTTPClient().fetch(f"http://127.0.0.1:{port}/fast", request_timeout=10)
+            took = asyncio.get_running_loop().time() - began
+            assert fast.body == b"ok"
+            assert [code for code, _ in await asyncio.gather(*starts)] == [200] * 12
+            return took
+        finally:
+            server.stop()
+
+    took = asyncio.run(scenario())
+    assert took < 1.0, f"a call on the shared client waited {took:.1f} s behind kernel starts"
