@@ -161,7 +161,8 @@ class HDFSStorage(LoggingConfigurable):
                                      timeout=self.timeout, threads=self.threads, kerberos=self.kerberos)
         self.upload_slots = UploadSlots(self.uploads_per_user, self.upload_threads)
         self._provisioned: set[tuple[str, bool]] = set()
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # /public's ACL: a first contact's entries, or reconcile_public_acl
+        self._user_locks: dict[str, asyncio.Lock] = {}
         self._reconcile_lock = asyncio.Lock()
         self._reconciled_admins: frozenset[str] | None = None
         # asks the hub whether a user is an admin now (True/False; None: the hub cannot say).  A
@@ -204,7 +205,10 @@ class HDFSStorage(LoggingConfigurable):
         key = (who.name, who.admin)
         if key in self._provisioned:
             return
-        async with self._lock:
+        # one user's first contacts wait for each other, not for everyone else's: 200 people opening Lab
+        # at once made their homes one after another (storage p50 2.4 s in bench_load); only /public's
+        # ACL, which reconcile_public_acl also changes, is set under the lock shared by all
+        async with self._user_locks.setdefault(who.name, asyncio.Lock()):
             if key in self._provisioned:
                 return
             hdfs = self.webhdfs  # as the service account: HDFS superuser on the edge's cluster
@@ -223,14 +227,15 @@ class HDFSStorage(LoggingConfigurable):
                         await hdfs.makedirs(path, permission=perm)
                         await hdfs.set_permission(path, permission=perm)
             public = self.public_path
-            with hdfs_errors(public):
-                if who.admin:
-                    await hdfs.set_acl(public, admin_acl_spec(who.name), clear=False)
-                elif self.is_admin_now is not None and await self.is_admin_now(who.name) is False:
-                    await strip_named_users(hdfs, public, lambda u: u == who.name)
-            # the other key goes: were this user seen as the other kind again, the ACL is set again
-            self._provisioned.discard((who.name, not who.admin))
-            self._provisioned.add(key)
+            async with self._lock:
+                with hdfs_errors(public):
+                    if who.admin:
+                        await hdfs.set_acl(public, admin_acl_spec(who.name), clear=False)
+                    elif self.is_admin_now is not None and await self.is_admin_now(who.name) is False:
+                        await strip_named_users(hdfs, public, lambda u: u == who.name)
+                # the other key goes: were this user seen as the other kind again, the ACL is set again
+                self._provisioned.discard((who.name, not who.admin))
+                self._provisioned.add(key)
 
     async def reconcile_public_acl(self, current_admins: set[str]) -> set[str]:
         """Remove the named ACL entries of users not in ``current_admins`` from /public and what it holds.
