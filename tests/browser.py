@@ -36,13 +36,18 @@ def hub_login(page, stack, user: str) -> None:
 
 
 def open_side_panel(page, stack, user: str, panel_id: str, login=hub_login):
-    """Log in through the hub (``login``: the demo form), wait for JupyterLab, show a left-side panel.
+    """Log in through the hub (``login``: the demo form), wait for JupyterLab, show a left-side panel."""
+    login(page, stack, user)
+    page.wait_for_url(f"**/user/{user}/lab**", timeout=180_000)
+    return show_side_panel(page, panel_id)
+
+
+def show_side_panel(page, panel_id: str):
+    """Show a left-side panel of the JupyterLab loaded on ``page``.
 
     JupyterLab restores the last layout, so the panel may already be open; clicking an open
     panel's tab collapses it.  Click until it is visible.
     """
-    login(page, stack, user)
-    page.wait_for_url(f"**/user/{user}/lab**", timeout=180_000)
     tab = page.locator(f'.jp-SideBar [data-id="{panel_id}"]')
     tab.wait_for(timeout=120_000)
     panel = page.locator(f"#{panel_id}")
