@@ -40,7 +40,7 @@ class EdgeForwardHandler(APIHandler):
     _queue: asyncio.Queue | None = None
     _fetch: asyncio.Future | None = None
     _client_gone = False
-    _body_read = False  # tornado calls the method (get, post, ...) once the whole body has arrived
+    _body_read = False  # set as the method (get, post, ...) forwards
 
     def write_error(self, status_code: int, **kwargs) -> None:
         if not self._body_read and self.request.method in ("PUT", "POST", "PATCH"):
@@ -119,6 +119,7 @@ class EdgeForwardHandler(APIHandler):
         super().on_connection_close()
 
     async def _forward(self) -> None:
+        self._body_read = True  # every method forwards, and tornado calls it once the whole body is in
         if self._queue is not None:
             await self._queue.put(None)
         assert self._fetch is not None
@@ -138,27 +139,22 @@ class EdgeForwardHandler(APIHandler):
 
     @tornado.web.authenticated
     async def get(self, _path: str) -> None:
-        self._body_read = True
         await self._forward()
 
     @tornado.web.authenticated
     async def put(self, _path: str) -> None:
-        self._body_read = True
         await self._forward()
 
     @tornado.web.authenticated
     async def post(self, _path: str) -> None:
-        self._body_read = True
         await self._forward()
 
     @tornado.web.authenticated
     async def patch(self, _path: str) -> None:
-        self._body_read = True
         await self._forward()
 
     @tornado.web.authenticated
     async def delete(self, _path: str) -> None:
-        self._body_read = True
         await self._forward()
 
 
