@@ -22,22 +22,13 @@ import requests
 
 from conftest import HadoopAuth
 from test_environments import archive_path, delete_if_there, hdfs_list, hdfs_status, wait_env
+from test_hub_service import wait_for
 from test_jobs import wait_listed
 from test_kills import audit_entries
 from yardlab.edge.osutil import process_start
 
 #: a pin no other test builds (tabulate's 0.8.7 wheel): the build below is this file's own
 CRASH_PIN = "tabulate==0.8.7"
-
-
-def wait_for(check, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
-        time.sleep(interval)
 
 
 def wait_gone(pid: int, timeout: float = 10) -> None:
