@@ -33,22 +33,29 @@ def r_command(connection_file: str, r: str | None = None) -> list[str]:
             "--args", connection_file]
 
 
-def bind_to(connection_file: str, ip: str) -> None:
-    """Make the kernel listen on ``ip``: the listener writes 0.0.0.0 into the connection file, and
-    IRkernel (unlike ipykernel) takes no other address than the file's."""
+def kernel_file(connection_file: str, ip: str) -> str:
+    """Write R's own copy of the listener's connection file, listening on ``ip``, and return its path.
+
+    The listener writes 0.0.0.0 into the connection file, and IRkernel (unlike ipykernel) takes no
+    other address than the file's.  The file itself is left as it is: the listener's forked process
+    reads it to send EG the connection info, possibly while this runs, and rewriting it in place let
+    it read a half-written file, die, and leave EG waiting out its launch timeout."""
     with open(connection_file) as f:
         info = json.load(f)
     info["ip"] = ip
-    fd = os.open(connection_file, os.O_WRONLY | os.O_TRUNC)
+    base, ext = os.path.splitext(connection_file)
+    path = f"{base}-r{ext or '.json'}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(info, f)
+    return path
 
 
 def run(connection_file: str, ip: str) -> int:
     """Run IRkernel until it exits (a shutdown request, a kill); return its exit code.  SIGINT and SIGTERM
     sent to this launcher (by the listener, by YARN) are passed on to R."""
-    bind_to(connection_file, ip)
-    child = subprocess.Popen(r_command(connection_file))  # noqa: S603 - a fixed command, no shell
+    own = kernel_file(connection_file, ip)
+    child = subprocess.Popen(r_command(own))  # noqa: S603 - a fixed command, no shell
 
     def forward(signum: int, _frame) -> None:  # noqa: ANN001
         if child.poll() is None:
@@ -56,8 +63,14 @@ def run(connection_file: str, ip: str) -> int:
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, forward)
-    while True:
+    try:
+        while True:
+            try:
+                return child.wait()
+            except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for old Pythons
+                continue
+    finally:
         try:
-            return child.wait()
-        except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for old Pythons
-            continue
+            os.remove(own)
+        except OSError:
+            pass

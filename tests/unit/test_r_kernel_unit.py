@@ -46,13 +46,18 @@ def test_the_r_command_is_irkernels_own(monkeypatch):
                                            "-e", "IRkernel::main()", "--args", "/tmp/k.json"]
 
 
-def test_the_kernel_listens_on_the_launchers_address(tmp_path):
+def test_the_kernel_listens_on_the_launchers_address_in_its_own_file(tmp_path):
+    """The listener's file stays as written: its forked process reads it while R is being started
+    (rewriting it in place once let the listener read it half-written and EG wait 300 s in CI)."""
     conn = tmp_path / "kernel.json"
-    conn.write_text(json.dumps({"ip": "0.0.0.0", "shell_port": 1, "key": "k"}))
+    written = json.dumps({"ip": "0.0.0.0", "shell_port": 1, "key": "k"})
+    conn.write_text(written)
     conn.chmod(0o600)
-    yr.bind_to(str(conn), "127.0.0.1")
-    assert json.loads(conn.read_text()) == {"ip": "127.0.0.1", "shell_port": 1, "key": "k"}
-    assert conn.stat().st_mode & 0o777 == 0o600
+    own = yr.kernel_file(str(conn), "127.0.0.1")
+    assert own == str(tmp_path / "kernel-r.json")
+    assert json.loads(open(own).read()) == {"ip": "127.0.0.1", "shell_port": 1, "key": "k"}
+    assert os.stat(own).st_mode & 0o777 == 0o600
+    assert conn.read_text() == written
 
 
 FAKE_R = """#!{python}
@@ -77,6 +82,15 @@ def test_the_launcher_passes_interrupts_to_r_and_ends_with_it(tmp_path, monkeypa
     monkeypatch.setenv(yr.R_ENV, str(fake))
     conn = tmp_path / "kernel.json"
     conn.write_text(json.dumps({"ip": "0.0.0.0"}))
+    stop_reading = threading.Event()
+    seen: list[str] = []
+
+    def read_like_the_listener() -> None:  # the forked listener reads the file while R starts
+        while not stop_reading.is_set():
+            seen.append(conn.read_text())
+
+    reader = threading.Thread(target=read_like_the_listener, daemon=True)
+    reader.start()
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
     def interrupt_when_ready() -> None:
@@ -91,5 +105,9 @@ def test_the_launcher_passes_interrupts_to_r_and_ends_with_it(tmp_path, monkeypa
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+        stop_reading.set()
+        reader.join()
     assert open(out + ".int").read() == "interrupted"
-    assert json.load(open(out + ".args"))[-2:] == ["--args", str(conn)]
+    assert json.load(open(out + ".args"))[-2:] == ["--args", str(tmp_path / "kernel-r.json")]
+    assert not (tmp_path / "kernel-r.json").exists()  # R's copy goes with R
+    assert seen and set(seen) == {json.dumps({"ip": "0.0.0.0"})}
