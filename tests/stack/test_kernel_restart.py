@@ -41,8 +41,8 @@ def test_restart_from_lab_keeps_the_kernel_past_the_reapers_grace(stack, hub, rm
         assert old["state"] in ("KILLED", "FINISHED")
         apps = [a for a in rm.apps_tagged(f"kernel:{kc.kernel_id}") if a["id"] != first["id"]]
         assert len(apps) == 1 and apps[0]["name"] == kc.kernel_id and apps[0]["user"] == "alice"
-        # past the reaper's grace (30 s) and several of its rounds (5 s)
-        time.sleep(60)
+        # past the reaper's grace (30 s) and three of its rounds (5 s)
+        time.sleep(45)
         kc.connect()
         reply = kc.execute("print('still here', 'x' in dir())")
         assert reply.status == "ok", reply.error
