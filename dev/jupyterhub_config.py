@@ -63,12 +63,14 @@ c.JupyterHub.port = ports["hub_public"]
 c.JupyterHub.hub_ip = "127.0.0.1"
 c.JupyterHub.hub_port = ports["hub_internal"]
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{ports['hub_proxy_api']}"
-c.ConfigurableHTTPProxy.command = [os.environ["YARDLAB_CHP"]]
-c.ConfigurableHTTPProxy.debug = False
+# the launcher runs the proxy (its token in CONFIGPROXY_AUTH_TOKEN), so a hub restart leaves it and
+# everyone's routes up; and the hub leaves people's Lab servers running when it stops, and finds
+# them again when it starts (the launcher stops them through the API when the stack stops)
+c.ConfigurableHTTPProxy.should_start = False
 c.JupyterHub.db_url = f"sqlite:///{state / 'hub' / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(state / "hub" / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(state / "hub" / "jupyterhub.pid")
-c.JupyterHub.cleanup_servers = True
+c.JupyterHub.cleanup_servers = False
 
 #: the hub group whose members are yardlab admins (the yardlab-admin role below); with the OpenID
 #: Connect login the provider's `groups` claim fills it at each login

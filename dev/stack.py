@@ -1104,12 +1104,24 @@ class Stack:
         (self.state / "home").mkdir(exist_ok=True)
         hub_env = {
             "YARDLAB_STACK_JSON": str(self.info_path),
-            "YARDLAB_CHP": self.chp_command()[0],
             "YARDLAB_SINGLEUSER": str(VENV / "bin" / "jupyterhub-singleuser"),
             "PATH": f"{VENV / 'bin'}:{os.environ.get('PATH', '')}",
         }
+        # the proxy runs on its own, as in a production hub (Zero to JupyterHub's proxy pod): a hub
+        # restarted (an upgrade, a crash) leaves people's Lab servers, their open notebooks and the
+        # edge reachable; the hub puts its routes back when it is up again
+        proxy_token = {"CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(32)}
+        internal = self.url("hub_internal").rstrip("/")
+        proxy = Piece("proxy", [*self.chp_command(), "--ip", "127.0.0.1", "--port", str(PORTS["hub_public"]),
+                                "--api-ip", "127.0.0.1", "--api-port", str(PORTS["hub_proxy_api"]),
+                                "--default-target", internal, "--error-target", f"{internal}/hub/error",
+                                "--log-level", "warn"],
+                      lambda: self.proxy_ready(proxy_token["CONFIGPROXY_AUTH_TOKEN"]), env=proxy_token,
+                      cwd=hub_dir, timeout=60, restartable=True)
+        self.start_piece(proxy)
+        self.wait_ready(proxy)
         hub = Piece("jupyterhub", [str(VENV / "bin" / "jupyterhub"), "-f", str(ROOT / "dev" / "jupyterhub_config.py")],
-                    self.hub_ready, env=hub_env, cwd=hub_dir)
+                    self.hub_ready, env={**hub_env, **proxy_token}, cwd=hub_dir, restartable=True)
         self.start_piece(hub)
         self.wait_ready(hub)
         self.wait_ready(edge)
@@ -1252,6 +1264,10 @@ class Stack:
         return all(found.get(key) == self.info["oidc"][key]
                    for key in ("issuer", "authorization_endpoint", "token_endpoint", "userinfo_endpoint"))
 
+    def proxy_ready(self, token: str) -> bool:
+        code, _ = http_get(self.url("hub_proxy_api", "/api/routes"), headers={"Authorization": f"token {token}"})
+        return code == 200
+
     def hub_ready(self) -> bool:
         code, _ = http_get(self.url("hub_public", "/hub/api/"))
         return code == 200
@@ -1383,10 +1399,38 @@ class Stack:
         return tokens
 
     # -- stop --------------------------------------------------------------------------------------------
+    def stop_lab_servers(self, timeout: float = 60.0) -> None:
+        """Stop every user's Lab server through the hub's API while the edge is still up (each
+        shuts its kernels down).  The hub keeps them across its own restarts (cleanup_servers is
+        off, as on a production hub), so its stop no longer does this; what a dead hub cannot stop,
+        the sweep of the stack's folder does."""
+        api, token = self.info.get("hub_api"), self.info.get("hub_service_token")
+        if not api or not token:
+            return
+        headers = {"Authorization": f"token {token}"}
+
+        def active() -> list[dict]:
+            return http_json(f"{api}/users?state=active", headers=headers)
+
+        try:
+            users = active()
+            for user in users:
+                for server in user.get("servers") or {}:
+                    path = f"/users/{user['name']}/server" + (f"s/{server}" if server else "")
+                    http_json(api + path, "DELETE", headers=headers, timeout=30)
+            deadline = time.monotonic() + timeout
+            while users and time.monotonic() < deadline:
+                time.sleep(0.5)
+                users = active()
+        except (OSError, ValueError) as e:
+            log(f"could not stop the Lab servers through the hub ({e}); stopping them directly")
+
     def stop(self) -> None:
-        # the hub first (it stops the proxy and the single-user servers), then EG (it stops its
-        # kernels' YARN applications), then YARN and HDFS
-        order = ["jupyterhub", "oidc-provider", "edge", "enterprise-gateway", "nodemanager", "resourcemanager",
+        # people's Lab servers first, then the hub and its proxy, then EG (it stops its kernels'
+        # YARN applications), then YARN and HDFS
+        if any(p.name == "jupyterhub" and p.proc and p.proc.poll() is None for p in self.pieces):
+            self.stop_lab_servers()
+        order = ["jupyterhub", "proxy", "oidc-provider", "edge", "enterprise-gateway", "nodemanager", "resourcemanager",
                  "datanode", "namenode", "kafka", "kdc"]
         by_name = {p.name: p for p in self.pieces}
         for name in order:

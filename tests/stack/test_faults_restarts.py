@@ -1,5 +1,6 @@
 """Pieces of the stack killed outright on the real stack: the edge (SIGKILL) in the middle of an environment
-build and in the middle of a kill, Enterprise Gateway (SIGKILL), the hub service (SIGKILL).  While a piece is
+build and in the middle of a kill, Enterprise Gateway (SIGKILL), the hub service (SIGKILL), and the hub
+stopped and started again (SIGTERM, as an upgrade does).  While a piece is
 away callers get a clear 5xx, never a hang; after it is back no record is lost, none is doubled, and nothing
 half-written (a work folder, an HDFS temporary, a build command still running) is left or served as ready.
 
@@ -21,7 +22,9 @@ from pathlib import Path
 import requests
 
 from conftest import HadoopAuth
+from jupyter_ws import KernelConnection
 from test_environments import archive_path, delete_if_there, hdfs_list, hdfs_status, wait_env
+from test_hub import wait_server_ready
 from test_hub_service import wait_for
 from test_jobs import wait_listed
 from test_kills import audit_entries
@@ -280,3 +283,56 @@ def test_a_killed_hub_service_is_restarted_by_the_hub_with_every_sample_it_had(s
     assert {s["ts"] for s in before} <= {s["ts"] for s in after}
     used_after = usage()
     assert all(used_after.get(user, 0) >= seconds for user, seconds in used_before.items()), (used_before, used_after)
+
+
+# -- 5. the hub restarted -----------------------------------------------------------------------------------
+def test_a_restarted_hub_leaves_labs_kernels_and_routes_up_and_finds_them_again(stack, stack_control, hub):
+    """The hub stopped as an upgrade or a crash stops it (SIGTERM), then started again: people's Lab servers,
+    their open kernels and the proxy's routes stay up meanwhile (the hub leaves its servers running and the
+    proxy runs on its own), what needs the hub says so (the hub's pages 503, the edge 503 with a sentence
+    for a token it has not seen), and the new hub finds the running server again: same kernel, same state."""
+    hub("POST", "/users/alice/server")
+    wait_server_ready(hub, "alice")
+    lab = f"{stack['hub_url']}user/alice"
+    alice = {"Authorization": f"token {stack['user_tokens']['alice']}"}
+    r = requests.post(f"{lab}/api/kernels", headers=alice, json={"name": "yardlab_python"}, timeout=330)
+    assert r.status_code == 201, r.text
+    kc = KernelConnection(lab, stack["user_tokens"]["alice"], r.json()["id"], "alice")
+    kc.connect()
+    try:
+        assert kc.execute("x = 41").status == "ok"
+        fresh = hub("POST", "/users/bob/tokens", json={"note": "made before the hub's restart"})
+        assert fresh.status_code == 201, fresh.text
+        bob_new = {"Authorization": f"token {fresh.json()['token']}"}
+        hub_pid = json.loads(Path(stack["state_dir"], "stack.json").read_text())["pids"]["jupyterhub"]
+        os.kill(hub_pid, signal.SIGTERM)
+        wait_for(lambda: process_start(hub_pid) is None, 60, "the hub to stop", 0.05)
+
+        if stack_control.owned:  # this session's hub stays down until it is started below
+            page = requests.get(f"{stack['hub_url']}hub/home", timeout=30)
+            assert page.status_code == 503, page.status_code
+            reply = kc.execute("print(x + 1)")  # the open notebook goes on
+            assert reply.status == "ok" and reply.stdout.strip() == "42", reply.error
+            assert requests.get(f"{lab}/api/kernels/{kc.kernel_id}", headers=alice, timeout=30).status_code == 200
+            r = requests.get(f"{stack['edge_url']}/api/v1/apps", headers=bob_new, timeout=60)
+            assert r.status_code == 503, (r.status_code, r.text[:300])
+            assert r.json()["message"].startswith("JupyterHub could not be asked who this token belongs to"), r.text
+            stack_control.stack.restart_piece("jupyterhub")
+        # else a `make demo` launcher starts it again at once
+
+        wait_for(lambda: hub("GET", "/").status_code == 200, 120, "the hub to answer again")
+        server = wait_server_ready(hub, "alice", timeout=60)
+        assert server["ready"]
+        kc.connect()
+        reply = kc.execute("print(x)")  # the same kernel: not started again, its namespace kept
+        assert reply.status == "ok" and reply.stdout.strip() == "41", reply.error
+        assert requests.get(f"{lab}/api/kernels/{kc.kernel_id}", headers=alice, timeout=30).status_code == 200
+        assert requests.get(f"{stack['edge_url']}/api/v1/apps", headers=bob_new, timeout=60).status_code == 200
+        # the hub starts its managed service again
+        wait_for(lambda: requests.get(f"{stack['hub_service_url'].rstrip('/')}/health", timeout=10).status_code == 200,
+                 90, "the hub service to answer again")
+    finally:
+        piece = next((p for p in stack_control.stack.pieces if p.name == "jupyterhub"), None)
+        if stack_control.owned and piece is not None and piece.proc.poll() is not None:
+            stack_control.stack.restart_piece("jupyterhub")  # a failure above left it down
+        kc.shutdown()

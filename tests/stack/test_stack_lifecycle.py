@@ -68,15 +68,9 @@ def test_ctrl_c_stops_everything_and_a_crash_is_recovered(stack, stack_control):
     stack_control.owned = False
     assert_nothing_left(st.state)
 
-    # a normal run, ended with Ctrl-C
-    proc, lines = start_launcher()
-    assert "JupyterHub:       http://127.0.0.1:8000/" in "".join(lines)
-    stop_launcher(proc, lines)
-    assert_nothing_left(st.state)
-    assert not st.info_path.exists()
-
     # a run whose launcher dies hard: its pieces live on until the next run sweeps them
     proc, lines = start_launcher()
+    assert "JupyterHub:       http://127.0.0.1:8000/" in "".join(lines)
     info = st.read_info()
     marker = f"/user/alice/yl-survives-{uuid.uuid4().hex[:8]}"
     # a new login per stack run: each run starts a new KDC, with new keys
@@ -85,6 +79,7 @@ def test_ctrl_c_stops_everything_and_a_crash_is_recovered(stack, stack_control):
     proc.wait(timeout=30)
     assert stack_mod.processes_under(st.state, stack_mod.own_ancestry()), "pieces should outlive a killed launcher"
 
+    # the next run sweeps them, keeps the data, and a Ctrl-C ends it with nothing left
     proc, lines = start_launcher()
     assert "left behind by an earlier run" in "".join(lines)
     info = st.read_info()
@@ -92,5 +87,5 @@ def test_ctrl_c_stops_everything_and_a_crash_is_recovered(stack, stack_control):
         assert r.read() == b"kept"
     stop_launcher(proc, lines)
     assert_nothing_left(st.state)
-
-    stack_control.ensure_running()  # leave the session as it found it
+    assert not st.info_path.exists()
+    # the stack stays stopped: this session started it (it would stop it now) and this test runs last
