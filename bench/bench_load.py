@@ -56,10 +56,13 @@ def watched_processes(info: dict) -> dict[str, tuple[int, bool]]:
     """Name -> (pid, whole tree below it rather than the process itself) of what the report covers."""
     pids = info["pids"]
     children = children_by_parent()
-    proxies = [p for p in descendants(pids["jupyterhub"], children) if b"configurable-http-proxy" in _cmdline(p)]
+    # the launcher runs the proxy as a piece of its own (a hub that starts it: among the hub's children)
+    under = ([pids["proxy"], *descendants(pids["proxy"], children)] if "proxy" in pids
+             else descendants(pids["jupyterhub"], children))
+    proxies = [p for p in under if b"configurable-http-proxy" in _cmdline(p)]
     eg = json.loads(Path(info["eg_state_file"]).read_text())["pid"]
     rows = {"hub": (pids["jupyterhub"], False),
-            # the hub may start the proxy through a wrapper: the process holding the most memory is node
+            # the proxy may run through a wrapper: the process holding the most memory is node
             "proxy": (max(proxies, key=lambda p: process_rss_bytes(p) or 0), False) if proxies else None,
             "edge": (pids["edge"], False), "EG": (eg, False), "EG's children (spark-submit)": (eg, True),
             "YARN containers (kernels)": (pids["nodemanager"], True),

@@ -162,6 +162,9 @@ class EnvironmentBuilder:
         self.base_archive: str | None = None
         self._kernelspecs_lock = asyncio.Lock()  # writes and removals run in threads: one at a time
         self._jars_lock = asyncio.Lock()  # a build claims jars, or a delete checks and removes them
+        #: one Maven run at a time: they share the local repository (cache/m2), and Maven 3.8 has no
+        #: lock of its own for it (two runs fetching one artifact write the same files)
+        self._maven_lock = asyncio.Lock()
         self._python_version: str | None = None
 
     @property
@@ -526,7 +529,10 @@ class EnvironmentBuilder:
         (folder / "settings.xml").write_text(maven.settings_xml(list(s.maven_repositories)))
         output = folder / "jars"
         argv = maven.mvn_argv(s.mvn, folder / "pom.xml", folder / "settings.xml", s.root / "cache" / "m2", output)
-        await self._run(key, argv, folder, "resolving the Maven packages")
+        if self._maven_lock.locked():
+            self.store.sink(key).line("waiting for another build's Maven run (they share one local repository)")
+        async with self._maven_lock:
+            await self._run(key, argv, folder, "resolving the Maven packages")
         spark_jars = maven.spark_jar_names(s.kernel_site.get("spark_home", ""))
         jars, left_out = await asyncio.to_thread(maven.collect, output, spark_jars, list(s.maven_provided_groups))
         sink = self.store.sink(key)

@@ -452,6 +452,36 @@ def test_a_failing_build_leaves_no_work_folder_and_no_kernel(tmp_path):
     assert "FAILED: resolving the pip requirements failed" in svc.store.log_path(("alice", "tab")).read_text()
 
 
+FAKE_MVN = """#!/bin/sh
+echo "start $$" >> {log}
+sleep 0.4
+echo "end $$" >> {log}
+"""
+
+
+def test_maven_runs_take_turns_on_the_shared_local_repository(tmp_path):
+    """Two builds resolving JVM packages at once: their Maven runs share cache/m2, so the second waits
+    (and says so in its log) until the first has ended."""
+    log = tmp_path / "mvn.log"
+    mvn = tmp_path / "mvn"
+    mvn.write_text(FAKE_MVN.format(log=log))
+    mvn.chmod(0o755)
+    svc = _builder_service(tmp_path, mvn=str(mvn), maven_repositories=["https://repo.corp/maven"])
+    keys = [("alice", "one"), ("bob", "two")]
+
+    async def scenario():
+        works = [tmp_path / "w1", tmp_path / "w2"]
+        for w in works:
+            w.mkdir()
+        await asyncio.gather(*(svc.builder._resolve_maven(k, ["g.h:a:1"], w) for k, w in zip(keys, works)))
+
+    asyncio.run(scenario())
+    events = [line.split()[0] for line in log.read_text().splitlines()]
+    assert events == ["start", "end", "start", "end"], events  # never two at once
+    logs = [svc.store.log_path(k).read_text() for k in keys]
+    assert sum("waiting for another build's Maven run" in text for text in logs) == 1, logs
+
+
 # -- the base set: in every environment, and the built-in kernelspecs on the base environment's archive ----
 def test_every_environment_gets_the_base_set_by_name_and_its_own_pins_win(svc):
     env = {"packages": {"pip": ["Pandas==2.2.3", "tabulate==0.9.0"], "conda": []}}
