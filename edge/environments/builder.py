@@ -106,9 +106,26 @@ class BuildSettings(Protocol):
     kernel_site: dict
     max_concurrent_builds: int
     build_timeout: float
+    max_environment_mb: int
     resolution_ttl: float
 
     def is_base(self, env: dict) -> bool: ...
+
+
+def tree_bytes(folder: Path) -> int:
+    """What the files below ``folder`` take (each hard-linked file once; symlinks as links)."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return total
 
 
 class FairQueue:
@@ -645,6 +662,11 @@ class EnvironmentBuilder:
                         work, "installing the pip packages")
         if records:
             await self._install_conda(key, records, prefix)
+        size_mb = await asyncio.to_thread(tree_bytes, prefix) / 2**20
+        if size_mb > s.max_environment_mb:
+            raise BuildError(f"the environment takes {size_mb:,.0f} MB installed, more than this site allows "
+                             f"({s.max_environment_mb:,} MB, EnvironmentService.max_environment_mb): ask for "
+                             "fewer or smaller packages")
         self._phase(key, "packing")
         archive = work / ("env.tar.gz" if s.compress_level else "env.tar")
         await finish_even_if_cancelled(asyncio.to_thread(

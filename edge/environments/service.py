@@ -137,6 +137,12 @@ class EnvironmentService(LoggingConfigurable):
     kernel_site = Dict(help="yardlab.edge.kernelspecs.KernelSite fields for the kernelspecs written.").tag(config=True)
     max_concurrent_builds = IntegerT(1, help="Builds that run at once (the rest wait in the queue).").tag(config=True)
     build_timeout = FloatT(1800.0, help="Seconds one build may take.").tag(config=True)
+    max_environment_mb = IntegerT(
+        6144, min=1,
+        help="The most an environment may take installed, in MB (the base set is ~400 MB; PyTorch with CUDA "
+             "alone ~5 GB). A build over it fails before it is packed, so a request for every framework at "
+             "once cannot fill the edge's disk, HDFS and each NodeManager's cache.",
+    ).tag(config=True)
     resolution_ttl = FloatT(
         3600.0, help="Seconds an identical request reuses an earlier resolution (and its archive).").tag(config=True)
     max_environments_per_user = IntegerT(20, help="Environments one user may own.").tag(config=True)

@@ -3,6 +3,7 @@ the records, and the builder's failure paths (HDFS down, a missing interpreter, 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 
@@ -480,6 +481,48 @@ def test_maven_runs_take_turns_on_the_shared_local_repository(tmp_path):
     assert events == ["start", "end", "start", "end"], events  # never two at once
     logs = [svc.store.log_path(k).read_text() for k in keys]
     assert sum("waiting for another build's Maven run" in text for text in logs) == 1, logs
+
+
+FAKE_UV = """#!{python}
+import os, subprocess, sys
+args = sys.argv[1:]
+if args[0] == "venv":
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", args[-1]], check=True)
+else:  # pip sync: {mb} MB of packages
+    prefix = os.path.dirname(os.path.dirname(args[args.index("--python") + 1]))
+    with open(os.path.join(prefix, "big.bin"), "wb") as f:
+        f.write(bytes({mb} * 2**20))
+"""
+
+
+@pytest.mark.parametrize("installed_mb, fails", [(3, True), (1, False)])
+def test_an_environment_over_the_sites_size_limit_fails_before_it_is_packed(tmp_path, installed_mb, fails):
+    uv = tmp_path / "uv"
+    uv.write_text(FAKE_UV.format(python=sys.executable, mb=installed_mb))
+    uv.chmod(0o755)
+    svc = _builder_service(tmp_path, uv=str(uv), max_environment_mb=2, compress_level=0)
+    work = tmp_path / "work"
+    work.mkdir()
+    run = svc.builder._install_and_pack(("alice", "huge"), [], work)
+    if not fails:
+        assert asyncio.run(run).stat().st_size > 2**20
+        return
+    with pytest.raises(BuildError) as err:
+        asyncio.run(run)
+    assert str(err.value) == ("the environment takes 3 MB installed, more than this site allows (2 MB, "
+                              "EnvironmentService.max_environment_mb): ask for fewer or smaller packages")
+    assert not list(work.glob("env.tar*"))  # nothing packed
+
+
+def test_tree_bytes_counts_hard_links_once_and_symlinks_as_links(tmp_path):
+    from yardlab.edge.environments.builder import tree_bytes
+
+    (tmp_path / "a").write_bytes(bytes(1000))
+    os.link(tmp_path / "a", tmp_path / "b")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "c").write_bytes(bytes(24))
+    os.symlink(tmp_path / "a", tmp_path / "sub" / "link")
+    assert tree_bytes(tmp_path) == 1000 + 24 + os.lstat(tmp_path / "sub" / "link").st_size
 
 
 # -- the base set: in every environment, and the built-in kernelspecs on the base environment's archive ----
