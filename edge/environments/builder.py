@@ -3,9 +3,12 @@
 1. **resolving**: ``uv pip compile`` pins the pip requirements plus what the kernel launcher needs and
    the site's base set (numpy, pandas, pyarrow, matplotlib: by name, so a user's own pins win);
    py-rattler solves the conda specs.  The sha256 of the pinned set names the archive.
-2. **installing**: ``uv venv`` + ``uv pip sync`` of the pinned set, compiled to bytecode (the archive
-   is unpacked read-only on the nodes: without .pyc files every kernel would compile its imports);
-   py-rattler installs the conda records into the same prefix.
+2. **installing**: ``uv venv`` + ``uv pip sync`` of the pinned set; py-rattler installs the conda
+   records into the same prefix (their link scripts are not run); then everything is compiled to
+   bytecode (the archive is unpacked read-only on the nodes: without .pyc files every kernel would
+   compile its imports) by the environment's Python with ``-I -S``: a ``.pth`` file a wheel carries
+   runs its code whenever that Python starts with its site-packages, and the builder runs as the
+   edge's account, which holds the keytab (uv's ``--compile-bytecode`` starts it so).
 3. **packing**: venv-pack turns the prefix into a relocatable ``.tar.gz`` (or a plain ``.tar``).
 4. **uploading**: the archive goes to HDFS once, as ``/yardlab/envs/<sha256>.tar.gz`` (0644, so every
    NodeManager may cache it as a PUBLIC resource), via a temporary name and a rename.  Maven packages
@@ -110,6 +113,13 @@ class BuildSettings(Protocol):
     resolution_ttl: float
 
     def is_base(self, env: dict) -> bool: ...
+
+
+#: run by the environment's own Python with -I -S (no site-packages, so no .pth file's code): compile
+#: every module below argv[1]; a file that does not compile (a template, Python 2 code) is left as it is
+COMPILE = ("import compileall, sys\n"
+           "ok = compileall.compile_dir(sys.argv[1], quiet=2, workers=0)\n"
+           "print('compiled to bytecode' + ('' if ok else ' (files that are not Python 3 left as they are)'))\n")
 
 
 def tree_bytes(folder: Path) -> int:
@@ -657,11 +667,13 @@ class EnvironmentBuilder:
         prefix = work / "env"
         await self._run(key, [s.uv, "venv", "--quiet", "--python", s.python, str(prefix)], work,
                         "creating the virtualenv")
-        await self._run(key, [s.uv, "pip", "sync", *self._build_flags(), "--compile-bytecode",
+        await self._run(key, [s.uv, "pip", "sync", *self._build_flags(),
                               "--python", str(prefix / "bin" / "python"), str(work / "lock.txt")],
                         work, "installing the pip packages")
         if records:
             await self._install_conda(key, records, prefix)
+        await self._run(key, [str(prefix / "bin" / "python"), "-I", "-S", "-c", COMPILE, str(prefix / "lib")],
+                        work, "compiling the packages to bytecode")
         size_mb = await asyncio.to_thread(tree_bytes, prefix) / 2**20
         if size_mb > s.max_environment_mb:
             raise BuildError(f"the environment takes {size_mb:,.0f} MB installed, more than this site allows "
@@ -703,6 +715,6 @@ class EnvironmentBuilder:
         self.store.sink(key).line(f"installing {len(records)} conda packages")
         try:
             await rattler.install(records, target_prefix=prefix, cache_dir=self.settings.root / "cache" / "conda",
-                                  show_progress=False)
+                                  show_progress=False, execute_link_scripts=False)  # no package's code runs here
         except Exception as e:  # noqa: BLE001
             raise BuildError(f"installing the conda packages failed: {str(e).splitlines()[0][:300]}") from e

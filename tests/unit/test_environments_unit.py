@@ -525,6 +525,49 @@ def test_tree_bytes_counts_hard_links_once_and_symlinks_as_links(tmp_path):
     assert tree_bytes(tmp_path) == 1000 + 24 + os.lstat(tmp_path / "sub" / "link").st_size
 
 
+def _wheel_with_a_pth(folder, marker) -> str:
+    """A wheel (made by hand: a zip with its metadata) whose .pth file would write ``marker`` when a Python
+    starts with it in site-packages: what a hostile package on the index can carry with no setup.py."""
+    import base64
+    import hashlib
+    import zipfile
+
+    files = {"pthprobe/__init__.py": "VALUE = 42\n",
+             "pthprobe.pth": f"import os; open({str(marker)!r}, 'w').write(str(os.getuid()))\n",
+             "pthprobe-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: pthprobe\nVersion: 1.0\n",
+             "pthprobe-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\n"
+                                             "Tag: py3-none-any\n"}
+    record = []
+    for name, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(text.encode())}")
+    record.append("pthprobe-1.0.dist-info/RECORD,,")
+    path = folder / "pthprobe-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, text in {**files, "pthprobe-1.0.dist-info/RECORD": "\n".join(record) + "\n"}.items():
+            z.writestr(name, text)
+    return str(path)
+
+
+def test_no_code_of_an_installed_package_runs_in_the_build_and_its_modules_are_compiled(tmp_path):
+    """A .pth file runs its code whenever a Python starts with its site-packages; the builder runs as the
+    edge's account (it holds the keytab), so the environment's Python never starts so during a build
+    (uv's own --compile-bytecode did: the marker was written)."""
+    marker = tmp_path / "ran-as-the-edge"
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "lock.txt").write_text(_wheel_with_a_pth(tmp_path, marker) + "\n")
+    svc = _builder_service(tmp_path, python=sys.executable, compress_level=0)
+    archive = asyncio.run(svc.builder._install_and_pack(("alice", "probe"), [], work))
+    assert not marker.exists(), "the package's .pth file ran during the build"
+    site = next((work / "env" / "lib").glob("python3*/site-packages"))
+    assert (site / "pthprobe.pth").exists()  # installed (it runs in the user's own kernel, as the user)
+    assert list((site / "pthprobe" / "__pycache__").glob("__init__.cpython-*.pyc"))
+    assert archive.stat().st_size > 0
+    log = svc.store.log_path(("alice", "probe")).read_text()
+    assert "compiled to bytecode" in log and "--compile-bytecode" not in log
+
+
 # -- the base set: in every environment, and the built-in kernelspecs on the base environment's archive ----
 def test_every_environment_gets_the_base_set_by_name_and_its_own_pins_win(svc):
     env = {"packages": {"pip": ["Pandas==2.2.3", "tabulate==0.9.0"], "conda": []}}
