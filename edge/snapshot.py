@@ -104,6 +104,12 @@ class AppSnapshot(LoggingConfigurable):
         30.0, help="Seconds each finished-applications query reaches back before the previous poll "
                    "(covers clock skew between the edge and the RM).").tag(config=True)
     max_backoff = Float(5.0, help="Longest pause between polls while the ResourceManager is unreachable.").tag(config=True)
+    stale_grace = Float(
+        30.0, help="Seconds the last snapshot is still answered from after the ResourceManager stopped answering "
+                   "(answers carry its age: X-Snapshot-Age, snapshotAge); past it, 503 with why. A busy RM is not "
+                   "a down one: twenty kernels starting at once on a 2-core machine kept the RM from taking "
+                   "connections within the timeout for ~20 s, and every sidebar said it was unreachable. "
+                   "0: 503 from the first failed poll.").tag(config=True)
     max_finished_apps = Integer(
         50_000, help="Most finished applications kept; the oldest go first.").tag(config=True)
 
@@ -245,12 +251,13 @@ class AppSnapshot(LoggingConfigurable):
         return None if self.last_success is None else monotonic() - self.last_success
 
     def require_fresh(self) -> None:
-        """Refuse to answer from a snapshot the RM no longer confirms (503, with why)."""
+        """Refuse to answer from a snapshot the RM has not confirmed for longer than ``stale_grace`` (503, with
+        why); a younger one is answered from while the RM is slow or away."""
         if self.last_success is None:
             detail = f": {self.last_error}" if self.last_error else ""
             raise PublicError(503, f"waiting for the first answer from the YARN ResourceManager{detail}",
                               reason="ResourceManager unavailable")
-        if self.last_error is not None:
+        if self.last_error is not None and (self.age or 0.0) > self.stale_grace:
             since = monotonic() - (self.error_since or monotonic())
             raise PublicError(503, f"the YARN ResourceManager is unreachable (for {since:.0f} s): "
                                    f"{self.last_error}", reason="ResourceManager unavailable")

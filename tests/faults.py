@@ -10,7 +10,8 @@ import threading
 
 
 class CuttableProxy:
-    """Forwards 127.0.0.1:<port> to a target; ``cut()`` refuses and drops connections, ``restore()`` heals."""
+    """Forwards 127.0.0.1:<port> to a target; ``cut()`` refuses and drops connections, ``stall()`` takes new
+    connections and never answers them (a server too slow to answer at all), ``restore()`` heals."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -20,6 +21,7 @@ class CuttableProxy:
         self.port = self.listener.getsockname()[1]
         self.listener.listen(64)
         self.up = True
+        self.stalled = False
         self.closed = False
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -37,6 +39,10 @@ class CuttableProxy:
                 return
             if not self.up:
                 client.close()  # the "RM" is down: connection reset at once
+                continue
+            if self.stalled:  # taken, read by nobody, answered never (until restore or close)
+                with self._lock:
+                    self._conns.add(client)
                 continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
@@ -81,7 +87,13 @@ class CuttableProxy:
                     pass
             self._conns.clear()
 
+    def stall(self) -> None:
+        self.stalled = True
+
     def restore(self) -> None:
+        was_stalled, self.stalled = self.stalled, False
+        if was_stalled:
+            self.cut()  # the stalled connections end (as the slow server's would, at last)
         self.up = True
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ front of the real one (identity still comes from the real hub).
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -46,7 +47,9 @@ def edge_on(stack, tmp_path):
                "--GatewaySupervisor.enabled=False", f"--KernelLedger.db_url=sqlite:///{tmp_path / 'edge.sqlite'}",
                *kerberos_args(stack, tmp_path), *extra]
         log = open(tmp_path / f"edge-{port}.log", "wb")
-        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path))
+        # its own krb5.conf (the Kerberized stack's KDC), whichever fixture of the session has set it or not
+        env = {**os.environ, **({"KRB5_CONFIG": stack["krb5_conf"]} if stack.get("security") == "kerberos" else {})}
+        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=env))
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -78,22 +81,30 @@ def timed_get(url: str, token: str) -> tuple[requests.Response, float]:
     return r, time.monotonic() - started
 
 
+#: how long these tests' edges answer from a snapshot the RM no longer confirms (the stack's edge: 30 s)
+GRACE = 3.0
+
+
 def test_rm_down_gives_a_fast_clear_503_and_service_comes_back(stack, edge_on, rm_proxy):
-    base = edge_on([rm_proxy.url])
+    base = edge_on([rm_proxy.url], f"--AppSnapshot.stale_grace={GRACE}")
     token = stack["user_tokens"]["alice"]
     r, _ = timed_get(f"{base}/api/v1/apps", token)
     assert r.status_code == 200
 
     rm_proxy.cut()
-    deadline = time.monotonic() + 10
+    cut_at = time.monotonic()
+    ages = []
     while True:
         r, took = timed_get(f"{base}/api/v1/apps", token)
         assert took < 2.0, f"answer took {took:.2f} s"
         if r.status_code == 503:
             break
         assert r.status_code == 200
-        assert time.monotonic() < deadline, "no 503 within 10 s of the RM going away"
+        ages.append(float(r.headers["X-Snapshot-Age"]))  # the last snapshot, saying how old it is
+        assert time.monotonic() - cut_at < GRACE + 10, "no 503 within the grace and 10 s of the RM going away"
         time.sleep(0.2)
+    assert time.monotonic() - cut_at > GRACE - 1, "503 before the snapshot was older than its grace"
+    assert ages and max(ages) > 1.0 and max(ages) <= GRACE + 0.5, ages
     assert "ResourceManager is unreachable" in r.json()["message"]
     for path in ("/api/v1/cluster", "/api/v1/apps"):
         r, took = timed_get(base + path, token)
@@ -106,6 +117,48 @@ def test_rm_down_gives_a_fast_clear_503_and_service_comes_back(stack, edge_on, r
     deadline = time.monotonic() + 15
     while timed_get(f"{base}/api/v1/apps", token)[0].status_code != 200:
         assert time.monotonic() < deadline, "edge did not recover within 15 s of the RM coming back"
+        time.sleep(0.2)
+    assert requests.get(f"{base}/health", timeout=5).status_code == 200
+
+
+def test_an_rm_that_answers_nothing_gives_clear_503s_within_the_timeout_and_nothing_hangs(stack, edge_on, rm_proxy,
+                                                                                          edge_kernel, rm):
+    """The RM takes connections and answers none (overloaded, a GC pause, a half-dead host): the jobs list
+    keeps answering at once, turns 503 with a sentence once the snapshot is older than its grace, a kill waits
+    at most its timeouts and says the RM did not answer (and kills nothing), identity still works; all
+    is back once the RM answers again."""
+    kc = edge_kernel("alice", "yardlab_python")  # something of alice's to try to kill
+    (app,) = rm.apps_tagged(f"kernel:{kc.kernel_id}")
+    base = edge_on([rm_proxy.url], "--ResourceManagerClient.request_timeout=3", f"--AppSnapshot.stale_grace={GRACE}")
+    token = stack["user_tokens"]["alice"]
+    r, _ = timed_get(f"{base}/api/v1/apps", token)
+    assert r.status_code == 200 and app["id"] in {a["id"] for a in r.json()["apps"]}
+
+    rm_proxy.stall()
+    started = time.monotonic()
+    while True:
+        r, took = timed_get(f"{base}/api/v1/apps", token)
+        assert took < 2.0, f"the jobs list took {took:.2f} s while the RM was silent"
+        if r.status_code == 503:
+            break
+        assert r.status_code == 200
+        assert time.monotonic() - started < GRACE + 20, "no 503 within the grace and 20 s of the RM going silent"
+        time.sleep(0.2)
+    message = r.json()["message"]
+    assert message.startswith("the YARN ResourceManager is unreachable") and "timeout" in message.lower(), message
+    t0 = time.monotonic()
+    kill = requests.delete(f"{base}/api/v1/apps/{app['id']}", headers={"Authorization": f"token {token}"}, timeout=60)
+    took = time.monotonic() - t0
+    assert kill.status_code in (503, 504), (kill.status_code, kill.text[:300])
+    assert "ResourceManager" in kill.json()["message"], kill.text
+    assert took < 3 * (3 + 2) + 2, f"the kill took {took:.1f} s"  # (retries + 1) x (answer + connect timeout)
+    assert timed_get(f"{base}/api/v1/me", token)[0].status_code == 200  # identity does not need YARN
+    assert rm.app(app["id"])["state"] == "RUNNING"  # nothing was killed behind the 503
+
+    rm_proxy.restore()
+    deadline = time.monotonic() + 15
+    while timed_get(f"{base}/api/v1/apps", token)[0].status_code != 200:
+        assert time.monotonic() < deadline, "the edge did not recover within 15 s of the RM answering again"
         time.sleep(0.2)
     assert requests.get(f"{base}/health", timeout=5).status_code == 200
 

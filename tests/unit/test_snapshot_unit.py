@@ -136,7 +136,7 @@ def test_cluster_is_polled_on_its_own_slower_interval(clock):
     assert snap.cluster["queues"][0]["maxMB"] == 8192
 
 
-def test_rm_failure_makes_reads_refuse_with_a_reason(clock):
+def test_rm_failure_makes_reads_refuse_with_a_reason_once_the_snapshot_is_older_than_its_grace(clock):
     rm = ScriptedRM()
     snap = make(rm)
     with pytest.raises(PublicError) as err:
@@ -154,9 +154,15 @@ def test_rm_failure_makes_reads_refuse_with_a_reason(clock):
         await snap.stop()
 
     asyncio.run(one_failed_round())
+    snap.require_fresh()  # a snapshot confirmed within the grace is still answered from
+    clock["mono"] += snap.stale_grace + 0.5
     with pytest.raises(PublicError) as err:
         snap.require_fresh()
     assert err.value.status == 503 and "unreachable" in err.value.message
+    snap.stale_grace = 0  # a site that wants the 503 from the first failed poll
+    clock["mono"] = snap.last_success + 0.1
+    with pytest.raises(PublicError):
+        snap.require_fresh()
     rm.down = False
     poll(snap)
     snap.require_fresh()
