@@ -85,6 +85,30 @@ def timed_get(url: str, token: str) -> tuple[requests.Response, float]:
 GRACE = 3.0
 
 
+def recovers(base: str, token: str, within: float = 15) -> None:
+    """The jobs list answers 200 again within ``within`` s of the RM's return, and /health is 200."""
+    deadline = time.monotonic() + within
+    while timed_get(f"{base}/api/v1/apps", token)[0].status_code != 200:
+        assert time.monotonic() < deadline, f"the edge did not recover within {within:.0f} s of the RM's return"
+        time.sleep(0.2)
+    assert requests.get(f"{base}/health", timeout=5).status_code == 200
+
+
+def apps_until_503(base: str, token: str, since: float, within: float, what: str) -> tuple[requests.Response, list]:
+    """Ask for the jobs list (each answer fast) until it is a 503; that answer, and the ages of the snapshots
+    answered before it (X-Snapshot-Age)."""
+    ages = []
+    while True:
+        r, took = timed_get(f"{base}/api/v1/apps", token)
+        assert took < 2.0, f"the jobs list took {took:.2f} s"
+        if r.status_code == 503:
+            return r, ages
+        assert r.status_code == 200
+        ages.append(float(r.headers["X-Snapshot-Age"]))  # the last snapshot, saying how old it is
+        assert time.monotonic() - since < within, f"no 503 within {within:.0f} s of {what}"
+        time.sleep(0.2)
+
+
 def test_rm_down_gives_a_fast_clear_503_and_service_comes_back(stack, edge_on, rm_proxy):
     base = edge_on([rm_proxy.url], f"--AppSnapshot.stale_grace={GRACE}")
     token = stack["user_tokens"]["alice"]
@@ -93,16 +117,7 @@ def test_rm_down_gives_a_fast_clear_503_and_service_comes_back(stack, edge_on, r
 
     rm_proxy.cut()
     cut_at = time.monotonic()
-    ages = []
-    while True:
-        r, took = timed_get(f"{base}/api/v1/apps", token)
-        assert took < 2.0, f"answer took {took:.2f} s"
-        if r.status_code == 503:
-            break
-        assert r.status_code == 200
-        ages.append(float(r.headers["X-Snapshot-Age"]))  # the last snapshot, saying how old it is
-        assert time.monotonic() - cut_at < GRACE + 10, "no 503 within the grace and 10 s of the RM going away"
-        time.sleep(0.2)
+    r, ages = apps_until_503(base, token, cut_at, GRACE + 10, "the RM going away")
     assert time.monotonic() - cut_at > GRACE - 1, "503 before the snapshot was older than its grace"
     assert ages and max(ages) > 1.0 and max(ages) <= GRACE + 0.5, ages
     assert "ResourceManager is unreachable" in r.json()["message"]
@@ -114,11 +129,7 @@ def test_rm_down_gives_a_fast_clear_503_and_service_comes_back(stack, edge_on, r
     assert r.status_code == 200  # identity does not need YARN
 
     rm_proxy.restore()
-    deadline = time.monotonic() + 15
-    while timed_get(f"{base}/api/v1/apps", token)[0].status_code != 200:
-        assert time.monotonic() < deadline, "edge did not recover within 15 s of the RM coming back"
-        time.sleep(0.2)
-    assert requests.get(f"{base}/health", timeout=5).status_code == 200
+    recovers(base, token)
 
 
 def test_an_rm_that_answers_nothing_gives_clear_503s_within_the_timeout_and_nothing_hangs(stack, edge_on, rm_proxy,
@@ -135,15 +146,7 @@ def test_an_rm_that_answers_nothing_gives_clear_503s_within_the_timeout_and_noth
     assert r.status_code == 200 and app["id"] in {a["id"] for a in r.json()["apps"]}
 
     rm_proxy.stall()
-    started = time.monotonic()
-    while True:
-        r, took = timed_get(f"{base}/api/v1/apps", token)
-        assert took < 2.0, f"the jobs list took {took:.2f} s while the RM was silent"
-        if r.status_code == 503:
-            break
-        assert r.status_code == 200
-        assert time.monotonic() - started < GRACE + 20, "no 503 within the grace and 20 s of the RM going silent"
-        time.sleep(0.2)
+    r, _ = apps_until_503(base, token, time.monotonic(), GRACE + 20, "the RM going silent")
     message = r.json()["message"]
     assert message.startswith("the YARN ResourceManager is unreachable") and "timeout" in message.lower(), message
     t0 = time.monotonic()
@@ -156,11 +159,7 @@ def test_an_rm_that_answers_nothing_gives_clear_503s_within_the_timeout_and_noth
     assert rm.app(app["id"])["state"] == "RUNNING"  # nothing was killed behind the 503
 
     rm_proxy.restore()
-    deadline = time.monotonic() + 15
-    while timed_get(f"{base}/api/v1/apps", token)[0].status_code != 200:
-        assert time.monotonic() < deadline, "the edge did not recover within 15 s of the RM answering again"
-        time.sleep(0.2)
-    assert requests.get(f"{base}/health", timeout=5).status_code == 200
+    recovers(base, token)
 
 
 def test_rm_ha_failover_uses_the_next_resourcemanager(stack, edge_on, rm_proxy):
