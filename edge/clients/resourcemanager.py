@@ -82,7 +82,11 @@ class ResourceManagerClient(LoggingConfigurable):
     def _service_user_default(self) -> str:
         return getpass.getuser()
 
-    connect_timeout = Float(2.0, help="Seconds to wait for a connection to a ResourceManager.").tag(config=True)
+    connect_timeout = Float(
+        5.0, help="Seconds to wait for a connection to a ResourceManager. Measured by the edge's event loop, so "
+                  "it includes the time the edge waits for CPU: at 2 s, twenty kernels starting at once on a "
+                  "2-core node made it fire though the RM took connections in under 5 ms (bench/README.md).",
+    ).tag(config=True)
     request_timeout = Float(10.0, help="Seconds to wait for a whole ResourceManager answer.").tag(config=True)
     retries = Integer(2, help="Extra rounds over the RM list after a failed call (with backoff).").tag(config=True)
     backoff = Float(0.2, help="First backoff delay in seconds; doubles per round, at most 5 s.").tag(config=True)
